@@ -1,0 +1,42 @@
+"""The `soma` command: the one place that wires the core, the outbox and the streams together.
+
+Each command group lives in its own module and imports its implementation only when a
+command runs, so `soma --help` stays fast and a group's dependencies load only when used.
+Expected failures (`SomaError`) print one line on stderr and exit 1; no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from soma.cli import settings_cmd, stack
+from soma.errors import SomaError
+
+app = typer.Typer(
+    name="soma",
+    help="Soma Event Platform: Avro events on Kafka, a transactional outbox, Faust streams.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(stack.app, name="stack")
+app.command("up")(stack.platform_up)
+app.command("settings")(settings_cmd.show)
+
+
+def main() -> None:
+    # A terminal command shows warnings and errors; librdkafka's transient warnings
+    # (a coordinator still loading, a retried connection) only when they become errors.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("soma.librdkafka").setLevel(logging.ERROR)
+    try:
+        app()
+    except SomaError as exc:
+        print(f"soma: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("soma: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,23 @@
+"""The root of every error the `soma` core raises on purpose.
+
+Callers catch `SomaError` at a boundary (the CLI, an HTTP handler) and show its
+one-line message; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SomaError(Exception):
+    """Base of the core's expected failures; `str(err)` is a one-line message for a person."""
+
+
+class SettingsError(SomaError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class InfrastructureUnavailable(SomaError):
+    """Kafka, PostgreSQL or Redis cannot be reached at the configured address."""
+
+
+class StackError(SomaError):
+    """The local development stack could not be provisioned, started or stopped."""

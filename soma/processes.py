@@ -1,0 +1,143 @@
+"""Bounded child processes: start with a pid file, stop by pid (SIGTERM, grace, SIGKILL).
+
+Nothing here looks processes up by name: a pid file records what we started, and the
+pid's command line is checked against an expected marker before any signal is sent, so
+a recycled pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from soma.errors import StackError
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """A background process identified by its pid file and a marker in its command line."""
+
+    name: str
+    pid_file: Path
+    marker: str
+
+    def pid(self) -> int | None:
+        """The running pid from the pid file, or None when not running (stale files are removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if is_running(pid, self.marker):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(self, argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None) -> int:
+        """Start `argv` detached (own session), output to `log_file`, and record its pid."""
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def stop(self, grace_s: float = 15.0) -> bool:
+        """Stop the process if it runs; returns True when something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        terminate(pid, grace_s)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # The state letter follows the parenthesised command name.
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def is_running(pid: int, marker: str | None = None) -> bool:
+    """True when `pid` is alive (not a zombie) and, if given, its command line contains `marker`."""
+    cmdline = _cmdline(pid)
+    if cmdline is None or _is_zombie(pid):
+        return False
+    return marker is None or marker in cmdline
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if `pid` is our child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def terminate(pid: int, grace_s: float) -> None:
+    """SIGTERM `pid`, wait up to `grace_s`, then SIGKILL it; returns once it is gone."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not is_running(pid):
+                return
+            time.sleep(0.1)
+    raise StackError(f"process {pid} survived SIGKILL")
+
+
+def run_bounded(
+    argv: Sequence[str],
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    input_text: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv` to completion with a hard timeout; on timeout its whole session is killed."""
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise StackError(f"{argv[0]}: not found on PATH") from exc
+    try:
+        out, err = proc.communicate(input_text, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        # The child leads its own session: kill the group so grandchildren go too.
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise StackError(f"{Path(argv[0]).name} timed out after {timeout_s:.0f}s: {err.strip()[-300:]}") from None
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)

@@ -1,0 +1,218 @@
+"""The one typed, frozen settings object, and the client configurations derived from it.
+
+Every setting is read from the environment (prefix ``SOMA_``) or a ``.env`` file in the
+working directory; nothing else in the project reads the environment. Secrets are
+`SecretStr`, so `repr()`, logs and ``soma settings`` show them masked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from soma.errors import SettingsError
+
+ENV_PREFIX = "SOMA_"
+
+
+def env_name(field: str) -> str:
+    """The environment variable behind a settings field, e.g. ``SOMA_KAFKA_BOOTSTRAP``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password replaced by ``***`` (safe to print or log)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # not an RFC-1738 URL: show nothing of it rather than a secret
+        return "***"
+    return parsed.render_as_string(hide_password=True)
+
+
+class Settings(BaseSettings):
+    """Effective configuration of every Soma process. Defaults point at the local stack."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- Kafka -------------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="librdkafka security.protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when the security protocol uses SASL."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    kafka_client_id: str = Field("soma", description="client.id sent to the broker.")
+    kafka_timeout_s: float = Field(
+        10.0, gt=0, description="Deadline for one broker round trip (metadata, ack, admin call)."
+    )
+    topic_prefix: str = Field(
+        "", description="Prefix of every physical topic name (isolates test runs and environments)."
+    )
+    schema_registry_url: SecretStr | None = Field(
+        None, description="Confluent-compatible schema registry; unset = Avro single-object encoding."
+    )
+
+    # --- PostgreSQL / Redis --------------------------------------------------------------
+    database_url: SecretStr = Field(
+        SecretStr("postgresql+psycopg://soma:soma@127.0.0.1:5432/soma"),
+        description="SQLAlchemy URL of the PostgreSQL database (secret: holds the password).",
+    )
+    database_schema: str | None = Field(
+        None, description="PostgreSQL schema to use instead of the role's default search_path."
+    )
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL (secret: may hold a password)."
+    )
+
+    # --- Process and local stack ----------------------------------------------------------
+    service_name: str = Field("soma", description="Name this process reports in logs and metrics.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    state_dir: Path = Field(
+        Path(".soma"), description="Where the local stack keeps its downloads, data, logs and pid files."
+    )
+    stack_kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the local broker."
+    )
+    stack_kafka_heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_is_host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgres(cls, value: SecretStr) -> SecretStr:
+        try:
+            url = make_url(value.get_secret_value())
+        except Exception as exc:
+            raise ValueError("not a SQLAlchemy URL (postgresql+psycopg://user:pw@host:port/db)") from exc
+        if url.get_backend_name() != "postgresql":
+            raise ValueError(f"expected a postgresql URL, got backend {url.get_backend_name()!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected redis://host:port/db")
+        return value
+
+    # --- Derived configuration ------------------------------------------------------------
+    @property
+    def kafka_servers(self) -> list[tuple[str, int]]:
+        """Bootstrap servers as (host, port) pairs."""
+        pairs = []
+        for server in self.kafka_bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            pairs.append((host.strip("[]"), int(port)))
+        return pairs
+
+    def kafka_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by producers, consumers and the admin client."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "client.id": self.kafka_client_id,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username or ""
+            if self.kafka_sasl_password is not None:
+                config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        return config
+
+    def producer_config(self, **overrides: Any) -> dict[str, Any]:
+        """An idempotent, fully acknowledged producer (no duplicates on retry, no loss on failover)."""
+        config = self.kafka_config() | {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "message.timeout.ms": int(self.kafka_timeout_s * 3 * 1000),
+        }
+        return config | overrides
+
+    def consumer_config(self, group_id: str, **overrides: Any) -> dict[str, Any]:
+        """A consumer that commits only what the caller says it has processed."""
+        config = self.kafka_config() | {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+        return config | overrides
+
+    def topic_name(self, logical: str) -> str:
+        """The physical topic behind a catalog name (the prefix isolates environments)."""
+        return f"{self.topic_prefix}{logical}"
+
+    def sqlalchemy_url(self) -> URL:
+        """The database URL as a SQLAlchemy `URL` (its `repr` hides the password)."""
+        return make_url(self.database_url.get_secret_value())
+
+    def sqlalchemy_engine_options(self) -> dict[str, Any]:
+        """Keyword arguments for `sqlalchemy.create_engine` matching these settings."""
+        connect_args: dict[str, Any] = {"connect_timeout": max(1, int(self.kafka_timeout_s))}
+        if self.database_schema:
+            connect_args["options"] = f"-csearch_path={self.database_schema}"
+        return {"pool_pre_ping": True, "connect_args": connect_args}
+
+    def redis_url_value(self) -> str:
+        return self.redis_url.get_secret_value()
+
+    def safe_view(self) -> dict[str, str]:
+        """Every setting as the text to show a person: secrets masked, URLs without passwords."""
+        view: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in {"database_url", "redis_url", "schema_registry_url"} and value is not None:
+                view[env_name(name)] = mask_url(value.get_secret_value())
+            elif isinstance(value, SecretStr):
+                view[env_name(name)] = "***"
+            else:
+                view[env_name(name)] = "" if value is None else str(value)
+        return view
+
+    def child_env(self, **extra: str) -> dict[str, str]:
+        """Environment for a child process: this one's, plus these settings made explicit."""
+        env = dict(os.environ)
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            env[env_name(name)] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        env.update(extra)
+        return env
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; a malformed value raises `SettingsError` naming its variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        # `from None`: pydantic's error echoes the input, which may be a secret (a URL's password).
+        raise SettingsError(f"invalid setting {env_name(field)}: {message}") from None

@@ -1,0 +1,107 @@
+"""The local development stack: Kafka (KRaft, from Maven Central), PostgreSQL and Redis (Debian).
+
+`up` starts what is not already answering at the configured addresses and waits for real
+health (a Kafka round trip, `SELECT 1`, `PING`); `down` stops only what `up` started;
+`status` checks all three. Services at non-loopback addresses are only checked, never started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from soma.errors import InfrastructureUnavailable, StackError
+from soma.health import CHECKS, Health
+from soma.settings import Settings
+from soma.stack.kafka import LocalKafka
+from soma.stack.postgres import LocalPostgres
+from soma.stack.redis import LocalRedis
+from soma.stack.system import port_open
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    healthy: bool
+    address: str
+    detail: str
+    managed_by: str
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def up(settings: Settings, report: Report = _quiet, timeout_s: float = 180.0) -> list[Health]:
+    """Bring every service up and return their health once all three are healthy."""
+    kafka = LocalKafka(settings)
+    if not port_open(kafka.host, kafka.port):
+        if not (kafka.libs / ".complete").exists():
+            report(f"kafka: fetching Apache Kafka {kafka.version} from Maven Central (once)")
+        report(f"kafka: starting broker pid {kafka.start()} on {kafka.host}:{kafka.port} (log {kafka.log_file})")
+    postgres = LocalPostgres(settings)
+    if postgres.start():
+        report(f"postgresql: started the local cluster on {postgres.host}:{postgres.port}")
+    postgres.provision()
+    redis = LocalRedis(settings)
+    if redis.start():
+        report(f"redis: started redis-server on {redis.host}:{redis.port}")
+    return wait_healthy(settings, kafka, timeout_s)
+
+
+def wait_healthy(settings: Settings, kafka: LocalKafka, timeout_s: float) -> list[Health]:
+    deadline = time.monotonic() + timeout_s
+    healthy: dict[str, Health] = {}
+    last_error: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for name, check in CHECKS.items():
+            if name in healthy:
+                continue
+            if name == "kafka":
+                died = kafka.exited_early()
+                if died:
+                    raise StackError(f"kafka: the broker exited during start-up: {died}")
+                if not port_open(kafka.host, kafka.port):
+                    last_error[name] = f"kafka: nothing listens on {kafka.host}:{kafka.port} yet"
+                    continue
+            try:
+                healthy[name] = check(settings)
+            except InfrastructureUnavailable as exc:
+                last_error[name] = str(exc)
+        if len(healthy) == len(CHECKS):
+            return [healthy[name] for name in CHECKS]
+        time.sleep(1.0)
+    pending = [last_error.get(name, name) for name in CHECKS if name not in healthy]
+    raise StackError(f"not healthy after {timeout_s:.0f}s: {'; '.join(pending)}")
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    kafka_pid = LocalKafka(settings).daemon.pid()
+    redis_pid = LocalRedis(settings).daemon.pid()
+    postgres_ours = LocalPostgres(settings).marker.exists()
+    managed = {
+        "kafka": f"soma (pid {kafka_pid})" if kafka_pid else "external",
+        "postgresql": "soma (pg_ctlcluster)" if postgres_ours else "external",
+        "redis": f"soma (pid {redis_pid})" if redis_pid else "external",
+    }
+    rows = []
+    for name, check in CHECKS.items():
+        try:
+            health = check(settings)
+            rows.append(ServiceStatus(name, True, health.address, health.detail, managed[name]))
+        except InfrastructureUnavailable as exc:
+            rows.append(ServiceStatus(name, False, "-", str(exc), managed[name]))
+    return rows
+
+
+def down(settings: Settings, report: Report = _quiet) -> None:
+    """Stop what `up` started (by pid file or start marker), in reverse order."""
+    if LocalRedis(settings).stop():
+        report("redis: stopped")
+    if LocalPostgres(settings).stop():
+        report("postgresql: stopped")
+    if LocalKafka(settings).daemon.stop(grace_s=30):
+        report("kafka: stopped")
