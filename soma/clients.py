@@ -12,7 +12,6 @@ from sqlalchemy import Engine, create_engine
 
 from soma.settings import Settings
 
-
 # librdkafka's own log lines go through Python logging instead of raw stderr.
 LIBRDKAFKA_LOGGER = logging.getLogger("soma.librdkafka")
 

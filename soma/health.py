@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -92,7 +92,8 @@ def postgres_ping(settings: Settings) -> Health:
             version = conn.execute(text("SHOW server_version")).scalar_one()
             conn.execute(text("SELECT 1")).scalar_one()
     except SQLAlchemyError as exc:
-        cause = _first_line(exc.orig if getattr(exc, "orig", None) else exc)
+        original = getattr(exc, "orig", None)  # the driver's own error, when there is one
+        cause = _first_line(original if isinstance(original, BaseException) else exc)
         raise InfrastructureUnavailable(
             f"postgresql: cannot connect to {address} ({env_name('database_url')}): {cause}"
         ) from exc

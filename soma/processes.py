@@ -7,6 +7,7 @@ a recycled pid is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -90,17 +91,22 @@ def is_running(pid: int, marker: str | None = None) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if `pid` is our child, so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
-def terminate(pid: int, grace_s: float) -> None:
-    """SIGTERM `pid`, wait up to `grace_s`, then SIGKILL it; returns once it is gone."""
+def terminate(pid: int, grace_s: float, group: bool = False) -> None:
+    """SIGTERM `pid`, wait up to `grace_s`, then SIGKILL it; returns once it is gone.
+
+    With `group`, signal its whole process group (a child started in its own session
+    leads one), so helpers it spawned do not outlive it.
+    """
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
         try:
-            os.kill(pid, sig)
+            if group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + wait_s

@@ -81,8 +81,6 @@ class Settings(BaseSettings):
     )
 
     # --- Process and local stack ----------------------------------------------------------
-    service_name: str = Field("soma", description="Name this process reports in logs and metrics.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     state_dir: Path = Field(
         Path(".soma"), description="Where the local stack keeps its downloads, data, logs and pid files."
     )

@@ -57,7 +57,6 @@ def down() -> None:
 
 def platform_up(timeout: float = TimeoutOption) -> None:
     """Bring the platform up: the stack, then a smoke produce/consume through the broker."""
-    from soma import stack
     from soma.health import kafka_round_trip
 
     up(timeout)

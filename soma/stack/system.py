@@ -31,7 +31,8 @@ def apt_install(*packages: str) -> None:
     if shutil.which("apt-get") is None:
         raise StackError(f"cannot install {', '.join(packages)}: no apt-get; install them and retry")
     if os.geteuid() != 0:
-        raise StackError(f"installing {', '.join(packages)} needs root: run `sudo apt-get install {' '.join(packages)}`")
+        names = " ".join(packages)
+        raise StackError(f"installing {names} needs root: run `sudo apt-get install {names}`")
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     if not _updated:
         run_bounded(["apt-get", "update", "-qq"], timeout_s=600, env=env)

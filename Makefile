@@ -1,0 +1,41 @@
+# The two commands of the README: `make up` (run the platform) and `make test` (run every check).
+# Both set up what they need on a fresh machine: the virtualenv, the package, and (through
+# `soma`) Kafka from Maven Central plus PostgreSQL and Redis from Debian's packages.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: venv up test lint unit integration down clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(INSTALLED)
+
+venv: $(INSTALLED)
+
+up: venv
+	$(BIN)/soma up
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# The test session starts the stack itself when it is not running (tests/conftest.py).
+test: lint
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+down: venv
+	$(BIN)/soma stack down
+
+clean: down
+	rm -rf $(VENV) .soma

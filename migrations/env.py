@@ -1,0 +1,51 @@
+"""Alembic environment: connects with the project's settings (and schema, when one is set)."""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import MetaData
+
+from soma.clients import database_engine
+from soma.settings import load_settings
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+settings = load_settings()
+
+# Tables are declared next to the code that owns them; each owner's MetaData joins here
+# as it is added (the outbox's models, the replica table).
+target_metadata: list[MetaData] = []
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=settings.sqlalchemy_url().render_as_string(hide_password=False),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        version_table_schema=settings.database_schema,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = database_engine(settings)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table_schema=settings.database_schema,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,45 @@
+"""docker-compose.yaml stays valid and in step with the code (no Docker engine needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from soma.stack.kafka import kafka_version
+
+REPO = Path(__file__).resolve().parents[2]
+INFRA = {"kafka", "postgres", "redis"}
+NOT_STREAMS = {"__init__", "app"}
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def test_compose_has_the_infrastructure_with_health_checks() -> None:
+    services = _compose()["services"]
+    assert set(services) >= INFRA
+    for name in INFRA:
+        assert "healthcheck" in services[name], name
+        assert all(str(port).startswith("127.0.0.1:") for port in services[name].get("ports", []))
+
+
+def test_compose_kafka_is_the_version_the_stack_provisions() -> None:
+    assert _compose()["services"]["kafka"]["image"] == f"apache/kafka:{kafka_version()}"
+
+
+def test_every_stream_module_has_a_compose_service() -> None:
+    streams = {p.stem for p in (REPO / "streams").glob("*.py")} - NOT_STREAMS
+    services = set(_compose()["services"])
+    assert {f"stream-{name}" for name in streams} <= services
+    # ...and no service names a stream that does not exist.
+    assert {s.removeprefix("stream-") for s in services if s.startswith("stream-")} <= streams
+
+
+def test_compose_services_only_depend_on_declared_healthy_services() -> None:
+    services = _compose()["services"]
+    for name, spec in services.items():
+        for dependency, condition in (spec.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            assert condition.get("condition") in {"service_healthy", "service_completed_successfully"}
