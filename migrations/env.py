@@ -7,6 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import MetaData
 
+from outbox.models import metadata as outbox_metadata
 from soma.clients import database_engine
 from soma.settings import load_settings
 
@@ -16,9 +17,8 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 settings = load_settings()
 
-# Tables are declared next to the code that owns them; each owner's MetaData joins here
-# as it is added (the outbox's models, the replica table).
-target_metadata: list[MetaData] = []
+# Tables are declared next to the code that owns them; each owner's MetaData joins here.
+target_metadata: list[MetaData] = [outbox_metadata]
 
 
 def run_migrations_offline() -> None:
@@ -26,7 +26,6 @@ def run_migrations_offline() -> None:
         url=settings.sqlalchemy_url().render_as_string(hide_password=False),
         target_metadata=target_metadata,
         literal_binds=True,
-        version_table_schema=settings.database_schema,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -38,7 +37,6 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
-            version_table_schema=settings.database_schema,
         )
         with context.begin_transaction():
             context.run_migrations()

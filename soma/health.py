@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
-from soma.clients import database_engine, kafka_admin, kafka_consumer, kafka_producer, redis_client
+from soma.clients import database_engine, database_errors, kafka_admin, kafka_consumer, kafka_producer, redis_client
 from soma.errors import InfrastructureUnavailable
 from soma.settings import Settings, env_name, mask_url
 
@@ -88,15 +87,9 @@ def postgres_ping(settings: Settings) -> Health:
     address = f"{url.host}:{url.port or 5432}/{url.database}"
     engine = database_engine(settings, pool_pre_ping=False)
     try:
-        with engine.connect() as conn:
+        with database_errors(settings), engine.connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar_one()
             conn.execute(text("SELECT 1")).scalar_one()
-    except SQLAlchemyError as exc:
-        original = getattr(exc, "orig", None)  # the driver's own error, when there is one
-        cause = _first_line(original if isinstance(original, BaseException) else exc)
-        raise InfrastructureUnavailable(
-            f"postgresql: cannot connect to {address} ({env_name('database_url')}): {cause}"
-        ) from exc
     finally:
         engine.dispose()
     return Health("postgresql", address, f"SELECT 1 ok, server {version}")

@@ -1,0 +1,64 @@
+"""`soma topics ensure|list|docs`: the catalog on the broker, and its rendered documentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from soma.cli.context import console, settings
+
+app = typer.Typer(help="Create catalog topics, compare catalog vs broker, render docs/topics.md.",
+                  no_args_is_help=True)
+
+STYLE = {"created": "green", "ok": "green", "drift": "yellow", "missing": "red", "undocumented": "yellow"}
+
+
+def _print(states: list, title: str) -> None:  # type: ignore[type-arg]
+    table = Table("topic", "physical name", "state", "detail", title=title)
+    for state in states:
+        table.add_row(state.topic, state.physical, f"[{STYLE[state.state]}]{state.state}[/]", state.detail)
+    console.print(table)
+
+
+@app.command("ensure")
+def ensure() -> None:
+    """Create missing catalog topics (partitions, cleanup policy, retention); report drift, change nothing else."""
+    from soma.catalog import load_catalog
+    from soma.topics import ensure as ensure_topics
+
+    states = ensure_topics(settings(), load_catalog())
+    _print(states, "soma topics ensure")
+    if any(state.state == "drift" for state in states):
+        raise typer.Exit(2)
+
+
+@app.command("list")
+def list_topics() -> None:
+    """Catalog vs broker: ok, drift, missing, and topics under the prefix the catalog does not document."""
+    from soma.catalog import load_catalog
+    from soma.topics import compare
+
+    _print(compare(settings(), load_catalog()), "catalog vs broker")
+
+
+@app.command("docs")
+def docs(
+    output: Path = typer.Option(Path("docs/topics.md"), "--output", "-o", help="Where to write the Markdown."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 if the file differs from the catalog instead of writing."),
+) -> None:
+    """Render the topic catalog as Markdown (docs/topics.md is committed; a test keeps it fresh)."""
+    from soma.catalog import load_catalog
+    from soma.topic_docs import render_markdown
+
+    text = render_markdown(load_catalog())
+    if check:
+        if not output.exists() or output.read_text() != text:
+            console.print(f"{output} is stale: run `soma topics docs`")
+            raise typer.Exit(1)
+        console.print(f"{output} is up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    console.print(f"wrote {output}")

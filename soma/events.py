@@ -1,0 +1,237 @@
+"""Producing and consuming catalog events: the one place records get their key, headers and encoding.
+
+Services, the outbox relay, the streams and the CLI all go through `EventProducer` /
+`EventConsumer` (or `prepare`), so no module builds its own serializer or headers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from soma.catalog import Catalog
+from soma.clients import kafka_consumer, kafka_producer
+from soma.codec import Codec
+from soma.errors import EventValidationError, InfrastructureUnavailable, SomaError
+from soma.settings import Settings, env_name
+
+HEADER_TENANT = "tenant"
+HEADER_DEDUPE_KEY = "dedupe-key"
+HEADER_EVENT_TYPE = "event-type"
+HEADER_TRACEPARENT = "traceparent"
+HEADER_REPLAY_OF = "replay-of"
+
+
+def new_traceparent() -> str:
+    """A W3C trace context for a record that starts a trace (version 00, sampled)."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    """An event validated and encoded, ready to hand to a producer."""
+
+    topic: str  # logical (catalog) name
+    physical_topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    event: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DeliveredRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    value: dict[str, Any]
+    timestamp_ms: int | None = None
+    raw: bytes = field(default=b"", repr=False)
+    error: str | None = None  # set (and `value` empty) when the record could not be decoded
+
+
+def prepare(
+    catalog: Catalog,
+    codec: Codec,
+    settings: Settings,
+    topic: str,
+    event: Mapping[str, Any],
+    *,
+    tenant: str,
+    key: str | None = None,
+    dedupe_key: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> OutgoingRecord:
+    """Fill the envelope, validate and encode `event`, and build its key and headers.
+
+    Raises `EventValidationError` (naming the field) before anything touches the broker.
+    """
+    spec = catalog.topic(topic)
+    filled = codec.fill_defaults(topic, {**event, "tenant_id": event.get("tenant_id", tenant)})
+    if filled["tenant_id"] != tenant:
+        raise EventValidationError(
+            f"{topic}: field 'tenant_id' is {filled['tenant_id']!r} but the tenant is {tenant!r}"
+        )
+    value = codec.encode(topic, filled)
+    record_key = key if key is not None else spec.build_key(filled)
+    all_headers = {
+        HEADER_TENANT: tenant,
+        HEADER_DEDUPE_KEY: dedupe_key or str(filled["event_id"]),
+        HEADER_EVENT_TYPE: spec.value_schema,
+        HEADER_TRACEPARENT: new_traceparent(),
+        **(headers or {}),
+    }
+    return OutgoingRecord(
+        topic=topic,
+        physical_topic=settings.topic_name(topic),
+        key=record_key.encode(),
+        value=value,
+        headers=[(name, text.encode()) for name, text in all_headers.items()],
+        event=filled,
+    )
+
+
+class EventProducer:
+    """An idempotent (`acks=all`) producer of catalog events."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, codec: Codec) -> None:
+        self.settings, self.catalog, self.codec = settings, catalog, codec
+        self._producer = kafka_producer(settings)
+
+    def prepare(self, topic: str, event: Mapping[str, Any], *, tenant: str, **options: Any) -> OutgoingRecord:
+        return prepare(self.catalog, self.codec, self.settings, topic, event, tenant=tenant, **options)
+
+    def send_all(self, records: Sequence[OutgoingRecord], timeout_s: float | None = None) -> list[DeliveredRecord]:
+        """Send prepared records and wait for every acknowledgement (in input order)."""
+        results: list[DeliveredRecord | str | None] = [None] * len(records)
+
+        def on_delivery(index: int) -> Any:
+            def callback(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    results[index] = err.str()
+                else:
+                    record = records[index]
+                    results[index] = DeliveredRecord(
+                        record.topic, msg.partition() or 0, msg.offset() or 0,
+                        record.key.decode(), str(record.event["event_id"]),
+                    )
+            return callback
+
+        for index, record in enumerate(records):
+            self._produce(record, on_delivery(index))
+        deadline = timeout_s if timeout_s is not None else self.settings.kafka_timeout_s * 3
+        if self._producer.flush(deadline) > 0:
+            raise InfrastructureUnavailable(
+                f"kafka: no acknowledgement from {self.settings.kafka_bootstrap} "
+                f"({env_name('kafka_bootstrap')}) within {deadline:.0f}s"
+            )
+        failures = [r for r in results if not isinstance(r, DeliveredRecord)]
+        if failures:
+            raise InfrastructureUnavailable(f"kafka: {len(failures)} record(s) not delivered: {failures[0]}")
+        return [r for r in results if isinstance(r, DeliveredRecord)]
+
+    def send(self, topic: str, event: Mapping[str, Any], *, tenant: str, **options: Any) -> DeliveredRecord:
+        """Validate, encode, send one event and wait for the broker's acknowledgement."""
+        return self.send_all([self.prepare(topic, event, tenant=tenant, **options)])[0]
+
+    def _produce(self, record: OutgoingRecord, callback: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    record.physical_topic, key=record.key, value=record.value,
+                    headers=record.headers, on_delivery=callback,
+                )
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.1)
+
+    def close(self) -> None:
+        self._producer.flush(self.settings.kafka_timeout_s)
+
+
+class EventConsumer:
+    """Reads catalog topics and decodes each record with the codec."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        codec: Codec,
+        topics: Sequence[str],
+        group_id: str,
+        *,
+        from_beginning: bool = False,
+        commit: bool = True,
+    ) -> None:
+        for topic in topics:
+            catalog.topic(topic)  # an undocumented topic is an error before connecting
+        self.settings, self.catalog, self.codec, self.commit = settings, catalog, codec, commit
+        self._consumer = kafka_consumer(
+            settings, group_id, **{"auto.offset.reset": "earliest" if from_beginning else "latest"}
+        )
+        self._logical = {settings.topic_name(t): t for t in topics}
+        self._consumer.subscribe(list(self._logical))
+
+    def poll(self, timeout_s: float) -> ConsumedEvent | None:
+        msg = self._consumer.poll(timeout_s)
+        if msg is None:
+            return None
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                return None
+            raise InfrastructureUnavailable(f"kafka: consume failed: {error.str()}")
+        topic = self._logical[msg.topic() or ""]
+        raw = msg.value() or b""
+        key = msg.key()
+        try:
+            value, error = self.codec.decode(topic, raw), None
+        except SomaError as exc:  # a poison record is reported, not fatal to the reader
+            value, error = {}, str(exc)
+        event = ConsumedEvent(
+            topic=topic,
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            key=key.decode(errors="replace") if key is not None else None,
+            headers={name: (value or b"").decode(errors="replace") for name, value in msg.headers() or []},
+            value=value,
+            error=error,
+            timestamp_ms=msg.timestamp()[1],
+            raw=raw,
+        )
+        if self.commit:
+            self._consumer.commit(message=msg, asynchronous=False)
+        return event
+
+    def events(self, max_messages: int | None = None, idle_timeout_s: float | None = None) -> Iterator[ConsumedEvent]:
+        """Yield events until `max_messages` or `idle_timeout_s` without a record (None: no limit)."""
+        count = 0
+        last = time.monotonic()
+        while max_messages is None or count < max_messages:
+            event = self.poll(0.5)
+            if event is None:
+                if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                    return
+                continue
+            count += 1
+            last = time.monotonic()
+            yield event
+
+    def close(self) -> None:
+        self._consumer.close()
