@@ -21,3 +21,15 @@ class InfrastructureUnavailable(SomaError):
 
 class StackError(SomaError):
     """The local development stack could not be provisioned, started or stopped."""
+
+
+class CatalogError(SomaError):
+    """topics.yaml or a schema file is invalid; the message names the file and line."""
+
+
+class EventValidationError(SomaError):
+    """An event does not match its topic's schema; the message names the topic and the field."""
+
+
+class SchemaCompatibilityError(SomaError):
+    """A schema change would break readers of data written with a released version."""

@@ -84,6 +84,7 @@ def prepare(
     """
     spec = catalog.topic(topic)
     filled = codec.fill_defaults(topic, {**event, "tenant_id": event.get("tenant_id", tenant)})
+    codec.reject_unknown_fields(topic, filled)
     if filled["tenant_id"] != tenant:
         raise EventValidationError(
             f"{topic}: field 'tenant_id' is {filled['tenant_id']!r} but the tenant is {tenant!r}"

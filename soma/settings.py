@@ -89,6 +89,84 @@ class Settings(BaseSettings):
     )
     stack_kafka_heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
 
+    # --- Admin API (outbox inspection and replay; parsed and checked by outbox/auth.py) -----
+    admin_tokens: SecretStr | None = Field(
+        None,
+        description=(
+            "Bearer tokens of the admin API and their scopes (secret): a JSON object "
+            '{"<token>": "admin" | "tenant:<id>" | {"scope": "...", "name": "..."}} or a comma list '
+            "token=scope. Unset: `soma admin serve` refuses to start."
+        ),
+    )
+    admin_host: str = Field("127.0.0.1", description="Address `soma admin serve` listens on.")
+    admin_port: int = Field(8081, ge=1, le=65535, description="Port `soma admin serve` listens on.")
+    admin_replay_max_rows: int = Field(
+        100_000, ge=1, description="Most rows one replay may copy (a larger filter is refused, nothing written)."
+    )
+    admin_shutdown_timeout_s: float = Field(
+        10.0, gt=0, description="Grace for in-flight admin requests when the server stops, then it exits."
+    )
+
+    # --- Outbox relay (read by outbox/relay.py and outbox/policy.py) --------------------------
+    outbox_relay_batch_size: int = Field(
+        1000, ge=1, le=50_000, description="Most rows one relay claim takes (over all tenants)."
+    )
+    outbox_relay_tenant_quota: int = Field(
+        100, ge=1, description="Rows per tenant per round-robin round of a claim (the fair share unit)."
+    )
+    outbox_relay_tenant_quotas: str = Field(
+        "",
+        pattern=r"^$|^[^=,]+=[0-9]+(,[^=,]+=[0-9]+)*$",
+        description="Per-tenant quota overrides as tenant=rows,tenant=rows (a weight of that tenant's share).",
+    )
+    outbox_relay_pipeline_depth: int = Field(
+        4, ge=1, le=64, description="Claimed batches in flight at once (each holds its rows locked until acked)."
+    )
+    outbox_relay_poll_min_s: float = Field(
+        0.002, gt=0, description="First wait after a claim found nothing while the relay cannot go idle."
+    )
+    outbox_relay_poll_max_s: float = Field(
+        0.2, gt=0, description="Longest wait between claims while writers are mid-transaction (adaptive poll cap)."
+    )
+    outbox_relay_idle_timeout_s: float = Field(
+        5.0, gt=0, description="Longest idle wait for a NOTIFY before the relay looks anyway (retries, other relays)."
+    )
+    outbox_relay_delivery_timeout_s: float = Field(
+        30.0, gt=0, description="Broker acknowledgement deadline per record (librdkafka message.timeout.ms)."
+    )
+    outbox_relay_retry_base_s: float = Field(
+        1.0, gt=0, description="Backoff after a row's first failed attempt; doubles per attempt, with jitter."
+    )
+    outbox_relay_retry_max_s: float = Field(300.0, gt=0, description="Cap of the retry backoff.")
+    outbox_relay_max_attempts: int = Field(
+        10, ge=1, description="Attempts after which a failing row is parked as dead with its last error."
+    )
+    outbox_relay_circuit_failures: int = Field(
+        5, ge=1, description="Consecutive failed deliveries of one tenant that open its circuit."
+    )
+    outbox_relay_circuit_failures_by_tenant: str = Field(
+        "",
+        pattern=r"^$|^[^=,]+=[0-9]+(,[^=,]+=[0-9]+)*$",
+        description="Per-tenant circuit thresholds as tenant=failures,tenant=failures.",
+    )
+    outbox_relay_circuit_reset_s: float = Field(
+        30.0, gt=0, description="Seconds an open circuit waits before one half-open probe row."
+    )
+    outbox_relay_circuit_reset_s_by_tenant: str = Field(
+        "",
+        pattern=r"^$|^[^=,]+=[0-9]+(\.[0-9]+)?(,[^=,]+=[0-9]+(\.[0-9]+)?)*$",
+        description="Per-tenant circuit reset intervals as tenant=seconds,tenant=seconds.",
+    )
+    outbox_relay_metrics_host: str = Field(
+        "127.0.0.1", description="Address of the relay's Prometheus /metrics and /healthz endpoint."
+    )
+    outbox_relay_metrics_port: int = Field(
+        9465, ge=0, le=65535, description="Port of the relay's /metrics and /healthz (0: any free port, logged)."
+    )
+    outbox_relay_gauge_interval_s: float = Field(
+        5.0, gt=0, description="How often the relay recounts the pending-rows and oldest-age gauges."
+    )
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_is_host_ports(cls, value: str) -> str:

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from soma.cli import settings_cmd, stack
+from soma.cli import db, events, outbox, settings_cmd, stack, topics
 from soma.errors import SomaError
 
 app = typer.Typer(
@@ -23,7 +23,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(stack.app, name="stack")
+app.add_typer(topics.app, name="topics")
+app.add_typer(db.app, name="db")
+app.add_typer(outbox.app, name="outbox")
 app.command("up")(stack.platform_up)
+app.command("produce")(events.produce)
+app.command("consume")(events.consume)
 app.command("settings")(settings_cmd.show)
 
 

@@ -11,10 +11,11 @@ from typing import Any
 import typer
 
 from soma.cli.context import console, settings
-from soma.errors import EventValidationError
 
 
 def _parse_json_lines(value_json: str | None, file: Path | None) -> list[dict[str, Any]]:
+    from soma.errors import EventValidationError
+
     if (value_json is None) == (file is None):
         raise typer.BadParameter("give exactly one of --value-json or --file")
     if file is not None:

@@ -1,0 +1,112 @@
+"""The relay's Prometheus metrics and the small HTTP server for /metrics and /healthz."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+# Commit-to-acknowledgement latency: fine buckets below 100 ms, where the target lives.
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class RelayMetrics:
+    """Every metric the relay exports, in a registry of its own (several relays may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.pending = Gauge(
+            "outbox_pending", "Rows not yet published (pending or waiting for a retry)", ["tenant"], registry=r
+        )
+        self.oldest_age = Gauge(
+            "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished row", ["tenant"], registry=r
+        )
+        self.published = Counter(
+            "outbox_published", "Rows the broker acknowledged", ["tenant", "topic"], registry=r
+        )
+        self.failed = Counter(
+            "outbox_failed", "Failed delivery attempts (the row is retried later)", ["tenant", "topic"], registry=r
+        )
+        self.dead = Counter(
+            "outbox_dead", "Rows parked as dead after their last allowed attempt", ["tenant", "topic"], registry=r
+        )
+        self.latency = Histogram(
+            "outbox_publish_latency_seconds", "From the row's insert to the broker's acknowledgement",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.circuit = Gauge(
+            "outbox_circuit_state", "Circuit of a tenant: 0 closed, 1 half-open, 2 open", ["tenant"], registry=r
+        )
+        self.circuit_opened = Counter(
+            "outbox_circuit_opened", "Times a tenant's circuit opened", ["tenant"], registry=r
+        )
+        self.claims = Counter("outbox_claims", "Claims the relay ran, by outcome", ["outcome"], registry=r)
+        self.in_flight = Gauge("outbox_in_flight_rows", "Claimed rows awaiting the broker", registry=r)
+        self._seen_tenants: set[str] = set()
+
+    def set_pending(self, rows: Iterable[tuple[str, int, float]]) -> None:
+        """Replace the per-tenant gauges; tenants with nothing left read 0 (their series stay)."""
+        current = set()
+        for tenant, count, age in rows:
+            current.add(tenant)
+            self.pending.labels(tenant).set(count)
+            self.oldest_age.labels(tenant).set(age)
+        for tenant in self._seen_tenants - current:
+            self.pending.labels(tenant).set(0)
+            self.oldest_age.labels(tenant).set(0)
+        self._seen_tenants |= current
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class MetricsServer:
+    """Serves /metrics (Prometheus text) and /healthz (200 while the relay loop is alive) on a thread."""
+
+    def __init__(self, metrics: RelayMetrics, host: str, port: int, health: Callable[[], dict[str, Any]]) -> None:
+        metrics_app = make_wsgi_app(metrics.registry)
+
+        def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") == "/healthz":
+                report = health()
+                status = "200 OK" if report.get("ok") else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json")])
+                return [json.dumps(report).encode()]
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+        self._server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="relay-metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Heartbeat:
+    """The relay loop touches it every turn; /healthz reports stale after `stale_s`."""
+
+    def __init__(self, stale_s: float) -> None:
+        self.stale_s, self.last = stale_s, time.monotonic()
+        self.state = "starting"
+
+    def beat(self, state: str) -> None:
+        self.last, self.state = time.monotonic(), state
+
+    def report(self) -> dict[str, Any]:
+        age = time.monotonic() - self.last
+        return {"ok": age < self.stale_s and self.state != "stopped", "state": self.state, "loop_age_s": round(age, 3)}

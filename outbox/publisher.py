@@ -1,0 +1,111 @@
+"""A claimed batch on its way to the broker: produce every row, collect every delivery report.
+
+The relay's producer is idempotent with `acks=all` (`Settings.producer_config`), so a retry
+inside librdkafka never duplicates or reorders a record. Rows are published exactly as
+stored: key, payload and headers; nothing is re-encoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+from sqlalchemy import Connection
+
+from outbox.claim import ClaimedRow
+from soma.clients import kafka_producer
+from soma.settings import Settings
+
+log = logging.getLogger("outbox.relay")
+
+
+class Batch:
+    """Rows claimed in one transaction (`conn`, still open) and what the broker said about each."""
+
+    def __init__(self, conn: Connection, rows: list[ClaimedRow]) -> None:
+        self.conn, self.rows = conn, rows
+        n = len(rows)
+        self.partitions = [0] * n
+        self.offsets = [0] * n
+        self.acked_at = [0.0] * n
+        self.errors: list[str | None] = [None] * n
+        self.produced = 0  # rows handed to the producer (a prefix of `rows`)
+        self.outstanding = 0  # produced rows still without a delivery report
+        self.closed = False  # no further row of this batch will be produced
+
+    @property
+    def complete(self) -> bool:
+        return self.closed and self.outstanding == 0
+
+    def on_delivery(self, index: int, err: KafkaError | None, msg: Message) -> None:
+        self.acked_at[index] = time.time()
+        if err is not None:
+            self.errors[index] = f"{err.name()}: {err.str()}"
+        else:
+            self.partitions[index] = msg.partition() or 0
+            self.offsets[index] = msg.offset() or 0
+        self.outstanding -= 1
+
+
+class Publisher:
+    """The relay's one producer. `fatal` is set when librdkafka reports a fatal error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.fatal: str | None = None
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        def on_error(err: KafkaError) -> None:
+            if err.fatal():
+                self.fatal = err.str()
+                log.error("kafka producer fatal error: %s", err.str())
+
+        timeout_ms = int(self.settings.outbox_relay_delivery_timeout_s * 1000)
+        return kafka_producer(self.settings, **{"message.timeout.ms": timeout_ms, "error_cb": on_error})
+
+    def send(self, batch: Batch, keep_going: Callable[[], bool] = lambda: True) -> None:
+        """Hand every row of `batch` to the producer (waiting for queue space when it is full)."""
+        topic_name = self.settings.topic_name
+        physical: dict[str, str] = {}
+        produce = self._producer.produce
+        for index, row in enumerate(batch.rows):
+            topic = physical.get(row.topic) or physical.setdefault(row.topic, topic_name(row.topic))
+            headers = [(name, value.encode()) for name, value in row.headers.items()]
+            callback: Any = partial(batch.on_delivery, index)
+            while True:
+                try:
+                    produce(topic, value=row.payload, key=row.key.encode(), headers=headers, on_delivery=callback)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then retry
+                    self._producer.poll(0.05)
+                    if not keep_going():
+                        batch.closed = True  # the rest stays unproduced and is released at commit
+                        return
+            batch.produced += 1
+            batch.outstanding += 1
+        batch.closed = True
+
+    def poll(self, timeout_s: float) -> int:
+        """Serve delivery reports (waits up to `timeout_s` for the first one)."""
+        return int(self._producer.poll(timeout_s))
+
+    def queued(self) -> int:
+        return len(self._producer)
+
+    def renew_if_fatal(self) -> bool:
+        """Replace the producer after a fatal error (call with nothing in flight)."""
+        if self.fatal is None:
+            return False
+        self._producer.purge()
+        self._producer.poll(0)
+        self.fatal = None
+        self._producer = self._new_producer()
+        return True
+
+    def close(self, timeout_s: float) -> None:
+        self._producer.flush(timeout_s)
