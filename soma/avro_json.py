@@ -63,7 +63,9 @@ def find_problem(schema: Schema, value: Any, *, strict: bool = False, path: str 
         return f"{where}: {value!r} is not a {_type_label(schema)}"
     kind = schema.get("type") if isinstance(schema, dict) else schema
     if isinstance(schema, dict) and schema.get("logicalType") == "timestamp-millis":
-        return None if _timestamp_ok(value) else f"{where}: expected a timestamp (datetime or epoch millis), got {value!r}"
+        if _timestamp_ok(value):
+            return None
+        return f"{where}: expected a timestamp (ISO-8601, datetime or epoch millis), got {value!r}"
     if kind == "record":
         if not isinstance(value, dict):
             return f"{where}: expected an object, got {type(value).__name__}"
@@ -106,7 +108,7 @@ def find_problem(schema: Schema, value: Any, *, strict: bool = False, path: str 
             if problem:
                 return problem
         return None
-    return _primitive_problem(kind, value, where)
+    return _primitive_problem(str(kind), value, where)
 
 
 def _primitive_problem(kind: str, value: Any, where: str) -> str | None:
@@ -119,7 +121,9 @@ def _primitive_problem(kind: str, value: Any, where: str) -> str | None:
         low, high = _INT_RANGE[kind]
         ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
     elif kind in {"float", "double"}:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and (kind == "double" or math.isfinite(value))
+        # float: a non-finite double would silently become inf in 32 bits; double keeps it.
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = numeric and (kind == "double" or math.isfinite(value))
     elif kind == "string":
         ok = isinstance(value, str)
     elif kind in {"bytes", "fixed"}:

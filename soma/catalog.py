@@ -94,7 +94,8 @@ def _spec(entry: Any, where: str, schemas: SchemaSet, line: int) -> TopicSpec:
         raise CatalogError(f"{where}: topic {name!r}: unknown value_schema {value_schema!r}")
     policy = str(entry["cleanup_policy"])
     if policy not in CLEANUP_POLICIES:
-        raise CatalogError(f"{where}: topic {name!r}: cleanup_policy {policy!r} is not one of {sorted(CLEANUP_POLICIES)}")
+        allowed = ", ".join(sorted(CLEANUP_POLICIES))
+        raise CatalogError(f"{where}: topic {name!r}: cleanup_policy {policy!r} is not one of {allowed}")
     for count in ("partitions", "replication_factor"):
         if not isinstance(entry[count], int) or isinstance(entry[count], bool) or entry[count] < 1:
             raise CatalogError(f"{where}: topic {name!r}: {count} must be a positive integer")
@@ -148,9 +149,9 @@ def _load(path: Path, schema_dir: Path) -> Catalog:
     lines = _lines(document) if document is not None else []
     topics: dict[str, TopicSpec] = {}
     for index, entry in enumerate(data["topics"]):
-        line = lines[index] if index < len(lines) else 0
-        where = f"{path.name}:{line}"
-        spec = _spec(entry, where, schemas, line)
+        line_no = lines[index] if index < len(lines) else 0
+        where = f"{path.name}:{line_no}"
+        spec = _spec(entry, where, schemas, line_no)
         if spec.name in topics:
             raise CatalogError(f"{where}: duplicate topic {spec.name!r} (first at line {topics[spec.name].line})")
         topics[spec.name] = spec

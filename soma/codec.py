@@ -73,7 +73,8 @@ class Codec:
 
         subject = f"{self.settings.topic_name(topic)}-value"
         try:
-            schema_id = int(self._registry.register_schema(subject, RegistrySchema(schema.canonical, "AVRO")))
+            registry: Any = self._registry
+            schema_id = int(registry.register_schema(subject, RegistrySchema(schema.canonical, "AVRO")))
         except SchemaRegistryError as exc:
             raise EventValidationError(
                 f"{topic}: schema registry ({env_name('schema_registry_url')}) refused {subject}: {exc}"
@@ -154,7 +155,7 @@ class Codec:
             raise EventValidationError(f"{topic}: cannot decode the record body: {exc}") from exc
         if not isinstance(record, dict):
             raise EventValidationError(f"{topic}: decoded value is not a record")
-        return record
+        return dict(record)
 
     # --- helpers for people and services ----------------------------------------------------
     @staticmethod
@@ -169,7 +170,7 @@ class Codec:
 
     def from_json(self, topic: str, value: dict[str, Any]) -> dict[str, Any]:
         """JSON-friendly values (ISO-8601 timestamps, base64 bytes) to Avro-ready ones, strictly checked."""
-        converted = avro_json.from_json(self.schema(topic).raw, value, path="")
+        converted: dict[str, Any] = dict(avro_json.from_json(self.schema(topic).raw, value, path=""))
         # event_id and occurred_at may be absent: fill_defaults sets them before encoding.
         placeholders: dict[str, Any] = {"event_id": "", "occurred_at": 0}
         problem = avro_json.find_problem(self.schema(topic).raw, {**placeholders, **converted}, strict=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, Message
 
 from soma.catalog import Catalog
 from soma.clients import kafka_consumer, kafka_producer
@@ -40,7 +40,7 @@ class OutgoingRecord:
     physical_topic: str
     key: bytes
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes | None]]
     event: Mapping[str, Any]
 
 
@@ -106,6 +106,17 @@ def prepare(
         headers=[(name, text.encode()) for name, text in all_headers.items()],
         event=filled,
     )
+
+
+def _as_bytes(data: str | bytes | None) -> bytes:
+    if data is None:
+        return b""
+    return data.encode() if isinstance(data, str) else data
+
+
+def _headers(msg: Message) -> dict[str, str]:
+    raw: Any = msg.headers() or []  # librdkafka gives a list of (name, bytes | None)
+    return {name: _as_bytes(data).decode(errors="replace") for name, data in raw}
 
 
 class EventProducer:
@@ -199,20 +210,22 @@ class EventConsumer:
                 return None
             raise InfrastructureUnavailable(f"kafka: consume failed: {error.str()}")
         topic = self._logical[msg.topic() or ""]
-        raw = msg.value() or b""
+        raw = _as_bytes(msg.value())
         key = msg.key()
+        decoded: dict[str, Any] = {}
+        problem: str | None = None
         try:
-            value, error = self.codec.decode(topic, raw), None
+            decoded = self.codec.decode(topic, raw)
         except SomaError as exc:  # a poison record is reported, not fatal to the reader
-            value, error = {}, str(exc)
+            problem = str(exc)
         event = ConsumedEvent(
             topic=topic,
             partition=msg.partition() or 0,
             offset=msg.offset() or 0,
-            key=key.decode(errors="replace") if key is not None else None,
-            headers={name: (value or b"").decode(errors="replace") for name, value in msg.headers() or []},
-            value=value,
-            error=error,
+            key=_as_bytes(key).decode(errors="replace") if key is not None else None,
+            headers=_headers(msg),
+            value=decoded,
+            error=problem,
             timestamp_ms=msg.timestamp()[1],
             raw=raw,
         )

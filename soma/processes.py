@@ -65,11 +65,16 @@ class Daemon:
 
 
 def _cmdline(pid: int) -> str | None:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace")
+    # A process caught mid-exec shows an empty command line for a moment: look again briefly.
+    for _ in range(50):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        if raw:
+            return raw.replace(b"\0", b" ").decode(errors="replace")
+        time.sleep(0.01)
+    return ""
 
 
 def _is_zombie(pid: int) -> bool:
@@ -83,8 +88,10 @@ def _is_zombie(pid: int) -> bool:
 
 def is_running(pid: int, marker: str | None = None) -> bool:
     """True when `pid` is alive (not a zombie) and, if given, its command line contains `marker`."""
+    if _is_zombie(pid):  # also true when the pid does not exist
+        return False
     cmdline = _cmdline(pid)
-    if cmdline is None or _is_zombie(pid):
+    if cmdline is None:
         return False
     return marker is None or marker in cmdline
 

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.schema import SchemaParseException, UnknownType, fingerprint, parse_schema, to_parsing_canonical_form
 
 from soma.errors import CatalogError
 
@@ -57,7 +57,7 @@ def load_schema_text(raw: Any, origin: str, path: Path | None = None, version: i
     """Parse an Avro schema (already JSON-decoded); `origin` names it in errors."""
     try:
         parsed = parse_schema(raw, _write_hint=False)
-    except (ValueError, TypeError, KeyError) as exc:  # fastavro raises several kinds
+    except (SchemaParseException, UnknownType, ValueError, TypeError, KeyError) as exc:
         raise CatalogError(f"{origin}: not a valid Avro schema: {exc}") from exc
     canonical = to_parsing_canonical_form(parsed)
     # fastavro's hex is already the little-endian byte order single-object encoding writes.
@@ -76,7 +76,8 @@ class SchemaSet:
         for path in sorted(directory.glob("*.avsc")):
             schema = load_schema_file(path)
             if schema.full_name in self.current:
-                raise CatalogError(f"{path}: {schema.full_name} is also defined in {self.current[schema.full_name].path}")
+                first = self.current[schema.full_name].path
+                raise CatalogError(f"{path}: {schema.full_name} is also defined in {first}")
             self.current[schema.full_name] = schema
         for name in self.current:
             versions = []

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from soma.catalog import Catalog, TopicSpec
+from soma.schemas import Schema
 
 HEADER = """\
 # Topics
@@ -26,7 +30,32 @@ def _retention(spec: TopicSpec) -> str:
     return f"{spec.retention_ms} ms"
 
 
-def _section(spec: TopicSpec) -> str:
+def _type(schema: Any) -> str:
+    if isinstance(schema, list):
+        return " \\| ".join(_type(branch) for branch in schema)
+    if isinstance(schema, dict):
+        kind = schema.get("logicalType") or schema["type"]
+        if kind == "array":
+            return f"array<{_type(schema['items'])}>"
+        if kind == "map":
+            return f"map<{_type(schema['values'])}>"
+        if kind == "enum":
+            return f"enum {'/'.join(schema['symbols'])}"
+        if kind == "record":
+            return f"record {schema['name']}"
+        return str(kind)
+    return str(schema)
+
+
+def _fields(schema: Schema) -> list[str]:
+    rows = ["| field | type | meaning |", "|---|---|---|"]
+    for field in schema.raw["fields"]:
+        default = f" (default `{json.dumps(field['default'])}`)" if "default" in field else ""
+        rows.append(f"| `{field['name']}` | {_type(field['type'])} | {field.get('doc', '')}{default} |")
+    return rows
+
+
+def _section(spec: TopicSpec, schema: Schema) -> str:
     lines = [
         f"## `{spec.name}`",
         "",
@@ -39,6 +68,8 @@ def _section(spec: TopicSpec) -> str:
         f"- **Producers**: {', '.join(spec.producers) or '-'}",
         f"- **Consumers**: {', '.join(spec.consumers) or '-'}",
         "",
+        *_fields(schema),
+        "",
     ]
     return "\n".join(lines)
 
@@ -46,8 +77,9 @@ def _section(spec: TopicSpec) -> str:
 def render_markdown(catalog: Catalog) -> str:
     specs = sorted(catalog.topics.values(), key=lambda spec: spec.name)
     rows = "".join(
-        f"| [`{s.name}`](#{s.name.replace('.', '').replace('_', '_')}) | `{s.value_schema}` | `{s.key}` "
+        f"| [`{s.name}`](#{s.name.replace('.', '')}) | `{s.value_schema}` | `{s.key}` "
         f"| {s.partitions} | {s.cleanup_policy} | {_retention(s)} |\n"
         for s in specs
     )
-    return HEADER + rows + "\n" + "\n".join(_section(spec) for spec in specs)
+    sections = "\n".join(_section(spec, catalog.schemas.get(spec.value_schema)) for spec in specs)
+    return HEADER + rows + "\n" + sections

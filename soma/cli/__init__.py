@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from soma.cli import db, events, outbox, settings_cmd, stack, topics
+from soma.cli import db, events, outbox, schemas, settings_cmd, stack, topics
 from soma.errors import SomaError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(topics.app, name="topics")
+app.add_typer(schemas.app, name="schemas")
 app.add_typer(db.app, name="db")
 app.add_typer(outbox.app, name="outbox")
 app.command("up")(stack.platform_up)

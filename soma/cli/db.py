@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from alembic.config import Config
 
 from soma.cli.context import console, settings
 
@@ -14,8 +15,7 @@ app = typer.Typer(help="Database migrations (Alembic): the only way the schema c
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 
-def _config():  # type: ignore[no-untyped-def]
-    from alembic.config import Config
+def _config() -> Config:
 
     from soma.errors import SettingsError
 

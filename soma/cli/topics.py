@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from soma.cli.context import console, settings
+
+if TYPE_CHECKING:
+    from soma.topics import TopicState
 
 app = typer.Typer(help="Create catalog topics, compare catalog vs broker, render docs/topics.md.",
                   no_args_is_help=True)
@@ -15,11 +19,18 @@ app = typer.Typer(help="Create catalog topics, compare catalog vs broker, render
 STYLE = {"created": "green", "ok": "green", "drift": "yellow", "missing": "red", "undocumented": "yellow"}
 
 
-def _print(states: list, title: str) -> None:  # type: ignore[type-arg]
-    table = Table("topic", "physical name", "state", "detail", title=title)
+def _print(states: list[TopicState], title: str) -> None:
+    prefix = settings().topic_prefix
+    caption = f"physical names: {prefix}<topic>" if prefix else None
+    table = Table("topic", "state", "detail", title=title, caption=caption)
     for state in states:
-        table.add_row(state.topic, state.physical, f"[{STYLE[state.state]}]{state.state}[/]", state.detail)
+        detail = "see below" if state.state == "drift" else state.detail
+        table.add_row(state.topic, f"[{STYLE[state.state]}]{state.state}[/]", detail)
     console.print(table)
+    # Drift needs an operator's decision: say it in full, one line per topic.
+    for state in states:
+        if state.state == "drift":
+            console.print(f"{state.topic}: drift: {state.detail}", soft_wrap=True)
 
 
 @app.command("ensure")
@@ -46,7 +57,7 @@ def list_topics() -> None:
 @app.command("docs")
 def docs(
     output: Path = typer.Option(Path("docs/topics.md"), "--output", "-o", help="Where to write the Markdown."),
-    check: bool = typer.Option(False, "--check", help="Exit 1 if the file differs from the catalog instead of writing."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 if the file is stale, instead of writing it."),
 ) -> None:
     """Render the topic catalog as Markdown (docs/topics.md is committed; a test keeps it fresh)."""
     from soma.catalog import load_catalog

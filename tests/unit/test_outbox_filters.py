@@ -84,7 +84,10 @@ def test_no_cursor_is_the_first_page() -> None:
 
 @pytest.mark.parametrize(
     "cursor",
-    ["x", "!!!!", "bzE6", "bzE6LTE", "bzE6MA", "MTIz", "bzE6OTIyMzM3MjAzNjg1NDc3NTgwOA", "A" * 65, "b\u00e9", "bzE6\u00b2"],
+    [
+        "x", "!!!!", "bzE6", "bzE6LTE", "bzE6MA", "MTIz", "bzE6OTIyMzM3MjAzNjg1NDc3NTgwOA",
+        "A" * 65, "b\u00e9", "bzE6\u00b2",
+    ],
 )
 def test_bad_cursors_name_the_cursor(cursor: str) -> None:
     with pytest.raises(InvalidFilter) as caught:
