@@ -56,8 +56,15 @@ def down() -> None:
 
 
 def platform_up(timeout: float = TimeoutOption) -> None:
-    """Bring the platform up: the stack, then a smoke produce/consume through the broker."""
-    from soma.health import kafka_round_trip
+    """Bring the platform up: the stack, migrations, catalog topics, then a smoke event round trip."""
+    from soma.cli import db, topics
+    from soma.smoke import chat_round_trip
 
     up(timeout)
-    console.print(f"smoke: {kafka_round_trip(settings()).detail}: ok")
+    db.upgrade("head")
+    topics.ensure()
+    result = chat_round_trip(settings())
+    console.print(
+        f"smoke: ChatMessage {result.event_id} -> {result.topic} partition {result.partition} "
+        f"offset {result.offset} -> read back in {result.elapsed_ms:.0f} ms: ok"
+    )
