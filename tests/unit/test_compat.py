@@ -88,3 +88,13 @@ def test_release_writes_the_next_version_only_when_changed(tmp_path: Path) -> No
 def test_docs_topics_md_is_fresh() -> None:
     committed = (REPO / "docs" / "topics.md").read_text()
     assert committed == render_markdown(load_catalog()), "docs/topics.md is stale: run `soma topics docs`"
+
+
+def test_schemas_check_command_passes_on_the_committed_schemas() -> None:
+    import sys
+
+    from soma.processes import run_bounded
+
+    result = run_bounded([sys.executable, "-m", "soma", "schemas", "check"], timeout_s=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "read all" in result.stdout
