@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from soma.cli import db, events, outbox, schemas, settings_cmd, stack, topics
+from soma.cli import db, events, outbox, outbox_admin, schemas, settings_cmd, stack, topics
 from soma.errors import SomaError
 
 app = typer.Typer(
@@ -27,6 +27,10 @@ app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(db.app, name="db")
 app.add_typer(outbox.app, name="outbox")
+outbox.app.command("list")(outbox_admin.list_events)
+outbox.app.command("stats")(outbox_admin.stats)
+outbox.app.command("replay")(outbox_admin.replay)
+app.add_typer(outbox_admin.admin_app, name="admin")
 app.command("up")(stack.platform_up)
 app.command("produce")(events.produce)
 app.command("consume")(events.consume)

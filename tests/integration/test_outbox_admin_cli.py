@@ -36,7 +36,7 @@ from tests.support.outbox_admin import (
 )
 from tests.support.procs import REPO, background, wait_for
 
-SOMA_ADMIN = [sys.executable, "-m", "tests.support.admin_cli"]
+SOMA_ADMIN = [sys.executable, "-m", "soma"]
 
 
 def soma(settings: Settings, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
