@@ -6,14 +6,14 @@
     POST /admin/outbox/replay/tenant replay rows by filter (dry_run to preview)
     GET  /healthz                    database reachable and migrated (no token, no data)
 
-Every /admin route needs ``Authorization: Bearer <token>`` (401 otherwise, checked before
-any request validation); a token scoped to other tenants gets 403 naming nothing of the
+Every /admin path needs ``Authorization: Bearer <token>`` (401 otherwise, checked before
+routing and any request parsing or validation); a token scoped to other tenants gets 403 naming nothing of the
 rows. Bad fields get 422 naming the field, in FastAPI's ``{"detail": [{"loc", "msg",
 "type"}]}`` shape, without echoing the input. The OpenAPI schema is at /openapi.json.
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -21,11 +21,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, create_model
-from soma.catalog import load_catalog
-from soma.codec import Codec
 from sqlalchemy import Engine, select
 
 from outbox.api_models import (
@@ -38,6 +36,7 @@ from outbox.api_models import (
     StatsOut,
     Status,
     Tenant,
+    Timestamp,
     ValidationOut,
 )
 from outbox.auth import Principal, TokenRegistry
@@ -54,7 +53,9 @@ from outbox.filters import (
 from outbox.inspect import admin_db_errors, list_events, stats
 from outbox.models import OutboxEvent
 from outbox.replay import Replayer, ReplayResult
+from soma.catalog import load_catalog
 from soma.clients import database_engine
+from soma.codec import Codec
 from soma.errors import InfrastructureUnavailable
 from soma.settings import Settings
 
@@ -62,6 +63,7 @@ log = logging.getLogger("outbox.api")
 
 UNAUTHORIZED = "missing or invalid bearer token"
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "A request body that cannot be parsed at all."},
     401: {"model": ErrorOut, "description": "No token, or not a configured one."},
     403: {"model": ErrorOut, "description": "The token's scope does not cover the tenant or rows."},
     422: {"model": ValidationOut, "description": "A malformed field; `loc` names it."},
@@ -84,11 +86,16 @@ def _bearer(request: Request) -> str | None:
 
 
 def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Authentication comes first: an anonymous caller learns nothing about the request's shape.
+    @app.middleware("http")
+    async def authenticate_first(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # Before routing, body parsing and validation: an anonymous caller learns nothing about
+        # the request's shape (the route dependency then resolves the same token to a principal).
         if request.url.path.startswith("/admin") and registry.authenticate(_bearer(request)) is None:
             return _unauthorized()
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         items = [
             {"loc": [p if isinstance(p, int) else str(p) for p in error.get("loc", ())],
              "msg": str(error.get("msg", "invalid")), "type": str(error.get("type", "value_error"))}
@@ -106,6 +113,8 @@ def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
 
     @app.exception_handler(AccessDenied)
     async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
+        actor = getattr(request.state, "actor", "?")
+        log.warning("admin request refused (403): %s %s by %s", request.method, request.url.path, actor)
         return JSONResponse(status_code=403, content={"detail": str(exc)})
 
     @app.exception_handler(RowsNotFound)
@@ -139,7 +148,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     Topic = Literal[tuple(sorted(topics))]  # type: ignore[valid-type]
     FilterBody = create_model(
         "ReplayByFilterIn", __base__=ReplayByFilterIn,
-        topic=(Topic | None, Field(None, description="Only this catalog topic.")),
+        topic=(Topic | None, Field(None, description="Only this catalog topic.")),  # type: ignore[arg-type]
     )
     db = engine if engine is not None else database_engine(settings)
     replayer = Replayer(db, settings, catalog, Codec(catalog, settings))
@@ -159,10 +168,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     _install_error_handlers(app, registry)
 
-    def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Principal:
-        found = registry.authenticate(credentials.credentials if credentials is not None else None)
+    def principal(
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+    ) -> Principal:
+        found = registry.authenticate(_bearer(request))  # the parsing the middleware used
         if found is None:
             raise HTTPException(status_code=401, detail=UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        request.state.actor = found.actor  # for the 403 log line: a name, never the token
         return found
 
     Caller = Annotated[Principal, Depends(principal)]
@@ -180,9 +192,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         caller: Caller,
         tenant: Annotated[Tenant, Query()],
         status: Status | None = None,
-        topic: Topic | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        topic: Topic | None = None,  # type: ignore[valid-type]
+        since: Timestamp | None = None,
+        until: Timestamp | None = None,
         cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     ) -> PageOut:
@@ -199,9 +211,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         caller: Caller,
         tenant: Annotated[Tenant, Query()],
         status: Status | None = None,
-        topic: Topic | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        topic: Topic | None = None,  # type: ignore[valid-type]
+        since: Timestamp | None = None,
+        until: Timestamp | None = None,
     ) -> StatsOut:
         flt = scoped_filter(caller, tenant, status, topic, since, until)
         with admin_db_errors(settings), db.connect() as conn:
@@ -216,8 +228,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         return _replay_out(replayer.by_ids(caller, body.ids, tenant=body.tenant, dry_run=body.dry_run))
 
     @router.post("/replay/tenant", response_model=ReplayOut, summary="Replay a tenant's rows by filter")
-    def replay_filter(caller: Caller, body: FilterBody) -> ReplayOut:  # type: ignore[valid-type]
-        flt = scoped_filter(caller, body.tenant, body.status, body.topic, body.since, body.until)  # type: ignore[attr-defined]
+    def replay_filter(caller: Caller, body: FilterBody) -> ReplayOut:
+        flt = scoped_filter(caller, body.tenant, body.status, body.topic, body.since, body.until)
         return _replay_out(replayer.by_filter(caller, flt, dry_run=body.dry_run))
 
     app.include_router(router)

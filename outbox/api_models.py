@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from outbox.filters import MAX_ID, MAX_TENANT_LENGTH, TENANT_PATTERN
+from outbox.filters import MAX_TENANT_LENGTH, TENANT_PATTERN
 
 Status = Literal["pending", "sent", "failed", "dead"]
 Tenant = Annotated[
     str, Field(min_length=1, max_length=MAX_TENANT_LENGTH, pattern=TENANT_PATTERN, description="Tenant id.")
 ]
-RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# Row ids over HTTP stay within JSON's exact integers (2**53 - 1), so the schema's bound is exact too.
+MAX_JSON_ID = 2**53 - 1
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (7 or 7.0, as JSON Schema has it), not a string or a boolean."""
+    if isinstance(value, str | bool):
+        raise ValueError("expected an integer")
+    return value
+
+
+RowId = Annotated[int, Field(ge=1, le=MAX_JSON_ID), BeforeValidator(_json_integer)]
 MAX_IDS_PER_REQUEST = 10_000
+_NUMBER = re.compile(r"\s*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*")
+
+
+def _iso_8601_only(value: Any) -> Any:
+    """Timestamps are ISO-8601 text: a bare number (pydantic would read Unix seconds) is refused."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("expected an ISO-8601 timestamp, e.g. 2026-11-22T09:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 
 
 class OutboxRowOut(BaseModel):
@@ -58,7 +81,7 @@ class ReplayByIdsIn(BaseModel):
 
     ids: list[RowId] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST, description="Outbox row ids.")
     tenant: Tenant | None = Field(None, description="The rows' tenant; default: the one tenant all ids belong to.")
-    dry_run: bool = Field(False, description="Report what would be replayed; write nothing.")
+    dry_run: bool = Field(False, strict=True, description="Report what would be replayed; write nothing.")
 
 
 class ReplayByFilterIn(BaseModel):
@@ -67,9 +90,9 @@ class ReplayByFilterIn(BaseModel):
     tenant: Tenant
     status: Status = Field(description="Rows with this status are replayed (required).")
     topic: str | None = Field(None, description="Only this catalog topic (the app narrows it to the catalog's).")
-    since: datetime | None = Field(None, description="created_at >= since (ISO-8601; no zone = UTC).")
-    until: datetime | None = Field(None, description="created_at < until (ISO-8601; no zone = UTC).")
-    dry_run: bool = Field(False, description="Report what would be replayed; write nothing.")
+    since: Timestamp | None = Field(None, description="created_at >= since (ISO-8601; no zone = UTC).")
+    until: Timestamp | None = Field(None, description="created_at < until (ISO-8601; no zone = UTC).")
+    dry_run: bool = Field(False, strict=True, description="Report what would be replayed; write nothing.")
 
 
 class ReplayPair(BaseModel):

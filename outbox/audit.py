@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from soma.catalog import Catalog
-from soma.codec import Codec
 from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from outbox.models import AdminAudit
 from outbox.writer import OutboxWriter
+from soma.catalog import Catalog
+from soma.codec import Codec
 from soma.settings import Settings
 
 AUDIT_TOPIC = "outbox.audit"

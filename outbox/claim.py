@@ -9,60 +9,95 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from json import loads
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from outbox.policy import ClaimPlan
 
-# Tenants with due-or-retrying rows, found by a loose index scan of ix_outbox_events_due
-# (one index probe per tenant, however many rows each holds), starting after the cursor.
-# Each tenant's rows come from the same index through LATERAL ... LIMIT share, locking as
-# they are read (SKIP LOCKED: another relay's claims are passed over, never waited for).
-# Rows are then ordered round by round (`quota` rows of every tenant per round) and cut
-# at the batch size.
+# Tenants with due-or-retrying rows are found by a loose index scan of ix_outbox_events_due
+# (one index probe per tenant, however many rows it holds), in round-robin order: those after
+# the cursor first, then wrapping around, at most :max_tenants of them. Each tenant's rows come
+# from the same index through LATERAL ... LIMIT share, locked as they are read (SKIP LOCKED:
+# rows another relay claimed are passed over, never waited for). Rows are then ordered round
+# by round (`quota` rows of every tenant per round) and cut at the batch size. The first two
+# columns (tenants visited, last one visited) are there even when no row is claimed.
 CLAIM_SQL = """
-WITH RECURSIVE tenants(tenant_id) AS (
-    (SELECT e.tenant_id FROM outbox_events e
-      WHERE e.status IN ('pending', 'failed') AND e.tenant_id > :after
-      ORDER BY e.tenant_id LIMIT 1)
+WITH RECURSIVE tenants(tenant_id, wrapped, n) AS (
+    SELECT s.t, s.wrapped, 1
+      FROM (SELECT (SELECT e.tenant_id FROM outbox_events e
+                     WHERE e.status IN ('pending', 'failed') AND e.tenant_id > :after
+                     ORDER BY e.tenant_id, e.next_attempt_at, e.id LIMIT 1) AS t) a
+     CROSS JOIN LATERAL (
+        SELECT COALESCE(a.t, (SELECT e.tenant_id FROM outbox_events e
+                               WHERE a.t IS NULL AND e.status IN ('pending', 'failed')
+                               ORDER BY e.tenant_id, e.next_attempt_at, e.id LIMIT 1)) AS t,
+               a.t IS NULL AS wrapped
+     ) s
+     WHERE s.t IS NOT NULL
     UNION ALL
-    SELECT (SELECT e.tenant_id FROM outbox_events e
-             WHERE e.status IN ('pending', 'failed') AND e.tenant_id > t.tenant_id
-             ORDER BY e.tenant_id LIMIT 1)
-      FROM tenants t WHERE t.tenant_id IS NOT NULL
+    SELECT s.t, s.wrapped, t.n + 1
+      FROM tenants t
+     CROSS JOIN LATERAL (
+        SELECT (SELECT e.tenant_id FROM outbox_events e
+                 WHERE e.status IN ('pending', 'failed') AND e.tenant_id > t.tenant_id
+                 ORDER BY e.tenant_id, e.next_attempt_at, e.id LIMIT 1) AS t
+     ) nx
+     CROSS JOIN LATERAL (
+        SELECT COALESCE(nx.t, (SELECT e.tenant_id FROM outbox_events e
+                                WHERE nx.t IS NULL AND NOT t.wrapped AND e.status IN ('pending', 'failed')
+                                ORDER BY e.tenant_id, e.next_attempt_at, e.id LIMIT 1)) AS t,
+               t.wrapped OR nx.t IS NULL AS wrapped
+     ) s
+     WHERE t.n < :max_tenants AND s.t IS NOT NULL AND NOT (s.wrapped AND s.t > :after)
 ),
-overrides(tenant_id, quota, share) AS (
-    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:quotas AS int[]), CAST(:shares AS int[]))
+overrides(tenant_id, quota, lim) AS (
+    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:quotas AS int[]), CAST(:limits AS int[]))
 ),
 plan AS (
-    SELECT t.tenant_id,
-           COALESCE(o.quota, :quota) AS quota,
-           COALESCE(o.share, :quota * :rounds) AS share
+    SELECT t.tenant_id, t.n, COALESCE(o.quota, :quota) AS quota, COALESCE(o.lim, -1) AS lim
       FROM tenants t LEFT JOIN overrides o ON o.tenant_id = t.tenant_id
-     WHERE t.tenant_id IS NOT NULL
+),
+sized AS (
+    SELECT p.tenant_id, p.n, p.quota,
+           CASE WHEN p.lim >= 0 THEN p.lim
+                ELSE p.quota * GREATEST(1, CEIL(CAST(:batch_size AS numeric)
+                     / NULLIF(SUM(CASE WHEN p.lim < 0 THEN p.quota END) OVER (), 0)))::int
+           END AS share
+      FROM plan p
 ),
 claimed AS (
-    SELECT c.*, p.quota,
+    SELECT c.*, z.n, z.quota,
            row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.next_attempt_at, c.id) AS rn
-      FROM plan p
+      FROM sized z
      CROSS JOIN LATERAL (
         SELECT e.id, e.tenant_id, e.topic, e.key, e.headers, e.payload, e.attempts,
                e.created_at, e.next_attempt_at
           FROM outbox_events e
-         WHERE e.tenant_id = p.tenant_id
+         WHERE e.tenant_id = z.tenant_id
            AND e.status IN ('pending', 'failed')
            AND e.next_attempt_at <= now()
          ORDER BY e.next_attempt_at, e.id
-         LIMIT p.share
+         LIMIT z.share
          FOR UPDATE OF e SKIP LOCKED
      ) c
+),
+visit AS (
+    SELECT count(*) AS visited, (array_agg(tenant_id ORDER BY n DESC))[1] AS last_tenant FROM tenants
 )
-SELECT id, tenant_id, topic, key, headers, payload, attempts,
-       EXTRACT(EPOCH FROM created_at)::float8 AS created_epoch
-  FROM claimed
- ORDER BY (rn - 1) / quota, tenant_id, rn
- LIMIT :batch_size
+SELECT v.visited, v.last_tenant, b.id, b.tenant_id, b.topic, b.key, CAST(b.headers AS text), b.payload, b.attempts,
+       b.created_epoch
+  FROM visit v
+  LEFT JOIN LATERAL (
+    SELECT id, tenant_id, topic, key, headers, payload, attempts,
+           EXTRACT(EPOCH FROM created_at)::float8 AS created_epoch,
+           (rn - 1) / quota AS round, n, rn
+      FROM claimed
+     ORDER BY (rn - 1) / quota, n, rn
+     LIMIT :batch_size
+  ) b ON true
+ ORDER BY b.round, b.n, b.rn
 """
 CLAIM = text(CLAIM_SQL)
 EXPLAIN_CLAIM = text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)" + CLAIM_SQL)
@@ -124,24 +159,33 @@ class ClaimedRow:
     created_epoch: float
 
 
-def claim(conn: Connection, plan: ClaimPlan) -> list[ClaimedRow]:
-    """Lock and return up to `plan.batch_size` due rows, fairly across tenants (caller's transaction)."""
-    result = conn.execute(
-        CLAIM,
-        {
-            "after": plan.after,
-            "tenants": list(plan.tenants),
-            "quotas": list(plan.quotas),
-            "shares": list(plan.shares),
-            "quota": plan.quota,
-            "rounds": plan.rounds,
-            "batch_size": plan.batch_size,
-        },
-    )
-    return [
-        ClaimedRow(r[0], r[1], r[2], r[3], r[4] or {}, bytes(r[5]), r[6], r[7])
-        for r in result.tuples()
+@dataclass(frozen=True)
+class Claim:
+    rows: list[ClaimedRow]
+    visited: int  # tenants with due rows the claim looked at
+    last_visited: str | None
+
+
+def _params(plan: ClaimPlan) -> dict[str, Any]:
+    return {
+        "after": plan.after, "tenants": list(plan.tenants), "quotas": list(plan.quotas),
+        "limits": list(plan.limits), "quota": plan.quota, "max_tenants": plan.max_tenants,
+        "batch_size": plan.batch_size,
+    }
+
+
+def claim(conn: Connection, plan: ClaimPlan) -> Claim:
+    """Lock and return up to `plan.batch_size` due rows, fairly across tenants (caller's transaction).
+
+    Headers come as text and are parsed here: about 3x cheaper than the driver's jsonb loader.
+    """
+    result = conn.execute(CLAIM, _params(plan)).all()
+    visited, last_visited = (int(result[0][0]), result[0][1]) if result else (0, None)
+    rows = [
+        ClaimedRow(r[2], r[3], r[4], r[5], loads(r[6]) if r[6] else {}, bytes(r[7]), r[8], r[9])
+        for r in result if r[2] is not None
     ]
+    return Claim(rows, visited, last_visited)
 
 
 def mark_sent(
@@ -169,13 +213,9 @@ def any_due(conn: Connection) -> bool:
 
 
 def pending_by_tenant(conn: Connection) -> list[tuple[str, int, float]]:
-    return [(r[0], int(r[1]), float(r[2] or 0.0)) for r in conn.execute(PENDING_BY_TENANT).tuples()]
+    return [(r[0], int(r[1]), float(r[2] or 0.0)) for r in conn.execute(PENDING_BY_TENANT)]
 
 
 def explain_claim(conn: Connection, plan: ClaimPlan) -> str:
-    """EXPLAIN of the claim with these parameters (tests check it walks the partial index)."""
-    params: dict[str, Any] = {
-        "after": plan.after, "tenants": list(plan.tenants), "quotas": list(plan.quotas),
-        "shares": list(plan.shares), "quota": plan.quota, "rounds": plan.rounds, "batch_size": plan.batch_size,
-    }
-    return "\n".join(str(row[0]) for row in conn.execute(EXPLAIN_CLAIM, params))
+    """EXPLAIN ANALYZE of the claim with these parameters (it locks rows: roll back afterwards)."""
+    return "\n".join(str(row[0]) for row in conn.execute(EXPLAIN_CLAIM, _params(plan)))

@@ -49,7 +49,7 @@ class OutboxFilter:
 
 
 def check_tenant(value: str | None, field: str = "tenant") -> str:
-    if value is None or not value.strip():
+    if not value:
         raise InvalidFilter(field, "a tenant id is required")
     if len(value) > MAX_TENANT_LENGTH:
         raise InvalidFilter(field, f"longer than {MAX_TENANT_LENGTH} characters")

@@ -6,7 +6,7 @@ Nothing here touches the database or the broker, so all of it is unit-tested dir
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -191,12 +191,20 @@ class FairShare:
             limits=tuple(overrides[t][1] for t in names),
         )
 
-    def claimed(self, tenants_in_order: Iterable[str], rows: int) -> None:
-        """Move the cursor past the last tenant served when the batch was full; else start over."""
-        last = None
-        for last in tenants_in_order:  # noqa: B007 - only the last one matters
-            pass
-        self.cursor = last if last is not None and rows >= self.batch_size else ""
+    def claimed(self, last_served: str | None, rows: int, visited: int, last_visited: str | None) -> None:
+        """Move the cursor for the next claim.
+
+        A full batch stops mid-round: the next claim starts after the last tenant served. A
+        claim that visited as many tenants as it may starts after the last one visited (so the
+        tenants beyond are next, even if this claim found nothing to send). Otherwise every
+        tenant with due rows had its share and the next claim starts from the beginning.
+        """
+        if rows >= self.batch_size and last_served is not None:
+            self.cursor = last_served
+        elif visited >= self.max_tenants and last_visited is not None:
+            self.cursor = last_visited
+        else:
+            self.cursor = ""
 
 
 class PollPacer:

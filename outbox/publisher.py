@@ -75,7 +75,7 @@ class Publisher:
         produce = self._producer.produce
         for index, row in enumerate(batch.rows):
             topic = physical.get(row.topic) or physical.setdefault(row.topic, topic_name(row.topic))
-            headers = [(name, value.encode()) for name, value in row.headers.items()]
+            headers: Any = [(name, value.encode()) for name, value in row.headers.items()]
             callback: Any = partial(batch.on_delivery, index)
             while True:
                 try:

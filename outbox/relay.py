@@ -17,20 +17,22 @@ import resource
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
+from concurrent import futures
 from dataclasses import dataclass
 from types import FrameType
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from outbox.claim import any_due, claim, mark_failed, mark_sent, pending_by_tenant
+from outbox.claim import Claim, any_due, claim, pending_by_tenant
 from outbox.errors import RelayError
 from outbox.metrics import Heartbeat, MetricsServer, RelayMetrics
-from outbox.policy import Circuits, CircuitState, FairShare, PollPacer, backoff_delay, parse_tenant_map
+from outbox.outcome import Committer, RetryPolicy, judge
+from outbox.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, parse_tenant_map
 from outbox.publisher import Batch, Publisher
 from outbox.wakeup import Wakeup
-from soma.clients import database_engine
+from soma.clients import database_engine, database_errors
 from soma.settings import Settings
 
 log = logging.getLogger("outbox.relay")
@@ -42,6 +44,14 @@ RETRY_BUCKET_S = 0.1  # retry times are remembered at this resolution (bounded m
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def relay_engine(settings: Settings, pool_size: int) -> Engine:
+    """The relay's engine: JIT off (its claim's cost estimate would trigger ~200 ms of compiling per claim)."""
+    options = settings.sqlalchemy_engine_options()
+    connect_args = dict(options.get("connect_args", {}))
+    connect_args["options"] = (str(connect_args.get("options", "")) + " -cjit=off").strip()
+    return database_engine(settings, connect_args=connect_args, pool_size=pool_size, max_overflow=2)
 
 
 @dataclass
@@ -65,7 +75,7 @@ class Relay:
     def __init__(self, settings: Settings, *, serve_metrics: bool = True, rng: random.Random | None = None) -> None:
         self.settings = settings
         depth = settings.outbox_relay_pipeline_depth
-        self.engine: Engine = database_engine(settings, pool_size=depth + 2, max_overflow=2)
+        self.engine: Engine = relay_engine(settings, pool_size=depth + 2)
         self.fair = FairShare(
             settings.outbox_relay_batch_size,
             settings.outbox_relay_tenant_quota,
@@ -74,10 +84,14 @@ class Relay:
         self.circuits = Circuits.from_settings(settings)
         self.pacer = PollPacer(settings.outbox_relay_poll_min_s, settings.outbox_relay_poll_max_s)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self.retry = RetryPolicy(
+            settings.outbox_relay_retry_base_s, settings.outbox_relay_retry_max_s, settings.outbox_relay_max_attempts
+        )
         self.metrics = RelayMetrics()
         self.heartbeat = Heartbeat(stale_s=max(30.0, settings.outbox_relay_delivery_timeout_s * 2))
         self.stats = RelayStats()
-        self.in_flight: deque[Batch] = deque()
+        self.in_flight: list[Batch] = []  # produced, awaiting delivery reports
+        self.committer: Committer | None = None  # then judged, and written on its thread
         self.retry_times: set[float] = set()
         self._stop = threading.Event()
         self.wakeup: Wakeup | None = None
@@ -85,6 +99,9 @@ class Relay:
         self.server: MetricsServer | None = None
         self._serve_metrics = serve_metrics
         self._gauges: threading.Thread | None = None
+        # Claims run on a thread of their own, one at a time, while the loop keeps producing.
+        self._claims = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-claim")
+        self._claim: futures.Future[tuple[Connection | None, Claim | None]] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
     def stop(self) -> None:
@@ -100,11 +117,10 @@ class Relay:
         signal.signal(signal.SIGINT, handler)
 
     def start(self) -> None:
-        try:
+        with database_errors(self.settings):  # unreachable: one line naming SOMA_DATABASE_URL
             self.wakeup = Wakeup(self.engine)
-        except SQLAlchemyError as exc:
-            raise RelayError(f"outbox relay: cannot use the database: {_first_line(exc)}") from exc
         self.publisher = Publisher(self.settings)
+        self.committer = Committer()
         if self._serve_metrics:
             try:
                 self.server = MetricsServer(
@@ -131,21 +147,38 @@ class Relay:
 
     # --- the loop --------------------------------------------------------------------------
     def _loop(self, drain: bool) -> None:
-        wakeup, publisher = self._parts()
+        wakeup, publisher, committer = self._parts()
         depth = self.settings.outbox_relay_pipeline_depth
         while not self._stop.is_set():
-            self.heartbeat.beat("busy" if self.in_flight else ("idle" if wakeup.idle else "polling"))
+            busy = len(self.in_flight) + committer.pending
+            self.heartbeat.beat("busy" if busy else ("idle" if wakeup.idle else "polling"))
+            self._collect()
             self._finish_completed()
             if not self.in_flight:
                 self._renew_producer_if_fatal()
-            claimed = self._claim_and_send() if len(self.in_flight) < depth else 0
-            if claimed:
+            free = depth - len(self.in_flight) - committer.pending
+            if self._claim is None and free > 0:
+                plan = self.fair.plan(self.circuits.limits(time.monotonic()))
+                self._claim = self._claims.submit(self._claim_rows, plan)
+            if self._claim is None:  # the pipeline is full: serve delivery reports and commits
+                if self.in_flight:
+                    publisher.poll(0.02)
+                else:
+                    self._collect(0.02)
+                continue
+            if self.in_flight:  # deliver reports while PostgreSQL works on the next claim
+                publisher.poll(0.001)
+            else:
+                futures.wait([self._claim], timeout=0.02)
+            if not self._claim.done():
+                continue
+            found = self._take_claim(self._claim)
+            self._claim = None
+            if found:
                 self.pacer.found_rows()
                 wakeup.busy()
-                publisher.poll(0)
                 continue
-            if self.in_flight:
-                publisher.poll(0.005 if len(self.in_flight) < depth else 0.05)
+            if self.in_flight or committer.pending:
                 continue
             if drain:
                 if self._nothing_due():
@@ -153,15 +186,15 @@ class Relay:
                 self._sleep(self.pacer.next_wait())
                 continue
             if not wakeup.idle:
-                if not wakeup.try_idle():  # writers mid-transaction: more rows are coming, poll soon
+                if not wakeup.try_idle():  # a writer is committing right now: poll again soon
                     self._sleep(self.pacer.next_wait())
                 continue  # idle now: claim once more before waiting (a row may have just committed)
             self._wait_idle(wakeup)
 
-    def _parts(self) -> tuple[Wakeup, Publisher]:
-        if self.wakeup is None or self.publisher is None:
+    def _parts(self) -> tuple[Wakeup, Publisher, Committer]:
+        if self.wakeup is None or self.publisher is None or self.committer is None:
             raise RelayError("outbox relay: start() was not called")
-        return self.wakeup, self.publisher
+        return self.wakeup, self.publisher, self.committer
 
     def _wait_idle(self, wakeup: Wakeup) -> None:
         """Idle: wait for a writer's NOTIFY, a retry coming due, a circuit to half-open, or the timeout."""
@@ -191,139 +224,104 @@ class Relay:
             return not any_due(conn)
 
     def _renew_producer_if_fatal(self) -> None:
-        _, publisher = self._parts()
+        _, publisher, _ = self._parts()
         if publisher.renew_if_fatal():
             log.warning("relay: producer replaced after a fatal error")
 
     # --- claim, send, finish ---------------------------------------------------------------
-    def _claim_and_send(self) -> int:
-        _, publisher = self._parts()
-        now = time.monotonic()
-        limits = self.circuits.limits(now)
-        plan = self.fair.plan(limits)
+    def _claim_rows(self, plan: ClaimPlan) -> tuple[Connection | None, Claim | None]:
+        """On the claim thread: lock the next batch in a transaction of its own (left open)."""
         try:
             conn = self.engine.connect()
         except SQLAlchemyError as exc:
             log.error("relay: database unavailable: %s", _first_line(exc))
-            self.metrics.claims.labels("error").inc()
-            self._sleep(self.settings.outbox_relay_poll_max_s)
-            return 0
+            return None, None
         try:
             conn.begin()
-            rows = claim(conn, plan)
+            claimed = claim(conn, plan)
         except SQLAlchemyError as exc:
             log.error("relay: claim failed: %s", _first_line(exc))
-            self.metrics.claims.labels("error").inc()
             with contextlib.suppress(SQLAlchemyError):
                 conn.rollback()
             conn.close()
-            self._sleep(self.settings.outbox_relay_poll_max_s)
-            return 0
-        self.fair.claimed((row.tenant_id for row in rows), len(rows))
-        if not rows:
+            return None, None
+        if not claimed.rows:
             conn.rollback()
             conn.close()
+            return None, claimed
+        return conn, claimed
+
+    def _take_claim(self, future: futures.Future[tuple[Connection | None, Claim | None]]) -> int:
+        """Account for a finished claim and hand its rows to the producer; the number of rows."""
+        _, publisher, _ = self._parts()
+        conn, claimed = future.result()
+        if claimed is None:
+            self.metrics.claims.labels("error").inc()
+            self._sleep(self.settings.outbox_relay_poll_max_s)
+            return 0
+        rows = claimed.rows
+        self.fair.claimed(rows[-1].tenant_id if rows else None, len(rows), claimed.visited, claimed.last_visited)
+        if conn is None or not rows:
             self.metrics.claims.labels("empty").inc()
             return 0
         self.metrics.claims.labels("rows").inc()
         self.stats.claims += 1
         if self.stats.first_claim_at is None:
             self.stats.first_claim_at = time.monotonic()
-        if limits:
-            probed = Counter(row.tenant_id for row in rows if row.tenant_id in limits)
+        limited = {t for t, circuit in self.circuits.by_tenant.items() if circuit.state is not CircuitState.CLOSED}
+        if limited:
+            probed = Counter(row.tenant_id for row in rows if row.tenant_id in limited)
             for tenant, count in probed.items():
                 self.circuits.get(tenant).claimed(count)
             self._export_circuits()
         batch = Batch(conn, rows)
+        if self._stop.is_set():  # stopping: release the rows at once instead of sending them
+            batch.closed = True
+        else:
+            publisher.send(batch, keep_going=lambda: not self._stop.is_set())
         self.in_flight.append(batch)
         self.metrics.in_flight.inc(len(rows))
-        publisher.send(batch, keep_going=lambda: not self._stop.is_set())
         return len(rows)
 
     def _finish_completed(self) -> None:
-        while self.in_flight and self.in_flight[0].complete:
-            self._finish(self.in_flight.popleft())
-        # Batches complete out of order only when their rows went to slower partitions: finish those too.
+        """Judge every batch the broker has fully reported on and hand it to the committer."""
         for batch in [b for b in self.in_flight if b.complete]:
             self.in_flight.remove(batch)
             self._finish(batch)
 
     def _finish(self, batch: Batch) -> None:
-        """Record the broker's verdict on every reported row, then commit (releasing the claim)."""
-        s = self.settings
-        now_mono = time.monotonic()
-        sent_ids: list[int] = []
-        sent_parts: list[int] = []
-        sent_offsets: list[int] = []
-        sent_acked: list[float] = []
-        fail_ids: list[int] = []
-        fail_status: list[str] = []
-        fail_errors: list[str] = []
-        fail_delays: list[float] = []
-        published: Counter[tuple[str, str]] = Counter()
-        failed: Counter[tuple[str, str]] = Counter()
-        dead: Counter[tuple[str, str]] = Counter()
+        now = time.monotonic()
         opened_before = {t for t, c in self.circuits.by_tenant.items() if c.state is CircuitState.OPEN}
-        observe = self.metrics.latency.observe
-        unreported: set[str] = set()
-        for index, row in enumerate(batch.rows):
-            if index >= batch.produced or batch.acked_at[index] == 0.0:
-                unreported.add(row.tenant_id)  # never produced or no report (shutdown): released at commit
-                continue
-            error = batch.errors[index]
-            circuit = self.circuits.get(row.tenant_id)
-            if error is None:
-                sent_ids.append(row.id)
-                sent_parts.append(batch.partitions[index])
-                sent_offsets.append(batch.offsets[index])
-                sent_acked.append(batch.acked_at[index])
-                observe(max(0.0, batch.acked_at[index] - row.created_epoch))
-                published[(row.tenant_id, row.topic)] += 1
-                circuit.success()
-                continue
-            attempts = row.attempts + 1
-            is_dead = attempts >= s.outbox_relay_max_attempts
-            delay = 0.0 if is_dead else backoff_delay(attempts, s.outbox_relay_retry_base_s, s.outbox_relay_retry_max_s,
-                                                      self.rng)
-            fail_ids.append(row.id)
-            fail_status.append("dead" if is_dead else "failed")
-            fail_errors.append(error)
-            fail_delays.append(delay)
-            (dead if is_dead else failed)[(row.tenant_id, row.topic)] += 1
-            if not is_dead:
-                self.retry_times.add(math.ceil((now_mono + delay) / RETRY_BUCKET_S) * RETRY_BUCKET_S)
-            circuit.failure(now_mono)
-        for tenant in unreported:
-            self.circuits.get(tenant).released()
-        try:
-            mark_sent(batch.conn, sent_ids, sent_parts, sent_offsets, sent_acked)
-            mark_failed(batch.conn, fail_ids, fail_status, fail_errors, fail_delays)
-            batch.conn.commit()
-        except SQLAlchemyError as exc:
-            # The records are on the broker but not marked: they will be published again (at least once).
-            log.error("relay: could not record %d delivery report(s): %s", len(batch.rows), _first_line(exc))
-            with contextlib.suppress(SQLAlchemyError):
-                batch.conn.rollback()
-        finally:
-            batch.conn.close()
-            self.metrics.in_flight.dec(len(batch.rows))
-        self.stats.last_commit_at = time.monotonic()
-        self.stats.published += len(sent_ids)
-        self.stats.failed += sum(failed.values())
-        self.stats.dead += sum(dead.values())
-        for (tenant, topic), n in published.items():
-            self.metrics.published.labels(tenant, topic).inc(n)
-        for (tenant, topic), n in failed.items():
-            self.metrics.failed.labels(tenant, topic).inc(n)
-        for (tenant, topic), n in dead.items():
-            self.metrics.dead.labels(tenant, topic).inc(n)
-        if fail_ids:
-            log.warning("relay: %d delivery failure(s), e.g. %s", len(fail_ids), fail_errors[0])
+        outcome = judge(batch, self.retry, self.circuits, self.rng, now)
+        for delay in set(outcome.fail_delays):
+            if delay > 0:
+                self.retry_times.add(math.ceil((now + delay) / RETRY_BUCKET_S) * RETRY_BUCKET_S)
+        self._parts()[2].submit(outcome)
+        m = self.metrics
+        for latency in outcome.latencies:
+            m.latency.observe(latency)
+        for (tenant, topic), n in outcome.published.items():
+            m.published.labels(tenant, topic).inc(n)
+        for (tenant, topic), n in outcome.failed.items():
+            m.failed.labels(tenant, topic).inc(n)
+        for (tenant, topic), n in outcome.dead.items():
+            m.dead.labels(tenant, topic).inc(n)
+        self.stats.published += len(outcome.sent_ids)
+        self.stats.failed += sum(outcome.failed.values())
+        self.stats.dead += sum(outcome.dead.values())
+        if outcome.fail_ids:
+            log.warning("relay: %d delivery failure(s), e.g. %s", len(outcome.fail_ids), outcome.fail_errors[0])
         for tenant, circuit in self.circuits.by_tenant.items():
             if circuit.state is CircuitState.OPEN and tenant not in opened_before:
-                self.metrics.circuit_opened.labels(tenant).inc()
-                log.warning("relay: circuit of tenant %r opened after %d failure(s)", tenant, circuit.failures)
+                m.circuit_opened.labels(tenant).inc()
+                log.warning("relay: circuit of tenant %r open (%d consecutive failures)", tenant, circuit.failures)
         self._export_circuits()
+
+    def _collect(self, wait_s: float = 0.0) -> None:
+        """Take note of outcomes the committer has written (their rows are no longer claimed)."""
+        for outcome in self._parts()[2].done(wait_s):
+            self.metrics.in_flight.dec(len(outcome.batch.rows))
+            self.stats.last_commit_at = time.monotonic()
 
     def _export_circuits(self) -> None:
         for tenant, circuit in self.circuits.by_tenant.items():
@@ -341,13 +339,21 @@ class Relay:
 
     def _shutdown(self) -> None:
         self.heartbeat.beat("stopping")
-        wakeup, publisher = self._parts()
+        wakeup, publisher, committer = self._parts()
+        if self._claim is not None:  # a claim still running: its rows are released, not sent
+            self._take_claim(self._claim)
+            self._claim = None
+        self._claims.shutdown(wait=True)
         deadline = time.monotonic() + self.settings.outbox_relay_delivery_timeout_s + 5
         while self.in_flight and time.monotonic() < deadline:
             publisher.poll(0.05)
             self._finish_completed()
-        while self.in_flight:  # reports still missing: record what came, release the rest
-            self._finish(self.in_flight.popleft())
+        for batch in list(self.in_flight):  # reports still missing: record what came, release the rest
+            self.in_flight.remove(batch)
+            self._finish(batch)
+        for outcome in committer.close(timeout_s=30):
+            self.metrics.in_flight.dec(len(outcome.batch.rows))
+            self.stats.last_commit_at = time.monotonic()
         publisher.close(1.0)
         wakeup.close()
         self._stop.set()

@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from soma.catalog import Catalog
-from soma.codec import Codec
 from sqlalchemy import Connection, Engine, String, Text, cast, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -29,6 +27,8 @@ from outbox.errors import InvalidFilter, OutboxError, ReplayTooLarge
 from outbox.filters import OutboxFilter, check_ids, check_tenant
 from outbox.inspect import admin_db_errors, matching_rows, rows_by_id
 from outbox.models import OutboxEvent
+from soma.catalog import Catalog
+from soma.codec import Codec
 from soma.events import HEADER_REPLAY_OF
 from soma.settings import Settings, env_name
 

@@ -1,30 +1,32 @@
 """How the relay waits for work: coalesced LISTEN/NOTIFY while idle, an adaptive poll otherwise.
 
-Migration 0002 installs the writers' half (a statement trigger on outbox_events) and the SQL
-functions used here. The protocol:
+Migrations 0002/0003 install the writers' half (a deferred constraint trigger on
+outbox_events, so it runs while the writer's transaction commits, once per transaction) and
+the SQL functions used here. The protocol:
 
 * The relay LISTENs on its schema's channel once, at start.
 * When a claim finds nothing and nothing is in flight, the relay tries to take an exclusive
-  session-level advisory lock (`outbox_relay_try_idle()`). Every writer transaction holds the
-  same lock *shared* from its INSERT until it ends, so the relay gets it only when no writer
-  that inserted is still open; it then claims once more (seeing every such row) and, still
-  finding nothing, waits for a notification.
-* A writer that cannot take the lock shared knows a relay is idle and NOTIFYs (at commit).
-  Writers never NOTIFY while the relay is busy, so commits do not queue on the notify lock.
+  session-level advisory lock (`outbox_relay_try_idle()`). A committing writer holds the same
+  lock *shared* for the duration of its commit, so once the relay has it, every writer that
+  committed before is visible to the relay's next claim, and every later one sees the lock.
+  The relay claims once more and, still finding nothing, waits for a notification.
+* A committing writer that cannot take the lock shared knows a relay is idle and NOTIFYs.
+  Writers never NOTIFY while the relay is busy, so commits do not queue on PostgreSQL's
+  notify lock (the ~500-600 commits/s ceiling of NOTIFY-per-transaction designs).
 * On a notification (or a timeout) the relay releases the lock (`outbox_relay_busy()`).
 
-When the lock is not free (writers mid-transaction), the relay polls with a short wait that
-doubles while claims stay empty (`PollPacer`) and resets as soon as one finds rows.
+When the lock is not free (a writer committing at that very moment), the relay polls with a
+short wait that doubles while claims stay empty (`PollPacer`) and resets once one finds rows.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import ProgrammingError
 
 from outbox.errors import RelayError
 
@@ -40,12 +42,10 @@ class Wakeup:
         self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             self.channel = str(self._conn.execute(LISTEN).scalar())
-        except Exception as exc:
+        except ProgrammingError as exc:  # undefined function / table: the schema is not migrated
             self._conn.close()
-            raise RelayError(
-                "outbox: the relay's wake-up functions are missing; run `soma db upgrade`"
-                f" ({str(exc).strip().splitlines()[0]})"
-            ) from exc
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            raise RelayError(f"outbox relay: the database is not migrated; run `soma db upgrade` ({first})") from exc
         self.idle = False
         driver: Any = self._conn.connection.driver_connection
         self._raw: psycopg.Connection[Any] = driver
@@ -59,11 +59,12 @@ class Wakeup:
 
     def wait(self, timeout_s: float) -> bool:
         """Wait (idle) for a writer's notification; True if one came."""
-        deadline = time.monotonic() + max(0.0, timeout_s)
-        for _ in self._raw.notifies(timeout=max(0.0, deadline - time.monotonic()), stop_after=1):
+        got = False
+        for _ in self._raw.notifies(timeout=max(0.001, timeout_s), stop_after=1):
+            got = True
+        if got:  # not inside the loop above: it holds the connection's lock
             self._drain()
-            return True
-        return False
+        return got
 
     def busy(self) -> None:
         """Stop advertising idleness: writers stop notifying."""
@@ -73,7 +74,7 @@ class Wakeup:
 
     def _drain(self) -> None:
         """Drop notifications that arrived while busy (they only mean "rows were written")."""
-        for _ in self._raw.notifies(timeout=0):
+        for _ in self._raw.notifies(timeout=0.0):
             pass
 
     def close(self) -> None:

@@ -35,9 +35,16 @@ from soma.settings import Settings
 
 # Headers the writer sets itself; a caller may add others (e.g. its own traceparent), not these.
 RESERVED_HEADERS = frozenset({HEADER_TENANT, HEADER_DEDUPE_KEY, HEADER_EVENT_TYPE, HEADER_REPLAY_OF})
-TENANT_MAX = OutboxEvent.__table__.c.tenant_id.type.length or 200
-DEDUPE_KEY_MAX = OutboxEvent.__table__.c.dedupe_key.type.length or 400
-ROWS_PER_STATEMENT = 500  # 9 bound values per row: far below PostgreSQL's 65,535 per statement
+TENANT_MAX = 200  # the columns' lengths (outbox/models.py)
+DEDUPE_KEY_MAX = 400
+ROWS_PER_STATEMENT = 500  # for the look-up of existing rows: 2 bound values each
+# Created at the insert's own time, not the transaction's start: the latency metric counts from it.
+INSERT = (
+    insert(OutboxEvent)
+    .values(created_at=func.clock_timestamp())
+    .on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
+    .returning(OutboxEvent)
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +95,6 @@ def row_values(record: OutgoingRecord, tenant: str, dedupe_key: str) -> dict[str
         "payload": record.value,
         "event_type": headers[HEADER_EVENT_TYPE],
         "event_id": str(record.event["event_id"]),
-        # The insert's own time, not the transaction's start: the latency metric counts from here.
-        "created_at": func.clock_timestamp(),
     }
 
 
@@ -133,23 +138,18 @@ class OutboxWriter:
     def write(self, session: Session, emissions: Sequence[Emission]) -> list[Emitted]:
         """Every event is validated and encoded first: one bad event and nothing is inserted."""
         values = [self.prepare(emission) for emission in emissions]
+        if not values:
+            return []
         wanted = list(dict.fromkeys((v["tenant_id"], v["dedupe_key"]) for v in values))
-        first = {}
+        first: dict[tuple[str, str], dict[str, Any]] = {}
         for v in values:
             first.setdefault((v["tenant_id"], v["dedupe_key"]), v)
         unique = [first[pair] for pair in wanted]
         created: dict[tuple[str, str], OutboxEvent] = {}
         try:
-            for start in range(0, len(unique), ROWS_PER_STATEMENT):
-                chunk = unique[start : start + ROWS_PER_STATEMENT]
-                statement = (
-                    insert(OutboxEvent)
-                    .values(chunk)
-                    .on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"])
-                    .returning(OutboxEvent)
-                )
-                for row in session.scalars(statement):
-                    created[(row.tenant_id, row.dedupe_key)] = row
+            # One statement (executemany, batched by SQLAlchemy into multi-row INSERTs, compiled once).
+            for row in session.scalars(INSERT, unique):
+                created[(row.tenant_id, row.dedupe_key)] = row
             existing: dict[tuple[str, str], OutboxEvent] = {}
             missing = [pair for pair in wanted if pair not in created]
             for start in range(0, len(missing), ROWS_PER_STATEMENT):

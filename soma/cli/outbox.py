@@ -14,6 +14,26 @@ from soma.cli.context import settings
 app = typer.Typer(help="The transactional outbox: emit events into it, relay it to Kafka.", no_args_is_help=True)
 
 
+class _RepeatFilter(logging.Filter):
+    """Lets one identical message through per `interval_s`."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import time
+
+        message, now = record.getMessage(), time.monotonic()
+        if now - self._last.get(message, -self.interval_s) < self.interval_s:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[message] = now
+        return True
+
+
 def _headers(values: list[str]) -> dict[str, str]:
     headers = {}
     for item in values:
@@ -31,7 +51,7 @@ def emit(
     dedupe_key: str = typer.Option(..., "--dedupe-key", help="Idempotency key: emitting it again is a no-op."),
     value_json: str = typer.Option(..., "--value-json", help="The event as a JSON object."),
     key: str | None = typer.Option(None, "--key", help="Record key; default: the catalog's key for the topic."),
-    header: list[str] = typer.Option([], "--header", help="Extra record header name=value (repeatable)."),  # noqa: B008
+    header: list[str] = typer.Option([], "--header", help="Extra record header name=value (repeatable)."),
 ) -> None:
     """Validate and encode the event, insert it into the outbox and commit; print its row as JSON.
 
@@ -49,7 +69,8 @@ def emit(
     catalog = load_catalog()
     codec = Codec(catalog, config)
     writer = OutboxWriter(catalog, codec, config)
-    event = codec.from_json(topic, _parse_json_lines(value_json, None)[0])
+    # --tenant fills tenant_id (a different tenant_id in the JSON is refused by prepare).
+    event = codec.from_json(topic, {"tenant_id": tenant, **_parse_json_lines(value_json, None)[0]})
     emission = Emission(topic, event, tenant, dedupe_key, key, _headers(header) or None)
     engine = database_engine(config)
     try:
@@ -80,6 +101,8 @@ def relay(
     """
     from outbox.relay import Relay
 
+    # librdkafka repeats a refused connection every reconnect backoff: once per 30 s is enough.
+    logging.getLogger("soma.librdkafka").addFilter(_RepeatFilter(30.0))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     outbox_log = logging.getLogger("outbox")

@@ -1,0 +1,437 @@
+"""Outbox relay and writer benchmarks, each against a baseline measured in the same run.
+
+    python bench/relay_bench.py --events 100000          # drain, latency, writer (about 2 minutes)
+    python bench/relay_bench.py --memory-rows 1000000    # adds the relay's RSS while draining 1M rows
+
+1. Drain: N pending 1 KB ChatMessage rows (10 tenants) published by the relay (in this
+   process, default settings), vs the raw confluent-kafka producer (same librdkafka config
+   as the relay: idempotent, acks=all) sending the same pre-encoded key/value/headers.
+   Targets: relay >= 0.5x raw, and >= 15,000 events/s.
+2. Latency: `soma outbox relay` running; writers commit one event per transaction at a steady
+   1,000 events/s; commit-to-ack (client commit time to the relay's delivery report, same
+   clock) p50/p99. Target p99 < 35 ms.
+3. Writer: events committed per second through `OutboxWriter.emit_many` in batches of 100
+   (one writer), and single-event transactions from 4 threads; each with the coalesced
+   wake-up trigger (relay busy: no NOTIFY), with every commit notifying (a relay idle forever:
+   the NOTIFY-per-commit design), and with the trigger disabled (no wake-up at all).
+4. Memory (--memory-rows): relay RSS sampled every second while draining M rows; peak RSS.
+
+Everything runs against the local stack on loopback, in a schema and topic prefix of its own,
+dropped at the end. Every phase is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka.admin import NewTopic
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateSchema, DropSchema
+
+from bench.machine import describe
+from outbox.relay import Relay
+from outbox.wakeup import Wakeup
+from outbox.writer import Emission, OutboxWriter
+from soma.catalog import load_catalog
+from soma.clients import database_engine, kafka_admin, kafka_producer
+from soma.codec import Codec
+from soma.settings import Settings, load_settings
+from soma.stack.system import is_loopback
+from tests.support.procs import SOMA, run_soma
+
+TOPIC = "chat.messages"
+TENANTS = [f"tenant-{n}" for n in range(10)]
+COPY = (
+    "COPY outbox_events (tenant_id, dedupe_key, topic, key, headers, payload, event_type, event_id)"
+    " FROM STDIN"
+)
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+# --- setup -------------------------------------------------------------------------------
+@contextmanager
+def bench_environment() -> Iterator[Settings]:
+    base = load_settings()
+    url = base.sqlalchemy_url()
+    if not all(is_loopback(host) for host, _ in base.kafka_servers) or not is_loopback(url.host or ""):
+        raise SystemExit("relay_bench: runs against the local stack only (loopback Kafka and PostgreSQL)")
+    run = uuid.uuid4().hex[:8]
+    settings = load_settings(topic_prefix=f"bench.{run}.", database_schema=f"bench_{run}")
+    admin_engine = database_engine(base)
+    with admin_engine.begin() as conn:
+        conn.execute(CreateSchema(f"bench_{run}"))
+    try:
+        result = run_soma(settings, "db", "upgrade", timeout_s=120)
+        if result.returncode != 0:
+            raise SystemExit(f"relay_bench: migration failed: {result.stderr.strip()}")
+        catalog = load_catalog()
+        spec = catalog.topic(TOPIC)
+        admin = kafka_admin(settings)
+        topics = [settings.topic_name(TOPIC), settings.topic_name("bench.raw")]
+        for future in admin.create_topics([NewTopic(t, num_partitions=spec.partitions, replication_factor=1)
+                                           for t in topics]).values():
+            future.result(timeout=30)
+        yield settings
+    finally:
+        with admin_engine.begin() as conn:
+            conn.execute(DropSchema(f"bench_{run}", cascade=True, if_exists=True))
+        admin_engine.dispose()
+        admin = kafka_admin(base)
+        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix)]
+        if ours:
+            for future in admin.delete_topics(ours, operation_timeout=30).values():
+                future.result(timeout=30)
+
+
+def one_kb_events(writer: OutboxWriter, count: int) -> list[dict[str, Any]]:
+    """`count` distinct outbox rows as the writer builds them, each value 1 KB encoded.
+
+    The text is random hex (compresses about 2:1 with lz4, like real text), not one repeated
+    character, so neither side gets an unrealistically cheap broker.
+    """
+    rng = random.Random(42)
+    probe = writer.prepare(Emission(TOPIC, {"session_id": "s-0", "sequence": 0, "role": "user", "content": ""},
+                                    TENANTS[0], "d-0"))
+    pad = 1024 - len(probe["payload"]) - 1  # content is a length-prefixed string (2-byte varint at this size)
+    rows = []
+    for n in range(count):
+        content = rng.getrandbits(pad * 4).to_bytes(pad // 2 + 1, "big").hex()[:pad]
+        event = {"session_id": f"s-{n % 500}", "sequence": n, "role": "user", "content": content}
+        rows.append(writer.prepare(Emission(TOPIC, event, TENANTS[n % len(TENANTS)], f"d-{n}")))
+    return rows
+
+
+def copy_rows(engine: Engine, rows: list[dict[str, Any]], repeat: int = 1) -> None:
+    """Bulk-load prepared rows as pending (COPY); `repeat` > 1 reuses payloads under new dedupe keys."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor, cursor.copy(COPY) as copy:  # type: ignore[attr-defined]
+            for r in range(repeat):
+                for row in rows:
+                    dedupe = row["dedupe_key"] if repeat == 1 else f"{row['dedupe_key']}-{r}"
+                    headers = dict(row["headers"], **{"dedupe-key": dedupe})
+                    copy.write_row((row["tenant_id"], dedupe, row["topic"], row["key"], json.dumps(headers),
+                                    row["payload"], row["event_type"], row["event_id"]))
+        raw.commit()
+    finally:
+        raw.close()
+    vacuum(engine)
+
+
+def vacuum(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE outbox_events"))
+
+
+def truncate(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE outbox_events"))
+
+
+# --- 1. drain vs raw producer ------------------------------------------------------------
+def raw_producer(settings: Settings, rows: list[dict[str, Any]], timeout_s: float) -> float:
+    producer = kafka_producer(settings)
+    topic = settings.topic_name("bench.raw")
+    prepared = [(r["key"].encode(), r["payload"], [(k, v.encode()) for k, v in r["headers"].items()]) for r in rows]
+    acked = 0
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        nonlocal acked
+        if err is None:
+            acked += 1
+
+    started = time.perf_counter()
+    for key, value, headers in prepared:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(timeout_s)
+    elapsed = time.perf_counter() - started
+    if acked != len(rows):
+        raise SystemExit(f"relay_bench: raw producer got {acked}/{len(rows)} acknowledgements")
+    return len(rows) / elapsed
+
+
+def relay_drain(settings: Settings, engine: Engine, rows: list[dict[str, Any]]) -> float:
+    truncate(engine)
+    copy_rows(engine, rows)
+    relay = Relay(settings, serve_metrics=False)
+    relay.start()
+    started = time.monotonic()
+    stats = relay.run(drain=True)
+    if stats.published != len(rows) or stats.last_commit_at is None:
+        raise SystemExit(f"relay_bench: relay published {stats.published}/{len(rows)}")
+    return len(rows) / (stats.last_commit_at - started)
+
+
+# --- 2. latency at a steady rate ---------------------------------------------------------
+@contextmanager
+def relay_subprocess(settings: Settings, log_file: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen([*SOMA, "outbox", "relay", *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=settings.child_env(SOMA_OUTBOX_RELAY_METRICS_PORT="0"),
+                                start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+
+
+def steady_latency(settings: Settings, engine: Engine, writer: OutboxWriter, rate: float, seconds: float,
+                   threads: int = 4) -> dict[str, float]:
+    truncate(engine)
+    commits: dict[str, float] = {}
+    lock = threading.Lock()
+    start_at = time.time() + 2.0
+
+    def write(worker: int) -> None:
+        interval = threads / rate
+        n = 0
+        while True:
+            due = start_at + worker / rate + n * interval
+            if due - start_at > seconds:
+                return
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            key = f"lat-{worker}-{n}"
+            tenant = TENANTS[n % len(TENANTS)]
+            event = {"session_id": f"s-{worker}", "sequence": n, "role": "user", "content": "x" * 900}
+            with Session(engine) as session, session.begin():
+                writer.emit(session, TOPIC, event, tenant=tenant, dedupe_key=key)
+            with lock:
+                commits[key] = time.time()
+            n += 1
+
+    log_file = Path(f"/tmp/relay-bench-{os.getpid()}.log")  # noqa: S108 - the relay's log, for a look
+    with relay_subprocess(settings, log_file) as proc:
+        time.sleep(1.5)
+        workers = [threading.Thread(target=write, args=(w,)) for w in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(seconds + 30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if not conn.execute(text("SELECT count(*) FROM outbox_events WHERE status <> 'sent'")).scalar():
+                    break
+            time.sleep(0.2)
+        proc.terminate()
+        proc.wait(60)
+    with engine.connect() as conn:
+        sent = {k: (float(s), float(c)) for k, s, c in conn.execute(text(
+            "SELECT dedupe_key, extract(epoch FROM sent_at), extract(epoch FROM created_at)"
+            " FROM outbox_events WHERE status = 'sent'"))}
+    latencies = sorted((sent[k][0] - commit) * 1000 for k, commit in commits.items() if k in sent)
+    insert_to_ack = sorted((s - c) * 1000 for s, c in sent.values())
+    achieved = len(commits) / seconds
+    return {
+        "events": len(commits), "achieved_rate": achieved, "unsent": len(commits) - len(latencies),
+        "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "max": latencies[-1],
+        "insert_p50": percentile(insert_to_ack, 50), "insert_p99": percentile(insert_to_ack, 99),
+    }
+
+
+def percentile(values: list[float], pct: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(pct * 10) - 1] if len(values) > 1 else values[0]
+
+
+# --- 3. writer throughput ------------------------------------------------------------------
+@contextmanager
+def wakeup_mode(engine: Engine, mode: str) -> Iterator[None]:
+    """coalesced: the trigger, no relay idle (writers take the shared lock, never NOTIFY);
+    notify-every-commit: a relay idle forever holds the lock (every writer transaction NOTIFYs);
+    off: the trigger disabled (no wake-up at all)."""
+    truncate(engine)
+    holder: Wakeup | None = None
+    if mode == "off":
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE outbox_events DISABLE TRIGGER outbox_events_wake_relay"))
+    elif mode == "notify-every-commit":
+        holder = Wakeup(engine)
+        if not holder.try_idle():
+            raise SystemExit("relay_bench: could not take the idle lock")
+    try:
+        yield
+    finally:
+        if holder is not None:
+            holder.close()
+        if mode == "off":
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE outbox_events ENABLE TRIGGER outbox_events_wake_relay"))
+
+
+def writer_throughput(engine: Engine, writer: OutboxWriter, batch: int, threads: int, seconds: float) -> float:
+    """Events/s committed through OutboxWriter.emit_many, `batch` events per transaction."""
+    counts = [0] * threads
+    stop_at = time.monotonic() + seconds
+
+    def work(worker: int) -> None:
+        n = 0
+        while time.monotonic() < stop_at:
+            emissions = [Emission(TOPIC, {"session_id": f"s-{worker}", "sequence": n + i, "role": "user",
+                                          "content": "x" * 900}, TENANTS[(n + i) % 10], f"w{worker}-{n + i}")
+                         for i in range(batch)]
+            with Session(engine) as session, session.begin():
+                writer.emit_many(session, emissions)
+            n += batch
+        counts[worker] = n
+
+    workers = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
+    started = time.monotonic()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(seconds + 60)
+    return sum(counts) / (time.monotonic() - started)
+
+
+PGBENCH_SCRIPT = """\\set n random(1, 1000000000000)
+INSERT INTO outbox_events (tenant_id, dedupe_key, topic, key, headers, payload, event_type, event_id)
+VALUES ('tenant-' || (:n % 10), 'pg-' || :client_id || '-' || :n, 'chat.messages', 'k', '{"tenant": "x"}',
+        decode(repeat('ab', 1000), 'hex'), 'soma.events.ChatMessage', md5(:n::text)) ON CONFLICT DO NOTHING;
+"""
+
+
+def pgbench_commits(settings: Settings, clients: int, seconds: float) -> float | None:
+    """Commits/s of one-row (1 KB) INSERT transactions from `clients` pgbench connections (no Python)."""
+    if shutil.which("pgbench") is None:
+        return None
+    url = settings.sqlalchemy_url()
+    script = Path(f"/tmp/relay-bench-{os.getpid()}.sql")  # noqa: S108 - a throwaway script
+    script.write_text(PGBENCH_SCRIPT)
+    env = dict(os.environ, PGPASSWORD=url.password or "", PGOPTIONS=f"-c search_path={settings.database_schema}")
+    try:
+        result = subprocess.run(
+            ["pgbench", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "",
+             "-n", "-c", str(clients), "-j", "2", "-T", str(int(seconds)), "-f", str(script), url.database or ""],
+            capture_output=True, text=True, env=env, timeout=seconds + 60, check=False,
+        )
+    finally:
+        script.unlink()
+    match = re.search(r"tps = ([0-9.]+)", result.stdout)
+    return float(match.group(1)) if match else None
+
+
+# --- 4. memory while draining M rows --------------------------------------------------------
+def memory_drain(settings: Settings, engine: Engine, rows: list[dict[str, Any]], total: int,
+                 timeout_s: float) -> dict[str, Any]:
+    truncate(engine)
+    base = rows[:1000]
+    copy_rows(engine, base, repeat=total // len(base))
+    samples: list[tuple[float, int, int]] = []  # (elapsed, rss MB, rows sent)
+    log_file = Path(f"/tmp/relay-bench-mem-{os.getpid()}.log")  # noqa: S108 - the relay's log
+    started = time.monotonic()
+    with relay_subprocess(settings, log_file, "--drain", "--no-metrics") as proc:
+        while proc.poll() is None and time.monotonic() - started < timeout_s:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                rss = int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]) // 1024
+            except (OSError, StopIteration):
+                break
+            with engine.connect() as conn:
+                sent = int(conn.execute(text("SELECT count(*) FROM outbox_events WHERE status = 'sent'")).scalar()
+                           or 0)
+            samples.append((time.monotonic() - started, rss, sent))
+            time.sleep(1.0)
+        proc.wait(timeout_s)
+    elapsed = time.monotonic() - started
+    summary = log_file.read_text(errors="replace").strip().splitlines()[-1]
+    return {"samples": samples, "elapsed": elapsed, "summary": summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="pending rows for the drain benchmark")
+    parser.add_argument("--rounds", type=int, default=2, help="drain rounds (best of each side is reported)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=1000.0, help="events/s for the latency benchmark")
+    parser.add_argument("--writer-seconds", type=float, default=8.0)
+    parser.add_argument("--memory-rows", type=int, default=0, help="also drain this many rows, sampling RSS")
+    parser.add_argument("--skip", action="append", default=[], choices=["drain", "latency", "writer"])
+    args = parser.parse_args()
+    log(f"machine: {describe()}")
+    with bench_environment() as settings:
+        catalog = load_catalog()
+        writer = OutboxWriter(catalog, Codec(catalog, settings), settings)
+        engine = database_engine(settings)
+        if "drain" not in args.skip:
+            rows = one_kb_events(writer, args.events)
+            log(f"drain: {args.events} rows, {len(rows[0]['payload'])} B values, {len(TENANTS)} tenants")
+            raw_rates, relay_rates = [], []
+            for _ in range(args.rounds):
+                raw_rates.append(raw_producer(settings, rows, timeout_s=120))
+                relay_rates.append(relay_drain(settings, engine, rows))
+                log(f"  round: raw producer {raw_rates[-1]:,.0f}/s, relay {relay_rates[-1]:,.0f}/s")
+            raw, relay = max(raw_rates), max(relay_rates)
+            log(f"drain: relay {relay:,.0f} events/s vs raw producer {raw:,.0f} events/s = {relay / raw:.2f}x"
+                f" (targets: >= 0.5x and >= 15,000/s)")
+            del rows
+        if "latency" not in args.skip:
+            result = steady_latency(settings, engine, writer, args.rate, args.latency_seconds)
+            log(f"latency: {result['events']} events at {result['achieved_rate']:,.0f}/s committed;"
+                f" commit-to-ack p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms"
+                f" (insert-to-ack p50 {result['insert_p50']:.1f} ms, p99 {result['insert_p99']:.1f} ms);"
+                f" unsent {result['unsent']} (target p99 < 35 ms)")
+        if "writer" not in args.skip:
+            modes = ("coalesced", "notify-every-commit", "off")
+            for batch, threads in ((100, 1), (1, 4)):
+                rates: dict[str, float | None] = {}
+                for mode in modes:
+                    with wakeup_mode(engine, mode):
+                        rates[mode] = writer_throughput(engine, writer, batch, threads, args.writer_seconds)
+                log(f"writer (OutboxWriter.emit_many), {batch} event(s) per transaction, {threads} thread(s): "
+                    + ", ".join(f"{mode} {rate:,.0f} events/s" for mode, rate in rates.items()))
+            for mode in modes:
+                with wakeup_mode(engine, mode):
+                    rates[mode] = pgbench_commits(settings, clients=8, seconds=args.writer_seconds)
+            log("commit path (pgbench, 8 connections, one 1 KB row per transaction): "
+                + ", ".join(f"{mode} {rate:,.0f} commits/s" if rate else f"{mode} n/a (no pgbench)"
+                            for mode, rate in rates.items()))
+        if args.memory_rows:
+            rows = one_kb_events(writer, 1000)
+            result = memory_drain(settings, engine, rows, args.memory_rows, timeout_s=900)
+            samples = result["samples"]
+            peak = max(rss for _, rss, _ in samples)
+            marks = [samples[int(len(samples) * f)] for f in (0.1, 0.5, 0.9)] if samples else []
+            log(f"memory: drained {args.memory_rows:,} rows in {result['elapsed']:.0f} s;"
+                f" RSS at 10/50/90% of the run: {', '.join(f'{rss} MB ({sent:,} sent)' for _, rss, sent in marks)};"
+                f" peak sampled {peak} MB")
+            log(f"memory: relay says: {result['summary']}")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
