@@ -37,6 +37,23 @@ def test_every_stream_module_has_a_compose_service() -> None:
     assert {s.removeprefix("stream-") for s in services if s.startswith("stream-")} <= streams
 
 
+def test_compose_runs_the_platform_processes_after_migrations() -> None:
+    services = _compose()["services"]
+    assert services["init"]["entrypoint"][-1] == "soma db upgrade head && soma topics ensure"
+    assert services["relay"]["command"] == ["outbox", "relay"]
+    assert services["admin"]["command"][:2] == ["admin", "serve"]
+    for name in ("relay", "admin"):
+        assert services[name]["depends_on"] == {"init": {"condition": "service_completed_successfully"}}
+        assert "healthcheck" in services[name]
+        assert services[name]["environment"]["SOMA_KAFKA_BOOTSTRAP"] == "kafka:19092"
+
+
+def test_dockerfile_copies_what_the_package_reads_at_run_time() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for needed in ("topics.yaml", "schemas", "migrations", "alembic.ini", "constraints.txt"):
+        assert needed in dockerfile, needed
+
+
 def test_compose_services_only_depend_on_declared_healthy_services() -> None:
     services = _compose()["services"]
     for name, spec in services.items():
