@@ -21,11 +21,11 @@ from fastavro import schemaless_reader, schemaless_writer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.machine import describe  # noqa: E402
-from soma.catalog import load_catalog  # noqa: E402
-from soma.codec import Codec  # noqa: E402
-from soma.settings import load_settings  # noqa: E402
-from tests.support.samples import sample  # noqa: E402
+from bench.machine import describe
+from soma.catalog import load_catalog
+from soma.codec import Codec
+from soma.settings import load_settings
+from tests.support.samples import sample
 
 
 def plain_round_trip(parsed: Any, records: list[dict[str, Any]]) -> float:
