@@ -20,8 +20,10 @@ import time
 from collections import Counter
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
+import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,6 +35,7 @@ from outbox.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPace
 from outbox.publisher import Batch, Publisher
 from outbox.wakeup import Wakeup
 from soma.clients import database_engine, database_errors
+from soma.errors import InfrastructureUnavailable
 from soma.settings import Settings
 
 log = logging.getLogger("outbox.relay")
@@ -46,11 +49,29 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM (ru_maxrss would include the parent's RSS before exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def relay_engine(settings: Settings, pool_size: int) -> Engine:
-    """The relay's engine: JIT off (its claim's cost estimate would trigger ~200 ms of compiling per claim)."""
+    """The relay's engine.
+
+    JIT off: the claim's cost estimate would trigger ~200 ms of compiling per claim.
+    synchronous_commit off: the relay's transactions only record delivery reports; one lost in
+    a PostgreSQL crash means that row is published again (at least once, as after a relay
+    crash), and commits no longer wait for a WAL flush each (tiny batches at low rates made
+    the flushes, one after the other, the relay's bottleneck and its latency tail).
+    """
     options = settings.sqlalchemy_engine_options()
     connect_args = dict(options.get("connect_args", {}))
-    connect_args["options"] = (str(connect_args.get("options", "")) + " -cjit=off").strip()
+    connect_args["options"] = (str(connect_args.get("options", "")) + " -cjit=off -csynchronous_commit=off").strip()
     return database_engine(settings, connect_args=connect_args, pool_size=pool_size, max_overflow=2)
 
 
@@ -75,7 +96,8 @@ class Relay:
     def __init__(self, settings: Settings, *, serve_metrics: bool = True, rng: random.Random | None = None) -> None:
         self.settings = settings
         depth = settings.outbox_relay_pipeline_depth
-        self.engine: Engine = relay_engine(settings, pool_size=depth + 2)
+        # Connections: LISTEN, one per batch in flight or committing, the claim thread, the gauges, spare.
+        self.engine: Engine = relay_engine(settings, pool_size=depth + 4)
         self.fair = FairShare(
             settings.outbox_relay_batch_size,
             settings.outbox_relay_tenant_quota,
@@ -147,11 +169,11 @@ class Relay:
 
     # --- the loop --------------------------------------------------------------------------
     def _loop(self, drain: bool) -> None:
-        wakeup, publisher, committer = self._parts()
+        _, publisher, committer = self._parts()
         depth = self.settings.outbox_relay_pipeline_depth
         while not self._stop.is_set():
             busy = len(self.in_flight) + committer.pending
-            self.heartbeat.beat("busy" if busy else ("idle" if wakeup.idle else "polling"))
+            self.heartbeat.beat("busy" if busy else ("idle" if self._parts()[0].idle else "polling"))
             self._collect()
             self._finish_completed()
             if not self.in_flight:
@@ -176,20 +198,35 @@ class Relay:
             self._claim = None
             if found:
                 self.pacer.found_rows()
-                wakeup.busy()
+                self._idle_step(busy=True)
                 continue
             if self.in_flight or committer.pending:
                 continue
             if drain:
                 if self._nothing_due():
                     return
-                self._sleep(self.pacer.next_wait())
+                self._sleep(self.pacer.next_wait())  # due rows locked by another relay: look again soon
                 continue
-            if not wakeup.idle:
-                if not wakeup.try_idle():  # a writer is committing right now: poll again soon
-                    self._sleep(self.pacer.next_wait())
-                continue  # idle now: claim once more before waiting (a row may have just committed)
-            self._wait_idle(wakeup)
+            self._idle_step(busy=False)
+
+    def _idle_step(self, busy: bool) -> None:
+        """Stop advertising idleness (busy), or go (towards) idle: a bounded wait for the commits in
+        progress, a last claim (next turn), then a wait for a NOTIFY. A lost LISTEN connection is
+        replaced; meanwhile the relay keeps polling."""
+        wakeup = self._parts()[0]
+        try:
+            if busy:
+                wakeup.busy()
+            elif not wakeup.idle:
+                wakeup.try_idle(self.settings.outbox_relay_poll_max_s)
+            else:
+                self._wait_idle(wakeup)
+        except (SQLAlchemyError, psycopg.Error) as exc:
+            log.error("relay: LISTEN connection lost (%s); reconnecting", _first_line(exc))
+            wakeup.close()
+            self._sleep(self.settings.outbox_relay_poll_max_s)
+            with contextlib.suppress(SQLAlchemyError, InfrastructureUnavailable), database_errors(self.settings):
+                self.wakeup = Wakeup(self.engine)
 
     def _parts(self) -> tuple[Wakeup, Publisher, Committer]:
         if self.wakeup is None or self.publisher is None or self.committer is None:
@@ -363,7 +400,7 @@ class Relay:
             self.server.close()
         self.engine.dispose()
         self.heartbeat.beat("stopped")
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mb = _peak_rss_mb()
         log.info(
             "relay: stopped; published %d, failed %d, dead %d in %d claims (%.0f rows/s); peak RSS %.0f MB",
             self.stats.published, self.stats.failed, self.stats.dead, self.stats.claims, self.stats.rate(), peak_mb,

@@ -5,18 +5,20 @@ outbox_events, so it runs while the writer's transaction commits, once per trans
 the SQL functions used here. The protocol:
 
 * The relay LISTENs on its schema's channel once, at start.
-* When a claim finds nothing and nothing is in flight, the relay tries to take an exclusive
-  session-level advisory lock (`outbox_relay_try_idle()`). A committing writer holds the same
-  lock *shared* for the duration of its commit, so once the relay has it, every writer that
-  committed before is visible to the relay's next claim, and every later one sees the lock.
-  The relay claims once more and, still finding nothing, waits for a notification.
+* When a claim finds nothing and nothing is in flight, the relay takes an exclusive
+  session-level advisory lock (`outbox_relay_wait_idle(ms)`, waiting at most
+  `SOMA_OUTBOX_RELAY_POLL_MAX_S`). A committing writer holds the same lock *shared* for the
+  duration of its commit, so once the relay has it, every writer that committed before is
+  visible to the relay's next claim, and every later one sees the lock (already while the
+  relay waits for it: a queued exclusive request makes new try-shared requests fail). The
+  relay claims once more and, still finding nothing, waits for a notification.
 * A committing writer that cannot take the lock shared knows a relay is idle and NOTIFYs.
   Writers never NOTIFY while the relay is busy, so commits do not queue on PostgreSQL's
   notify lock (the ~500-600 commits/s ceiling of NOTIFY-per-transaction designs).
 * On a notification (or a timeout) the relay releases the lock (`outbox_relay_busy()`).
 
-When the lock is not free (a writer committing at that very moment), the relay polls with a
-short wait that doubles while claims stay empty (`PollPacer`) and resets once one finds rows.
+While rows keep arriving the relay never idles: it claims back to back (pipelined). The wait for
+the lock replaces a poll interval: the relay looks again the moment the commits in progress end.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from sqlalchemy.exc import ProgrammingError
 from outbox.errors import RelayError
 
 LISTEN = text("SELECT outbox_relay_listen()")
-TRY_IDLE = text("SELECT outbox_relay_try_idle()")
+WAIT_IDLE = text("SELECT outbox_relay_wait_idle(:timeout_ms)")
 BUSY = text("SELECT outbox_relay_busy()")
 
 
@@ -50,11 +52,13 @@ class Wakeup:
         driver: Any = self._conn.connection.driver_connection
         self._raw: psycopg.Connection[Any] = driver
 
-    def try_idle(self) -> bool:
-        """Advertise idleness if no writer is mid-transaction; True when the relay is now idle."""
+    def try_idle(self, wait_s: float = 0.0) -> bool:
+        """Advertise idleness once no writer is committing (waiting up to `wait_s` for the commits in
+        progress to end; meanwhile new committers already NOTIFY). True when the relay is now idle."""
         if not self.idle:
             self._drain()
-            self.idle = bool(self._conn.execute(TRY_IDLE).scalar())
+            timeout_ms = max(1, int(wait_s * 1000))
+            self.idle = bool(self._conn.execute(WAIT_IDLE, {"timeout_ms": timeout_ms}).scalar())
         return self.idle
 
     def wait(self, timeout_s: float) -> bool:

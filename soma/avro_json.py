@@ -16,6 +16,7 @@ from typing import Any
 Schema = Any  # a JSON-decoded Avro schema node: str, list (union) or dict
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_FLOAT_MAX = 3.4028234663852886e38  # largest finite 32-bit float
 
 
 def _named(schema: Schema, names: dict[str, Schema]) -> Schema:
@@ -108,6 +109,8 @@ def find_problem(schema: Schema, value: Any, *, strict: bool = False, path: str 
             if problem:
                 return problem
         return None
+    if kind == "fixed" and isinstance(value, bytes | bytearray) and len(value) != schema["size"]:
+        return f"{where}: expected {schema['size']} bytes, got {len(value)}"
     return _primitive_problem(str(kind), value, where)
 
 
@@ -121,9 +124,9 @@ def _primitive_problem(kind: str, value: Any, where: str) -> str | None:
         low, high = _INT_RANGE[kind]
         ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
     elif kind in {"float", "double"}:
-        # float: a non-finite double would silently become inf in 32 bits; double keeps it.
+        # float: a finite double beyond 32-bit range would silently be written as inf.
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = numeric and (kind == "double" or math.isfinite(value))
+        ok = numeric and (kind == "double" or not math.isfinite(value) or abs(value) <= _FLOAT_MAX)
     elif kind == "string":
         ok = isinstance(value, str)
     elif kind in {"bytes", "fixed"}:

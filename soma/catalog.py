@@ -10,15 +10,18 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from soma.errors import CatalogError
 from soma.schemas import REPO_ROOT, SCHEMA_DIR, SchemaSet
+
+if TYPE_CHECKING:
+    from soma.settings import Settings
 
 CATALOG_FILE = REPO_ROOT / "topics.yaml"
 
@@ -29,6 +32,9 @@ REQUIRED_TOPICS = frozenset({
 })
 CLEANUP_POLICIES = frozenset({"delete", "compact", "compact,delete", "delete,compact"})
 TOPIC_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,200}$")
+# A key template is text with {field} references; a [bracketed] part is left out when any
+# field in it is null or empty, e.g. "[{scope_tenant}/]{name}" -> "NAME" or "t1/NAME".
+_KEY_PART = re.compile(r"\[([^\[\]]*)\]|([^\[\]]+)")
 FIELDS = ("name", "description", "key", "value_schema", "partitions", "replication_factor",
           "cleanup_policy", "retention_ms", "producers", "consumers")
 
@@ -50,11 +56,28 @@ class TopicSpec:
 
     @property
     def key_fields(self) -> list[str]:
-        return [name for _, name, _, _ in string.Formatter().parse(self.key) if name]
+        return [name for _, fields, _ in self._key_parts for name in fields]
+
+    @cached_property
+    def _key_parts(self) -> tuple[tuple[str, tuple[str, ...], bool], ...]:
+        """(template, the fields it names, optional?) per part of the key template, parsed once."""
+        parts = []
+        for match in _KEY_PART.finditer(self.key):
+            optional = match.group(1) is not None
+            text = match.group(1) if optional else match.group(2)
+            fields = tuple(name for _, name, _, _ in string.Formatter().parse(text) if name)
+            parts.append((text, fields, optional))
+        return tuple(parts)
 
     def build_key(self, value: Mapping[str, Any]) -> str:
-        """The record key for `value` (a missing or null field renders as empty)."""
-        return self.key.format_map({name: "" if value.get(name) is None else value[name] for name in self.key_fields})
+        """The record key for `value`: a null or missing field renders empty and drops its [optional] part."""
+        pieces = []
+        for template, fields, optional in self._key_parts:
+            values = {name: "" if value.get(name) is None else value[name] for name in fields}
+            if optional and any(values[name] == "" for name in fields):
+                continue
+            pieces.append(template.format_map(values))
+        return "".join(pieces)
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,7 @@ class Catalog:
     topics: Mapping[str, TopicSpec]
     schemas: SchemaSet
     path: Path
+    _by_physical: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def topic(self, name: str) -> TopicSpec:
         """The spec of a documented topic; any other name is a one-line error."""
@@ -70,58 +94,111 @@ class Catalog:
         except KeyError:
             raise CatalogError(f"unknown topic {name!r}: not documented in {self.path.name}") from None
 
+    def physical_name(self, topic: str, settings: Settings) -> str:
+        """The broker's name of a documented topic (`SOMA_TOPIC_PREFIX` in front)."""
+        return settings.topic_name(self.topic(topic).name)
 
-def _lines(document: yaml.Node) -> list[int]:
-    """Line numbers (1-based) of each entry of the `topics:` list, in order."""
+    def logical_name(self, physical: str, settings: Settings) -> str | None:
+        """The catalog topic behind a broker topic name, or None when it is not one of ours."""
+        by_physical = self._by_physical.get(settings.topic_prefix)
+        if by_physical is None:  # built once per prefix: consumers ask for every record
+            by_physical = {settings.topic_name(name): name for name in self.topics}
+            self._by_physical[settings.topic_prefix] = by_physical
+        return by_physical.get(physical)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where one topic entry sits in the file, so an error can name the offending line."""
+
+    file: str
+    line: int  # the entry's "- name:" line
+    fields: Mapping[str, int]  # each field's own line
+
+    def at(self, field: str | None = None) -> str:
+        return f"{self.file}:{self.fields.get(field, self.line) if field else self.line}"
+
+
+def _positions(document: yaml.Node | None, file: str) -> tuple[int, list[_Where]]:
+    """The line of the `topics:` key and the position of each entry of its list, in order."""
     if isinstance(document, yaml.MappingNode):
         for key, value in document.value:
             if getattr(key, "value", None) == "topics" and isinstance(value, yaml.SequenceNode):
-                return [item.start_mark.line + 1 for item in value.value]
-    return []
+                entries = []
+                for item in value.value:
+                    fields = {}
+                    if isinstance(item, yaml.MappingNode):
+                        fields = {str(k.value): k.start_mark.line + 1 for k, _ in item.value}
+                    entries.append(_Where(file, item.start_mark.line + 1, fields))
+                return key.start_mark.line + 1, entries
+    return 1, []
 
 
-def _spec(entry: Any, where: str, schemas: SchemaSet, line: int) -> TopicSpec:
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _spec(entry: Any, where: _Where, schemas: SchemaSet) -> TopicSpec:
     if not isinstance(entry, dict):
-        raise CatalogError(f"{where}: each topic must be a mapping")
+        raise CatalogError(f"{where.at()}: each topic must be a mapping")
     missing = [name for name in FIELDS if name not in entry]
     if missing:
-        raise CatalogError(f"{where}: topic {entry.get('name', '?')!r} lacks {', '.join(missing)}")
+        raise CatalogError(f"{where.at()}: topic {entry.get('name', '?')!r} lacks {', '.join(missing)}")
     name = str(entry["name"])
+
+    def fail(field: str, problem: str) -> CatalogError:
+        return CatalogError(f"{where.at(field)}: topic {name!r}: {problem}")
+
     if not TOPIC_NAME.match(name):
-        raise CatalogError(f"{where}: topic name {name!r} is not a valid Kafka topic name")
+        raise fail("name", "not a valid Kafka topic name (lower case, digits, '.', '_', '-')")
+    if not isinstance(entry["description"], str) or not entry["description"].strip():
+        raise fail("description", "description must be a non-empty text")
     value_schema = str(entry["value_schema"])
     if value_schema not in schemas.current:
-        raise CatalogError(f"{where}: topic {name!r}: unknown value_schema {value_schema!r}")
+        raise fail("value_schema", f"unknown value_schema {value_schema!r}")
     policy = str(entry["cleanup_policy"])
     if policy not in CLEANUP_POLICIES:
-        allowed = ", ".join(sorted(CLEANUP_POLICIES))
-        raise CatalogError(f"{where}: topic {name!r}: cleanup_policy {policy!r} is not one of {allowed}")
+        raise fail("cleanup_policy", f"cleanup_policy {policy!r} is not one of {', '.join(sorted(CLEANUP_POLICIES))}")
     for count in ("partitions", "replication_factor"):
-        if not isinstance(entry[count], int) or isinstance(entry[count], bool) or entry[count] < 1:
-            raise CatalogError(f"{where}: topic {name!r}: {count} must be a positive integer")
+        if not _positive_int(entry[count]):
+            raise fail(count, f"{count} must be a positive integer")
     retention = entry["retention_ms"]
-    if retention is not None and (not isinstance(retention, int) or retention < 1):
-        raise CatalogError(f"{where}: topic {name!r}: retention_ms must be a positive integer or null")
+    if retention is not None and not _positive_int(retention):
+        raise fail("retention_ms", "retention_ms must be a positive integer or null (forever)")
+    for role in ("producers", "consumers"):
+        if not isinstance(entry[role], list) or not entry[role]:
+            raise fail(role, f"{role} must be a non-empty list")
     spec = TopicSpec(
-        name=name, description=str(entry["description"]), key=str(entry["key"]),
-        key_description=str(entry.get("key_description", "")), value_schema=value_schema,
+        name=name, description=entry["description"].strip(), key=str(entry["key"]),
+        key_description=str(entry.get("key_description") or ""), value_schema=value_schema,
         partitions=entry["partitions"], replication_factor=entry["replication_factor"],
         cleanup_policy=policy, retention_ms=retention,
-        producers=tuple(str(p) for p in entry["producers"] or ()),
-        consumers=tuple(str(c) for c in entry["consumers"] or ()), line=line,
+        producers=tuple(str(p) for p in entry["producers"]),
+        consumers=tuple(str(c) for c in entry["consumers"]), line=where.line,
     )
-    fields = set(schemas.get(value_schema).field_names)
-    unknown = [field for field in spec.key_fields if field not in fields]
-    if unknown or not spec.key_fields:
-        raise CatalogError(
-            f"{where}: topic {name!r}: key {spec.key!r} must name fields of {value_schema}"
-            + (f" (no field {unknown[0]!r})" if unknown else "")
-        )
+    _check_key(spec, where, set(schemas.get(value_schema).field_names))
     return spec
 
 
-def load_catalog(path: Path = CATALOG_FILE, schema_dir: Path = SCHEMA_DIR) -> Catalog:
-    """Load and validate the catalog (cached for the default files)."""
+def _check_key(spec: TopicSpec, where: _Where, fields: set[str]) -> None:
+    at = f"{where.at('key')}: topic {spec.name!r}: key {spec.key!r}"
+    try:
+        parsed = "".join(m.group(0) for m in _KEY_PART.finditer(spec.key))
+        key_fields = spec.key_fields
+    except ValueError as exc:  # string.Formatter: an unbalanced "{"
+        raise CatalogError(f"{at} is not a valid template: {exc}") from None
+    if parsed != spec.key:
+        raise CatalogError(f"{at} has an unbalanced or nested [optional] part")
+    unknown = [field for field in key_fields if field not in fields]
+    if unknown or not key_fields:
+        detail = f" (no field {unknown[0]!r})" if unknown else ""
+        raise CatalogError(f"{at} must name fields of {spec.value_schema}{detail}")
+
+
+def load_catalog(path: Path | None = None, schema_dir: Path | None = None) -> Catalog:
+    """Load and validate the catalog; defaults: the repository's topics.yaml and schemas/avro/ (cached)."""
+    path = CATALOG_FILE if path is None else Path(path)
+    schema_dir = SCHEMA_DIR if schema_dir is None else Path(schema_dir)
     if path == CATALOG_FILE and schema_dir == SCHEMA_DIR:
         return _default_catalog()
     return _load(path, schema_dir)
@@ -146,16 +223,17 @@ def _load(path: Path, schema_dir: Path) -> Catalog:
     if not isinstance(data, dict) or not isinstance(data.get("topics"), list):
         raise CatalogError(f"{path.name}:1: expected a mapping with a 'topics' list")
     schemas = SchemaSet(schema_dir)
-    lines = _lines(document) if document is not None else []
+    topics_line, positions = _positions(document, path.name)
     topics: dict[str, TopicSpec] = {}
     for index, entry in enumerate(data["topics"]):
-        line_no = lines[index] if index < len(lines) else 0
-        where = f"{path.name}:{line_no}"
-        spec = _spec(entry, where, schemas, line_no)
+        where = positions[index] if index < len(positions) else _Where(path.name, topics_line, {})
+        spec = _spec(entry, where, schemas)
         if spec.name in topics:
-            raise CatalogError(f"{where}: duplicate topic {spec.name!r} (first at line {topics[spec.name].line})")
+            raise CatalogError(
+                f"{where.at('name')}: duplicate topic {spec.name!r} (first at line {topics[spec.name].line})"
+            )
         topics[spec.name] = spec
     missing = sorted(REQUIRED_TOPICS - set(topics))
     if missing:
-        raise CatalogError(f"{path.name}: required topics missing: {', '.join(missing)}")
+        raise CatalogError(f"{path.name}:{topics_line}: required topics missing: {', '.join(missing)}")
     return Catalog(topics=topics, schemas=schemas, path=path)

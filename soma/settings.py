@@ -123,10 +123,10 @@ class Settings(BaseSettings):
         4, ge=1, le=64, description="Claimed batches in flight at once (each holds its rows locked until acked)."
     )
     outbox_relay_poll_min_s: float = Field(
-        0.002, gt=0, description="First wait after a claim found nothing while the relay cannot go idle."
+        0.002, gt=0, description="--drain: first wait after an empty claim while due rows are locked elsewhere."
     )
     outbox_relay_poll_max_s: float = Field(
-        0.2, gt=0, description="Longest wait between claims while writers are mid-transaction (adaptive poll cap)."
+        0.2, gt=0, description="Longest wait for commits in progress before the relay idles; --drain poll cap."
     )
     outbox_relay_idle_timeout_s: float = Field(
         5.0, gt=0, description="Longest idle wait for a NOTIFY before the relay looks anyway (retries, other relays)."
@@ -166,6 +166,84 @@ class Settings(BaseSettings):
     outbox_relay_gauge_interval_s: float = Field(
         5.0, gt=0, description="How often the relay recounts the pending-rows and oldest-age gauges."
     )
+
+    # --- Streams (Faust processes in streams/; the live ones can change via config_updates) ---
+    streams_web_host: str = Field("127.0.0.1", description="Address of every stream's web port (/metrics, /ready).")
+    streams_web_port_base: int = Field(
+        6100, ge=1, le=65000,
+        description="Web port of the worker; tools, integrator, segmenter, replicator use base+1 .. base+4.",
+    )
+    streams_stall_after_s: float = Field(
+        60.0, gt=0, description="Readiness fails when committed offsets have not advanced this long while lag grows."
+    )
+    streams_session_timeout_s: float = Field(
+        30.0, ge=6, le=300,
+        description="Consumer group session timeout: how long a killed worker's partitions wait before reassignment.",
+    )
+    streams_dedupe_window: int = Field(
+        256, ge=1, le=100_000, description="Recent input event ids kept per state key to drop duplicates."
+    )
+    enable_cog_threads: bool = Field(
+        False, description="Live. Gates integrator and segmenter: off, they consume and commit but emit nothing."
+    )
+    integrator_alpha: float = Field(
+        0.5, gt=0, le=1, description="Live. EMA smoothing of predictor confidences (1 = latest value only)."
+    )
+    integrator_temperature: float = Field(
+        1.0, gt=0, le=1e6, description="Live. Softmax temperature over the smoothed confidences."
+    )
+    integrator_frame_ttl_s: int = Field(
+        3600, ge=1, description="TTL of the global_frame:{tenant} key the integrator writes to Redis."
+    )
+    opa_url: str | None = Field(
+        None, description="OPA base URL (http://host:port); set: leader changes are checked with OPA."
+    )
+    opa_policy_path: str = Field(
+        "soma/leader/allow", description="OPA data path queried for a leader change (POST /v1/data/<path>)."
+    )
+    opa_fail_mode: Literal["open", "closed"] = Field(
+        "open", description="Live. When OPA cannot answer: open allows the change, closed keeps the old leader."
+    )
+    opa_timeout_s: float = Field(1.0, gt=0, le=60, description="Live. Deadline of one OPA decision call.")
+    segmenter_mode: Literal["threshold", "hmm"] = Field(
+        "threshold", description="Live. Boundary detection: dwell/threshold rules, or a two-state HMM (Viterbi)."
+    )
+    segmenter_dwell_frames: int = Field(
+        3, ge=1, le=10_000, description="Live. Frames a new leader must hold before a leader_change boundary."
+    )
+    segmenter_drop_threshold: float = Field(
+        0.3, gt=0, le=1, description="Live. Drop of the leader's weight between frames that is a boundary."
+    )
+    segmenter_hmm_enter_p: float = Field(
+        0.05, gt=0, lt=1, description="Live. HMM transition probability steady -> boundary."
+    )
+    segmenter_hmm_exit_p: float = Field(
+        0.7, gt=0, lt=1, description="Live. HMM transition probability boundary -> steady."
+    )
+    segmenter_hmm_emit_boundary: float = Field(
+        0.9, gt=0, lt=1, description="Live. HMM probability of a change signal in the boundary state."
+    )
+    segmenter_hmm_emit_steady: float = Field(
+        0.1, gt=0, lt=1, description="Live. HMM probability of a change signal in the steady state."
+    )
+    segmenter_hmm_window: int = Field(
+        16, ge=2, le=1000, description="Live. Frames the HMM's Viterbi pass looks back over."
+    )
+    tools_concurrency: int = Field(8, ge=1, le=1000, description="Live. Tool calls running at once per tools process.")
+    tools_max_timeout_s: float = Field(
+        30.0, gt=0, description="Cap on a tool request's timeout_ms (a request cannot ask for longer)."
+    )
+    tools_plugins: str = Field(
+        "", description="Extra tools: comma list of module:function, each called with the registry to register."
+    )
+    worker_responder: str = Field(
+        "", description="module:attribute of the responder producing assistant messages; empty: no replies."
+    )
+    replicator_retry_base_s: float = Field(
+        0.5, gt=0, description="First backoff of the replicator while PostgreSQL is unavailable (doubles)."
+    )
+    replicator_retry_max_s: float = Field(10.0, gt=0, description="Cap of that backoff.")
+    # --- end Streams ----------------------------------------------------------------------
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -14,6 +14,8 @@ HEADER = """\
 Generated from `topics.yaml` by `soma topics docs`; do not edit by hand (a test fails when
 this file is stale). Physical names carry `SOMA_TOPIC_PREFIX` in front, empty by default.
 Replication factor 1 fits the single-broker development stack; production overrides it.
+A key is a template over the value's fields; a `[bracketed]` part is left out when a field
+in it is null (`[{scope_tenant}/]{name}` is `NAME` globally, `t1/NAME` for tenant t1).
 
 | topic | value | key | partitions | cleanup | retention |
 |---|---|---|---|---|---|

@@ -9,6 +9,10 @@ the rest of the writer's transaction, so one long writer transaction kept the re
 idle (it fell back to polling, and that writer's rows waited for the poll). The check now runs
 in a deferred constraint trigger, i.e. while the transaction commits: the shared lock is held
 only for the commit itself. Once per transaction (a transaction-local flag), however many rows.
+
+`outbox_relay_wait_idle(ms)` lets the relay *wait* (bounded) for the exclusive lock instead of
+only trying it: a waiting exclusive request already makes new committing writers fail their
+try-shared (so they NOTIFY), and the relay gets the lock as soon as the commits in progress end.
 """
 
 from __future__ import annotations
@@ -58,14 +62,29 @@ FOR EACH STATEMENT EXECUTE FUNCTION outbox_events_wake_relay()
 """
 
 
+WAIT_IDLE_FUNCTION = """
+CREATE FUNCTION outbox_relay_wait_idle(timeout_ms integer) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('lock_timeout', timeout_ms || 'ms', true);
+    PERFORM pg_advisory_lock(1399811425, outbox_relay_key());
+    RETURN true;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
+END
+$$
+"""
+
+
 def upgrade() -> None:
     op.execute("DROP TRIGGER outbox_events_wake_relay ON outbox_events")
     op.execute("DROP FUNCTION outbox_events_wake_relay()")
     op.execute(AT_COMMIT_FUNCTION)
     op.execute(AT_COMMIT_TRIGGER)
+    op.execute(WAIT_IDLE_FUNCTION)
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION outbox_relay_wait_idle(integer)")
     op.execute("DROP TRIGGER outbox_events_wake_relay ON outbox_events")
     op.execute("DROP FUNCTION outbox_events_wake_relay()")
     op.execute(AT_INSERT_FUNCTION)

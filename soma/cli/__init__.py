@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from soma.cli import db, events, outbox, outbox_admin, schemas, settings_cmd, stack, topics
+from soma.cli import config_cmd, db, events, outbox, outbox_admin, schemas, settings_cmd, stack, topics
 from soma.errors import SomaError
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command("up")(stack.platform_up)
 app.command("produce")(events.produce)
 app.command("consume")(events.consume)
 app.command("settings")(settings_cmd.show)
+app.add_typer(config_cmd.app, name="config")
 
 
 def main() -> None:

@@ -103,6 +103,9 @@ def test_broker_outage_loses_nothing_and_circuits_open_then_close(
         wait_for(lambda: status_counts(engine) == {"sent": 600}, 90, interval_s=0.5, what="all 600 rows sent")
         wait_for(lambda: all(scrape(url).get(f'outbox_circuit_state{{tenant="{t}"}}') == 0 for t in TENANTS),
                  10, what="every circuit closed again")
+        # The pending gauges are recounted every SOMA_OUTBOX_RELAY_GAUGE_INTERVAL_S: wait for a recount.
+        wait_for(lambda: all(scrape(url).get(f'outbox_pending{{tenant="{t}"}}') == 0 for t in TENANTS),
+                 30, what="pending gauges recounted to 0")
         after = scrape(url)
         proc.terminate()
         assert proc.wait(30) == 0

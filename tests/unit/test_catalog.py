@@ -26,21 +26,70 @@ def test_catalog_holds_every_topic_the_architecture_names() -> None:
         assert spec.consumers
 
 
+def _named_types(schema: object) -> list[dict]:
+    """Every record and enum defined anywhere in `schema` (nested ones included)."""
+    found: list[dict] = []
+    if isinstance(schema, list):
+        for branch in schema:
+            found += _named_types(branch)
+    elif isinstance(schema, dict):
+        if schema.get("type") in {"record", "enum"}:
+            found.append(schema)
+        for field in schema.get("fields", []):
+            found += _named_types(field["type"])
+        for nested in ("items", "values"):
+            found += _named_types(schema.get(nested))
+    return found
+
+
 def test_every_schema_documents_every_field_and_carries_the_envelope() -> None:
-    for path in sorted(SCHEMA_DIR.glob("*.avsc")):
+    paths = sorted(SCHEMA_DIR.glob("*.avsc"))
+    assert len(paths) == 10
+    for path in paths:
         raw = json.loads(path.read_text())
         assert raw["namespace"] == "soma.events", path.name
-        assert raw.get("doc"), path.name
         assert [f["name"] for f in raw["fields"][:3]] == ENVELOPE, path.name
-        assert raw["fields"][2]["type"] == {"type": "long", "logicalType": "timestamp-millis"}
-        undocumented = [f["name"] for f in raw["fields"] if not f.get("doc")]
-        assert undocumented == [], path.name
+        assert raw["fields"][0]["type"] == raw["fields"][1]["type"] == "string", path.name
+        assert raw["fields"][2]["type"] == {"type": "long", "logicalType": "timestamp-millis"}, path.name
+        for named in _named_types(raw):
+            assert named.get("doc"), f"{path.name}: {named['name']} has no doc"
+            undocumented = [f["name"] for f in named.get("fields", []) if not f.get("doc", "").strip()]
+            assert undocumented == [], f"{path.name}: {named['name']}"
+
+
+def test_union_defaults_match_the_first_branch() -> None:
+    """Avro before 1.12 (and the Java implementation) take a union's default from its first branch."""
+    for path in sorted(SCHEMA_DIR.glob("*.avsc")):
+        for named in _named_types(json.loads(path.read_text())):
+            for field in named.get("fields", []):
+                if isinstance(field["type"], list) and "default" in field:
+                    first = field["type"][0]
+                    assert (field["default"] is None) == (first == "null"), f"{path.name}: {field['name']}"
 
 
 def test_keys_are_built_from_value_fields() -> None:
     catalog = load_catalog()
     assert catalog.topic("chat.messages").build_key({"tenant_id": "t", "session_id": "s"}) == "t:s"
-    assert catalog.topic("config_updates").build_key({"name": "X", "scope_tenant": None}) == "/X"
+    # config_updates: the setting name, or tenant/name when the value is tenant-scoped.
+    config = catalog.topic("config_updates")
+    assert config.key_fields == ["scope_tenant", "name"]
+    assert config.build_key({"name": "X", "scope_tenant": None}) == "X"
+    assert config.build_key({"name": "X"}) == "X"
+    assert config.build_key({"name": "X", "scope_tenant": "t1"}) == "t1/X"
+
+
+def test_default_paths_and_physical_logical_names() -> None:
+    from soma.settings import load_settings
+
+    assert load_catalog() is load_catalog(None, None) is load_catalog(CATALOG_FILE, SCHEMA_DIR)
+    catalog = load_catalog()
+    prefixed = load_settings(topic_prefix="ci-42.")
+    assert catalog.physical_name("tool.results", prefixed) == "ci-42.tool.results"
+    assert catalog.logical_name("ci-42.tool.results", prefixed) == "tool.results"
+    assert catalog.logical_name("tool.results", prefixed) is None  # another environment's topic
+    assert catalog.logical_name("ci-42.__consumer_offsets", prefixed) is None
+    with pytest.raises(CatalogError, match=re.escape("unknown topic 'tool.result'")):
+        catalog.physical_name("tool.result", prefixed)
 
 
 def test_unknown_topic_is_a_one_line_error() -> None:
@@ -57,12 +106,9 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
 
 
 def _line_of(path: Path, needle: str) -> int:
+    """The line the error must name: the changed line itself (the last one holding `needle`)."""
     lines = path.read_text().splitlines()
-    index = max(i for i, line in enumerate(lines) if needle in line)  # the changed (last) one
-    # The entry starts at the "- name:" line at or above the needle.
-    while not lines[index].lstrip().startswith("- name:"):
-        index -= 1
-    return index + 1
+    return max(i for i, line in enumerate(lines) if needle in line) + 1
 
 
 @pytest.mark.parametrize(
@@ -74,6 +120,13 @@ def _line_of(path: Path, needle: str) -> int:
         ("name: tool.results", "name: tool.requests", "duplicate topic 'tool.requests'"),
         ('key: "{tenant_id}:{memory_key}"', 'key: "{tenant_id}:{memory_id}"', "(no field 'memory_id')"),
         ("partitions: 1\n", "partitions: 0\n", "partitions must be a positive integer"),
+        ("replication_factor: 1\n", "replication_factor: true\n", "replication_factor must be a positive integer"),
+        ("retention_ms: 86400000", "retention_ms: 1 day", "retention_ms must be a positive integer or null"),
+        ("consumers: [auditors]", "consumers: auditors", "consumers must be a non-empty list"),
+        ("producers: [streams.segmenter]", "producers: []", "producers must be a non-empty list"),
+        ('key: "{tenant_id}:{session_id}"', 'key: "{tenant_id}:{session_id"', "is not a valid template"),
+        ('key: "[{scope_tenant}/]{name}"', 'key: "[{scope_tenant}/{name}"', "unbalanced or nested [optional] part"),
+        ("name: cog.segments", "name: Cog Segments", "not a valid Kafka topic name"),
     ],
 )
 def test_mistakes_name_file_line_and_problem(tmp_path: Path, old: str, new: str, message: str) -> None:
@@ -92,7 +145,9 @@ def test_missing_required_topic_is_named(tmp_path: Path) -> None:
     end = text.index("  - name: dlq")
     path = tmp_path / "topics.yaml"
     path.write_text(text[:start] + text[end:])
-    with pytest.raises(CatalogError, match=re.escape("required topics missing: outbox.audit")):
+    topics_line = text[:text.index("\ntopics:")].count("\n") + 2
+    expected = f"topics.yaml:{topics_line}: required topics missing: outbox.audit"
+    with pytest.raises(CatalogError, match=re.escape(expected)):
         load_catalog(path, SCHEMA_DIR)
 
 

@@ -92,6 +92,31 @@ def test_invalid_values_name_the_field(change: dict, message: str) -> None:
     assert str(caught.value) == message
 
 
+@pytest.mark.parametrize(
+    ("topic", "change", "message"),
+    [
+        # Values fastavro's writer would write anyway (truncated, coerced or dropped): refused.
+        ("chat.messages", {"sequence": 1.5}, "field 'sequence': expected long, got 1.5"),
+        ("chat.messages", {"sequence": True}, "field 'sequence': expected long, got True"),
+        ("chat.messages", {"contnt": "typo"}, "field 'contnt': not a field of ChatMessage"),
+        ("chat.messages", {"tool_calls": [{"call_id": "c", "tool": "t", "arguments_json": "{}", "x": 1}]},
+         "field 'tool_calls[0].x': not a field of ToolCall"),
+        ("chat.messages", {"tool_calls": "abc"}, "field 'tool_calls': expected an array, got str"),
+        ("chat.messages", {"occurred_at": 1.5}, "field 'occurred_at': expected a timestamp"),
+        ("cog.global_frame", {"vetoed": "no"}, "field 'vetoed': expected boolean, got 'no'"),
+        ("cog.global_frame", {"weights": {"planning": True}}, "field 'weights['planning']': expected double, got True"),
+        ("cog.predictor_updates", {"confidence": False}, "field 'confidence': expected double, got False"),
+        ("dlq", {"source_partition": 2**40}, "field 'source_partition': expected int, got 1099511627776"),
+        ("tool.requests", {"timeout_ms": 2.5}, "field 'timeout_ms': expected int, got 2.5"),
+    ],
+)
+def test_values_fastavro_would_coerce_are_refused_naming_the_field(topic: str, change: dict, message: str) -> None:
+    value = CODEC.fill_defaults(topic, {**sample(topic), **change})
+    with pytest.raises(EventValidationError) as caught:
+        CODEC.encode(topic, value)
+    assert str(caught.value).startswith(f"{topic}: {message}")
+
+
 def test_missing_field_is_named() -> None:
     value = CODEC.fill_defaults("tool.results", sample("tool.results"))
     del value["status"]
@@ -153,6 +178,15 @@ def test_confluent_wire_format_through_the_registry_client() -> None:
     assert codec.decode("tool.results", data)["event_id"] == value["event_id"]
     # Decoding accepts both formats whatever the setting.
     assert codec.decode("tool.results", CODEC.encode("tool.results", value))["event_id"] == value["event_id"]
+
+
+def test_registry_url_setting_selects_the_confluent_format() -> None:
+    codec = Codec(CATALOG, load_settings(schema_registry_url="mock://soma-settings"))
+    value = codec.fill_defaults("chat.messages", sample("chat.messages"))
+    first, second = codec.encode("chat.messages", value), codec.encode("chat.messages", value)
+    assert first[0] == 0
+    assert first[:5] == second[:5]  # the schema id is registered once and cached
+    assert codec.decode("chat.messages", first)["content"] == "hello 1"
 
 
 def test_confluent_framed_record_without_registry_names_the_setting() -> None:

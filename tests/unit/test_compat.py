@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from soma.catalog import load_catalog
-from soma.compat import check, release
+from soma.compat import check, check_compatibility, release
 from soma.schemas import SCHEMA_DIR, SchemaSet
 from soma.topic_docs import render_markdown
 
@@ -66,11 +66,25 @@ def test_promotion_and_removal_pass(tmp_path: Path) -> None:
          "field 'tool_calls[].budget' was added without a default"),
         ("ToolResult", lambda raw: _field(raw, "output").update(type="string", default=""),
          "field 'output': null data cannot be read as string"),
+        ("ToolResult", lambda raw: _field(raw, "status")["type"].update(name="Outcome"),
+         "field 'status': enum renamed from ToolStatus to Outcome (without an alias)"),
+        ("PredictorUpdate", lambda raw: _field(raw, "vector")["type"][1].update(items="float"),
+         "field 'vector[]': double data cannot be read as float"),
+        ("GlobalFrame", lambda raw: _field(raw, "weights")["type"].update(values="string"),
+         "field 'weights{}': double data cannot be read as string"),
     ],
 )
 def test_breaking_changes_name_schema_and_field(tmp_path: Path, name: str, change: Callable, problem: str) -> None:
     breakages = check(_with_change(tmp_path, name, change))
     assert [str(b) for b in breakages] == [f"soma.events.{name}: cannot read v1 data: {problem}"]
+
+
+def test_renames_with_an_alias_and_enum_defaults_pass(tmp_path: Path) -> None:
+    def change(raw: dict) -> None:
+        status = _field(raw, "status")["type"]
+        status.update(name="Outcome", aliases=["ToolStatus"], symbols=["ok", "error"], default="error")
+
+    assert check_compatibility(_with_change(tmp_path, "ToolResult", change)) == []
 
 
 def test_release_writes_the_next_version_only_when_changed(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from soma.stack.kafka import kafka_version
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = {"kafka", "postgres", "redis"}
-NOT_STREAMS = {"__init__", "app"}
+NOT_STREAMS = {"__init__", "app", "errors"}
 
 
 def _compose() -> dict:

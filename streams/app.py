@@ -1,0 +1,319 @@
+"""The Faust app factory: one `StreamApp` per stream process, configured only from `Settings`.
+
+- broker, app id (prefixed like the topics), `memory://` table store (tables recover from their
+  changelog topics), partitions and replication from the catalog, a web port per stream
+  (`/metrics` Prometheus, `/ready` readiness with stall detection);
+- source topics are read as raw bytes and decoded with the shared codec, so handlers receive
+  decoded Avro records; an undecodable record goes to the `dlq` topic with the error, its
+  source position, key, headers and original bytes, and the stream continues;
+- outputs are built with `soma.events.prepare` (the one record builder) and their delivery is
+  awaited before the handler writes its state: state that records an input id is never ahead
+  of that input's outputs, which is what makes a redelivery safe to skip;
+- every process mirrors `config_updates` into a `LiveConfig` before it processes anything.
+
+Agent concurrency is 1 (Faust's default); the app scales by partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from soma.catalog import load_catalog
+from soma.codec import Codec
+from soma.errors import EventValidationError, SomaError
+from soma.events import HEADER_TENANT, HEADER_TRACEPARENT, prepare
+from soma.live_config import LiveConfig
+from soma.settings import Settings, load_settings
+from streams.errors import InvalidInput
+from streams.logic.ids import derive_id
+from streams.logic.stall import StallDetector
+from streams.runtime.metrics import StreamMetrics
+from streams.runtime.partition import partition_for
+
+STREAM_PORT_OFFSETS = {"worker": 0, "tools": 1, "integrator": 2, "segmenter": 3, "replicator": 4}
+log = logging.getLogger("streams")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A decoded input record and where it came from."""
+
+    topic: str  # catalog name
+    value: dict[str, Any]
+    partition: int
+    offset: int
+    key: bytes | None
+    raw: bytes
+    headers: dict[str, bytes]
+
+    @property
+    def tenant(self) -> str:
+        return str(self.value["tenant_id"])
+
+    @property
+    def event_id(self) -> str:
+        return str(self.value["event_id"])
+
+
+@dataclass(frozen=True)
+class Out:
+    topic: str
+    event: Mapping[str, Any]
+    tenant: str
+
+
+def _headers(raw: Any) -> dict[str, bytes]:
+    items = raw.items() if isinstance(raw, Mapping) else (raw or [])
+    return {str(k): (v if isinstance(v, bytes) else str(v or "").encode()) for k, v in items}
+
+
+class StreamApp:
+    def __init__(self, name: str, sources: Sequence[str], settings: Settings | None = None) -> None:
+        self.name = name
+        self.settings = settings or load_settings()
+        self.catalog = load_catalog()
+        self.codec = Codec(self.catalog, self.settings)
+        self.live = LiveConfig(self.settings)
+        self.metrics = StreamMetrics(name)
+        self.config_loaded = asyncio.Event()
+        self.stall = StallDetector(self.settings.streams_stall_after_s)
+        self.on_config: list[Callable[[], None]] = []
+        s = self.settings
+        first = self.catalog.topic(sources[0])
+        self.app = faust.App(
+            f"{s.topic_prefix}soma-{name}",
+            broker=[f"kafka://{host}:{port}" for host, port in s.kafka_servers],
+            broker_client_id=f"{s.kafka_client_id}-{name}",
+            store="memory://",
+            autodiscover=False,
+            topic_partitions=first.partitions,
+            topic_replication_factor=first.replication_factor,
+            topic_allow_declare=True,
+            processing_guarantee="at_least_once",
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            table_standby_replicas=0,
+            broker_session_timeout=s.streams_session_timeout_s,
+            broker_heartbeat_interval=min(3.0, s.streams_session_timeout_s / 3),
+            web_host=s.streams_web_host,
+            web_port=s.streams_web_port_base + STREAM_PORT_OFFSETS.get(name, 9),
+            web_transport="tcp://",
+        )
+        self._logical = {s.topic_name(t): t for t in self.catalog.topics}
+        self.sources = self.app.topic(
+            *[s.topic_name(t) for t in sources],
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        )
+        self._source_names = {s.topic_name(t) for t in sources}
+        self.app.task(self._mirror_config)
+        self.app.timer(interval=5.0)(self._check_readiness)
+        self._add_views()
+
+    # --- tables -----------------------------------------------------------------------------
+    @staticmethod
+    def stage_write(table: Any, partition: int, key: str, value: Any) -> None:
+        """A table write outside the event's context (batched agents): local store + changelog."""
+        table.data[key] = value
+        table.send_changelog(partition, key, value)
+
+    def table(self, name: str) -> Any:
+        """A JSON-valued Faust table co-partitioned with the sources (changelog-backed)."""
+        return self.app.Table(name, default=None, partitions=self.sources_partitions)
+
+    @property
+    def sources_partitions(self) -> int:
+        return int(self.app.conf.topic_partitions)
+
+    # --- input ------------------------------------------------------------------------------
+    async def wait_for_config(self) -> None:
+        if not self.config_loaded.is_set():
+            try:
+                await asyncio.wait_for(self.config_loaded.wait(), timeout=self.settings.kafka_timeout_s * 3)
+            except TimeoutError:
+                log.warning("%s: config_updates not loaded in time; starting with what is known", self.name)
+
+    async def decode(self, event: Any) -> Incoming | None:
+        """The decoded record of a Faust event, or None after dead-lettering an undecodable one."""
+        message = event.message
+        topic = self._logical.get(message.topic, message.topic)
+        raw = message.value if isinstance(message.value, bytes) else b""
+        key = message.key if isinstance(message.key, bytes) else None
+        self.metrics.processed.labels(topic).inc()
+        try:
+            value = self.codec.decode(topic, raw)
+        except SomaError as exc:
+            await self.dead_letter(topic, message.partition, message.offset, key, raw,
+                                   _headers(message.headers), "decode", str(exc))
+            return None
+        return Incoming(topic, value, message.partition, message.offset, key, raw, _headers(message.headers))
+
+    async def records(self, stream: Any) -> AsyncIterator[Incoming]:
+        """Decoded records of the stream; undecodable ones are dead-lettered and skipped."""
+        await self.wait_for_config()
+        async for event in stream.events():
+            record = await self.decode(event)
+            if record is not None:
+                yield record
+
+    async def handle_safely(self, record: Incoming, handle: Callable[[Incoming], Awaitable[None]]) -> None:
+        """Run the handler; a record that fails for its own reasons is dead-lettered (the stream goes on)."""
+        try:
+            await handle(record)
+        except (InvalidInput, EventValidationError, KeyError, TypeError, ValueError) as exc:
+            await self.dead_letter(record.topic, record.partition, record.offset, record.key, record.raw,
+                                   record.headers, "processing", f"{type(exc).__name__}: {exc}")
+
+    async def run(self, stream: Any, handle: Callable[[Incoming], Awaitable[None]]) -> None:
+        """The body of every one-at-a-time agent: decode, handle, dead-letter, next."""
+        async for record in self.records(stream):
+            await self.handle_safely(record, handle)
+
+    # --- output -----------------------------------------------------------------------------
+    async def send(self, outputs: Sequence[Out], cause: Incoming | None = None) -> list[Awaitable[Any]]:
+        """Hand outputs to the producer (shared record builder); returns their delivery futures."""
+        pending = []
+        extra: dict[str, str] = {}
+        if cause is not None and HEADER_TRACEPARENT in cause.headers:
+            extra[HEADER_TRACEPARENT] = cause.headers[HEADER_TRACEPARENT].decode(errors="replace")
+        for out in outputs:
+            record = prepare(self.catalog, self.codec, self.settings, out.topic, dict(out.event),
+                             tenant=out.tenant, headers=extra)
+            partitions = self.catalog.topic(out.topic).partitions
+            future = await self.app.producer.send(
+                record.physical_topic, record.key, record.value, partition_for(record.key, partitions),
+                None, record.headers,
+            )
+            pending.append(future)
+            self.metrics.emitted.labels(out.topic).inc()
+        return pending
+
+    async def emit(self, outputs: Sequence[Out], cause: Incoming | None = None) -> None:
+        """Send outputs and wait until the broker has them all."""
+        for future in await self.send(outputs, cause):
+            await future
+
+    async def dead_letter(
+        self, topic: str, partition: int, offset: int, key: bytes | None, raw: bytes,
+        headers: Mapping[str, bytes], error_type: str, error: str,
+    ) -> None:
+        tenant = headers.get(HEADER_TENANT, b"").decode(errors="replace") or "unknown"
+        log.warning("%s: dead-lettering %s[%d]@%d: %s", self.name, topic, partition, offset, error)
+        self.metrics.dead_letters.labels(error_type).inc()
+        await self.emit([Out("dlq", {
+            "event_id": derive_id(f"{self.settings.topic_name(topic)}/{partition}/{offset}", f"dlq:{self.name}"),
+            "stream": self.name, "source_topic": topic, "source_partition": partition, "source_offset": offset,
+            "error_type": error_type, "error": error[:2000], "original_key": key, "original_value": raw,
+            "headers": dict(headers),
+        }, tenant)])
+
+    # --- live config --------------------------------------------------------------------------
+    async def _mirror_config(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        physical = self.settings.topic_name("config_updates")
+        partitions = self.catalog.topic("config_updates").partitions
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+            client_id=f"{self.settings.kafka_client_id}-{self.name}-config", isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(physical, p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for messages in batch.values():
+                    for message in messages:
+                        await self._apply_config(message.value, message.offset)
+                if not self.config_loaded.is_set() and all(await self._positions_reached(consumer, ends)):
+                    self.config_loaded.set()
+        finally:
+            await consumer.stop()
+
+    @staticmethod
+    async def _positions_reached(consumer: Any, ends: Mapping[Any, int]) -> list[bool]:
+        return [await consumer.position(tp) >= end for tp, end in ends.items()]
+
+    async def _apply_config(self, raw: bytes | None, offset: int) -> None:
+        if not raw:
+            return  # a tombstone
+        try:
+            update = self.codec.decode("config_updates", raw)
+        except SomaError as exc:
+            log.warning("%s: undecodable config update at offset %d: %s", self.name, offset, exc)
+            self.metrics.config_rejected.labels("?").inc()
+            return
+        decision = self.live.apply(update)
+        if decision.accepted:
+            log.info("%s: config %s (tenant %s) = %r, version %s", self.name, decision.name,
+                     decision.scope or "*", update.get("value"), update.get("version"))
+            self.metrics.config_applied.inc()
+            for hook in self.on_config:
+                hook()
+            return
+        log.warning("%s: rejected config update %s (tenant %s, version %s): %s", self.name, decision.name,
+                    decision.scope or "*", update.get("version"), decision.reason)
+        self.metrics.config_rejected.labels(decision.name).inc()
+        details = {"name": decision.name, "version": update.get("version"), "reason": decision.reason,
+                   "update_event_id": update.get("event_id"), "stream": self.name}
+        tenant = decision.scope or "_global"
+        try:
+            await self.emit([Out("outbox.audit", {
+                "event_id": derive_id(str(update.get("event_id")), f"config-rejected:{self.name}"),
+                "actor": f"streams.{self.name}", "action": "config.rejected", "target_tenant": tenant,
+                "details_json": json.dumps(details, sort_keys=True, default=str), "outcome": "rejected",
+            }, tenant)])
+        except SomaError as exc:
+            log.warning("%s: could not audit the rejection: %s", self.name, exc)
+
+    def param(self, field: str, tenant: str | None = None) -> Any:
+        return self.live.get(field, tenant)
+
+    # --- readiness and metrics ------------------------------------------------------------------
+    async def _check_readiness(self) -> None:
+        consumer = getattr(self.app, "consumer", None)
+        if consumer is None:
+            return
+        try:
+            tps = [tp for tp in consumer.assignment() if tp.topic in self._source_names]
+            committed_map = getattr(consumer, "_committed_offset", {})
+            committed = sum(int(committed_map.get(tp) or 0) for tp in tps)
+            end = sum(int(consumer.highwater(tp) or 0) for tp in tps)
+        except Exception as exc:  # metadata not there yet during a rebalance
+            log.debug("%s: readiness probe skipped: %s", self.name, exc)
+            return
+        ready = self.stall.observe(time.monotonic(), committed, end)
+        self.metrics.lag.set(max(0, end - committed))
+        self.metrics.ready.set(1 if ready else 0)
+        if not ready:
+            log.error("%s: stalled: committed offsets have not advanced for %.0fs while lag grows",
+                      self.name, self.settings.streams_stall_after_s)
+
+    def _add_views(self) -> None:
+        stream_app = self
+
+        @self.app.page("/metrics")
+        class Metrics(View):
+            async def get(self, request: Request) -> Response:
+                body = generate_latest(stream_app.metrics.registry)
+                return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+        @self.app.page("/ready")
+        class Ready(View):
+            async def get(self, request: Request) -> Response:
+                ok = stream_app.config_loaded.is_set() and not stream_app.stall.stalled
+                body = {"stream": stream_app.name, "ready": ok, "config_loaded": stream_app.config_loaded.is_set(),
+                        "stalled": stream_app.stall.stalled}
+                return self.json(body, status=200 if ok else 503)

@@ -1,0 +1,123 @@
+"""integrator: cog.predictor_updates -> per-tenant softmax frame -> Redis + cog.global_frame.
+
+Run: `faust -A streams.integrator worker`. State per tenant (smoothed confidences, leader,
+frame sequence, recent input ids) lives in the `tenants` table. A leader change is checked
+with OPA when `SOMA_OPA_URL` is set. With `ENABLE_COG_THREADS` off the stream consumes and
+commits but emits nothing and changes no state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from streams.app import Incoming, Out, StreamApp
+from streams.errors import InvalidInput
+from streams.logic.ids import derive_id
+from streams.logic.integrate import IntegratorParams, IntegratorState, commit, propose
+from streams.runtime.opa import LeaderPolicy
+
+stream = StreamApp("integrator", ["cog.predictor_updates"])
+app = stream.app
+tenants = stream.table("tenants")
+policy = LeaderPolicy(stream.settings.opa_url, stream.settings.opa_policy_path)
+_redis: aioredis.Redis | None = None
+BATCH = 1000  # most updates per batch (one delivery round trip, one Redis pipeline, one state write per tenant)
+BATCH_WAIT_S = 0.02  # longest wait to fill a batch (adds at most this to the update-to-frame latency)
+# Redeliveries are caught by source offset; the id window only has to catch replays (new offsets,
+# same ids) of recent updates, so it stays short: the tenant's state is rewritten every batch.
+SEEN_WINDOW = min(stream.settings.streams_dedupe_window, 32)
+
+
+def _redis_client() -> aioredis.Redis:
+    global _redis
+    if _redis is None:
+        s = stream.settings
+        _redis = aioredis.Redis.from_url(
+            s.redis_url_value(), socket_timeout=s.kafka_timeout_s, socket_connect_timeout=s.kafka_timeout_s
+        )
+    return _redis
+
+
+async def fold(record: Incoming, states: dict[str, IntegratorState]) -> tuple[Out, dict[str, Any]] | None:
+    """Apply one update to the batch's working states; the frame to emit (as output and as fields)."""
+    tenant = record.tenant
+    if not stream.param("enable_cog_threads", tenant):
+        return None
+    params = IntegratorParams(
+        alpha=float(stream.param("integrator_alpha", tenant)),
+        temperature=float(stream.param("integrator_temperature", tenant)),
+        dedupe_window=SEEN_WINDOW,
+    )
+    state = states[tenant] if tenant in states else IntegratorState.from_dict(tenants.get(tenant))
+    proposal = propose(state, record.value, params, offset=record.offset)
+    if proposal is None:
+        stream.metrics.duplicates.inc()
+        return None
+    allowed = True
+    if proposal.leader_changes:
+        answer = await policy.allow(
+            {"tenant": tenant, "from": proposal.previous, "to": proposal.candidate, "weights": proposal.weights},
+            fail_mode=str(stream.param("opa_fail_mode", tenant)),
+            timeout_s=float(stream.param("opa_timeout_s", tenant)),
+        )
+        allowed = answer.allowed
+    states[tenant], fields = commit(state, proposal, allowed)
+    frame = {"event_id": derive_id(record.event_id, "frame"), "occurred_at": record.value["occurred_at"], **fields}
+    if frame["vetoed"]:
+        stream.metrics.vetoes.inc()
+    elif proposal.leader_changes:
+        stream.metrics.leader_switches.inc()
+    stream.metrics.entropy.labels(tenant).set(frame["entropy"])
+    return Out("cog.global_frame", frame, tenant), frame
+
+
+async def process(batch: list[Incoming]) -> None:
+    """One batch: fold every update, deliver all frames, cache the latest per tenant, then write state.
+
+    Frames are delivered (awaited) before the states recording their inputs are written, so a
+    restart never skips an input whose frame was lost; one broker round trip per batch.
+    """
+    states: dict[str, IntegratorState] = {}
+    partitions: dict[str, int] = {}
+    outputs: list[Out] = []
+    latest: dict[str, dict[str, Any]] = {}
+    for record in batch:
+        try:
+            result = await fold(record, states)
+        except (InvalidInput, KeyError, TypeError, ValueError) as exc:
+            await stream.dead_letter(record.topic, record.partition, record.offset, record.key, record.raw,
+                                     record.headers, "processing", f"{type(exc).__name__}: {exc}")
+            continue
+        if result is not None:
+            outputs.append(result[0])
+            latest[record.tenant] = result[1]
+            partitions[record.tenant] = record.partition
+    if not outputs:
+        return
+    for future in await stream.send(outputs):
+        await future
+    async with _redis_client().pipeline(transaction=False) as pipe:
+        for tenant, frame in latest.items():
+            cached = stream.codec.to_json("cog.global_frame", {**frame, "tenant_id": tenant})
+            pipe.set(f"global_frame:{tenant}", json.dumps(cached, sort_keys=True),
+                     ex=stream.settings.integrator_frame_ttl_s)
+        await pipe.execute()
+    for tenant, state in states.items():
+        stream.stage_write(tenants, partitions[tenant], tenant, state.to_dict())
+    now = time.time()
+    for out in outputs:
+        occurred = out.event["occurred_at"]
+        if hasattr(occurred, "timestamp"):
+            stream.metrics.frame_latency.observe(max(0.0, now - occurred.timestamp()))
+
+
+@app.agent(stream.sources)
+async def integrate(events: Any) -> None:
+    await stream.wait_for_config()
+    async for batch in events.take_events(BATCH, within=BATCH_WAIT_S):
+        records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
+        await process(records)

@@ -1,0 +1,39 @@
+"""Prometheus metrics of one stream process (its own registry, served on the Faust web port)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class StreamMetrics:
+    def __init__(self, stream: str) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.processed = Counter("soma_stream_events_total", "Input events processed", ["topic"], registry=r)
+        self.emitted = Counter("soma_stream_outputs_total", "Output events produced", ["topic"], registry=r)
+        self.dead_letters = Counter("soma_stream_dead_letters_total", "Records sent to the DLQ", ["reason"], registry=r)
+        self.duplicates = Counter("soma_stream_duplicates_total", "Inputs skipped as already applied", registry=r)
+        self.config_applied = Counter("soma_config_updates_applied_total", "Live config updates applied", registry=r)
+        self.config_rejected = Counter(
+            "soma_config_updates_rejected_total", "Live config updates rejected", ["name"], registry=r
+        )
+        self.ready = Gauge("soma_stream_ready", "1 when the worker is ready (not stalled)", registry=r)
+        self.lag = Gauge("soma_stream_lag", "Sum of (end - committed) over assigned partitions", registry=r)
+        # integrator
+        self.leader_switches = Counter("soma_integrator_leader_switches_total", "Leader changes", registry=r)
+        self.vetoes = Counter("soma_integrator_vetoes_total", "Leader changes vetoed by policy", registry=r)
+        self.entropy = Gauge("soma_integrator_softmax_entropy", "Entropy of the last frame (nats)", ["tenant"],
+                             registry=r)
+        self.frame_latency = Histogram(
+            "soma_integrator_update_to_frame_seconds", "Predictor update occurred_at to frame emitted", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        # segmenter
+        self.segments = Counter("soma_segmenter_segments_total", "Segments emitted", ["kind"], registry=r)
+        self.segmenter_mode = Gauge("soma_segmenter_mode", "1 for the active mode", ["mode"], registry=r)
+        # replicator
+        self.replica_lag = Gauge("soma_replicator_lag_seconds", "now - occurred_at of the last applied write",
+                                 registry=r)
+        self.db_retries = Counter("soma_replicator_db_retries_total", "Retries while PostgreSQL was down", registry=r)
+        # tools
+        self.tool_calls = Counter("soma_tools_calls_total", "Tool calls by status", ["tool", "status"], registry=r)

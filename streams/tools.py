@@ -1,0 +1,51 @@
+"""tools (tool executor): tool.requests -> registered tool with timeout -> tool.results.
+
+Run: `faust -A streams.tools worker`. The agent takes requests in small batches (at most
+`TOOLS_CONCURRENCY` at start-up) and runs a batch's calls concurrently, limited by the live
+`TOOLS_CONCURRENCY`; Faust acknowledges a batch's offsets only after every call of the batch
+finished and its result was delivered, so a committed offset never passes an in-flight call.
+An unknown tool, bad arguments, a tool's exception or a timeout all become results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from streams.app import Incoming, Out, StreamApp
+from streams.logic.ids import derive_id
+from streams.logic.tools import ToolRegistry, run_tool
+
+stream = StreamApp("tools", ["tool.requests"])
+app = stream.app
+registry = ToolRegistry()
+registry.load_plugins(stream.settings.tools_plugins)
+
+
+async def handle(record: Incoming, limit: asyncio.Semaphore) -> None:
+    request = record.value
+    timeout_s = min(int(request["timeout_ms"]) / 1000.0, stream.settings.tools_max_timeout_s)
+    async with limit:
+        outcome = await run_tool(registry, str(request["tool"]), str(request["arguments_json"]), timeout_s)
+    stream.metrics.tool_calls.labels(str(request["tool"]), outcome.status).inc()
+    await stream.emit([Out("tool.results", {
+        "event_id": derive_id(record.event_id, "result"),
+        "occurred_at": request["occurred_at"],
+        "session_id": request["session_id"],
+        "call_id": request["call_id"],
+        "tool": request["tool"],
+        "status": outcome.status,
+        "output": outcome.output,
+        "error": outcome.error,
+        "duration_ms": outcome.duration_ms,
+    }, record.tenant)], cause=record)
+
+
+@app.agent(stream.sources)
+async def execute(events: Any) -> None:
+    await stream.wait_for_config()
+    async for batch in events.take_events(stream.settings.tools_concurrency, within=0.05):
+        limit = asyncio.Semaphore(int(stream.param("tools_concurrency")))
+        records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
+        await asyncio.gather(*(stream.handle_safely(r, functools.partial(handle, limit=limit)) for r in records))

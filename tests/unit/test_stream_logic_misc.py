@@ -1,0 +1,30 @@
+"""Deterministic output ids and stall detection."""
+
+from __future__ import annotations
+
+from streams.logic.ids import derive_id, remember
+from streams.logic.stall import StallDetector
+
+
+def test_derived_ids_are_deterministic_and_distinct_per_slot() -> None:
+    assert derive_id("e1", "memory") == derive_id("e1", "memory")
+    assert derive_id("e1", "memory") != derive_id("e1", "reply")
+    assert derive_id("e1", "memory") != derive_id("e2", "memory")
+
+
+def test_remember_keeps_a_window() -> None:
+    assert remember(["a", "b"], "c", 2) == ["b", "c"]
+
+
+def test_stall_fails_readiness_only_when_lag_grows_without_progress() -> None:
+    d = StallDetector(stall_after_s=10)
+    assert d.observe(0, committed=100, end=100)
+    assert d.observe(5, committed=100, end=150)  # lag, but not yet long
+    assert not d.observe(11, committed=100, end=160)  # no progress for 11 s, lag grew
+    assert d.observe(12, committed=160, end=160)  # progress again
+
+
+def test_idle_consumer_without_lag_is_ready() -> None:
+    d = StallDetector(stall_after_s=1)
+    assert d.observe(0, 50, 50)
+    assert d.observe(100, 50, 50)

@@ -1,0 +1,56 @@
+"""The tool registry: built-ins, plug-ins, timeouts, and errors as results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from streams.errors import ToolRegistryError
+from streams.logic.tools import ToolRegistry, run_tool
+
+
+def run(name: str, args: str, timeout_s: float = 2.0, registry: ToolRegistry | None = None):
+    return asyncio.run(run_tool(registry or ToolRegistry(), name, args, timeout_s))
+
+
+def test_echo_and_calc() -> None:
+    assert json.loads(run("echo", '{"x": 1}').output) == {"x": 1}
+    out = run("calc", '{"op": "mul", "a": 6, "b": 7}')
+    assert (out.status, out.output) == ("ok", "42")
+
+
+def test_unknown_tool_is_an_error_result() -> None:
+    out = run("nope", "{}")
+    assert out.status == "error"
+    assert "unknown tool" in (out.error or "")
+
+
+def test_tool_exception_and_bad_arguments_are_error_results() -> None:
+    assert run("calc", '{"op": "div", "a": 1, "b": 0}').status == "error"
+    assert run("calc", "not json").status == "error"
+    assert run("echo", "[1]").status == "error"
+
+
+def test_timeout() -> None:
+    out = run("sleep", '{"seconds": 5}', timeout_s=0.1)
+    assert out.status == "timeout"
+    assert out.duration_ms < 2000
+
+
+def register_double(registry: ToolRegistry) -> None:
+    def double(args: Mapping[str, Any]) -> Any:
+        return args["n"] * 2
+
+    registry.register("double", double)
+
+
+def test_plugins_hook() -> None:
+    registry = ToolRegistry()
+    registry.load_plugins(f"{__name__}:register_double", use_entry_points=False)
+    assert run("double", '{"n": 21}', registry=registry).output == "42"
+    with pytest.raises(ToolRegistryError):
+        registry.load_plugins("no.such.module:hook", use_entry_points=False)
