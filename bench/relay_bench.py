@@ -9,7 +9,7 @@
    Targets: relay >= 0.5x raw, and >= 15,000 events/s.
 2. Latency: `soma outbox relay` running; writers commit one event per transaction at a steady
    1,000 events/s; commit-to-ack (client commit time to the relay's delivery report, same
-   clock) p50/p99. Target p99 < 35 ms.
+   clock) p50/p99, over several runs (each with a fresh relay). Target p99 < 35 ms.
 3. Writer: events committed per second through `OutboxWriter.emit_many` in batches of 100
    (one writer), and single-event transactions from 4 threads; each with the coalesced
    wake-up trigger (relay busy: no NOTIFY), with every commit notifying (a relay idle forever:
@@ -379,7 +379,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="pending rows for the drain benchmark")
     parser.add_argument("--rounds", type=int, default=2, help="drain rounds (best of each side is reported)")
-    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--latency-runs", type=int, default=3, help="the machine is shared: p99 varies by run")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s for the latency benchmark")
     parser.add_argument("--writer-seconds", type=float, default=8.0)
     parser.add_argument("--memory-rows", type=int, default=0, help="also drain this many rows, sampling RSS")
@@ -391,11 +392,16 @@ def main() -> None:
         writer = OutboxWriter(catalog, Codec(catalog, settings), settings)
         engine = database_engine(settings)
         if "latency" not in args.skip:
-            result = steady_latency(settings, engine, writer, args.rate, args.latency_seconds)
-            log(f"latency: {result['events']} events at {result['achieved_rate']:,.0f}/s committed;"
-                f" commit-to-ack p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, max {result['max']:.1f} ms"
-                f" (insert-to-ack p50 {result['insert_p50']:.1f} ms, p99 {result['insert_p99']:.1f} ms);"
-                f" unsent {result['unsent']} (target p99 < 35 ms)")
+            p99s = []
+            for _ in range(args.latency_runs):
+                result = steady_latency(settings, engine, writer, args.rate, args.latency_seconds)
+                p99s.append(result["p99"])
+                log(f"latency: {result['events']} events at {result['achieved_rate']:,.0f}/s committed;"
+                    f" commit-to-ack p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms,"
+                    f" max {result['max']:.1f} ms (insert-to-ack p50 {result['insert_p50']:.1f} ms,"
+                    f" p99 {result['insert_p99']:.1f} ms); unsent {result['unsent']}")
+            log(f"latency: p99 over {len(p99s)} runs: median {statistics.median(p99s):.1f} ms,"
+                f" best {min(p99s):.1f} ms, worst {max(p99s):.1f} ms (target p99 < 35 ms)")
         if "writer" not in args.skip:
             modes = ("coalesced", "notify-every-commit", "off")
             for batch, threads in ((100, 1), (1, 4)):

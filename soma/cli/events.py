@@ -53,7 +53,11 @@ def produce(
     catalog = load_catalog()
     catalog.topic(topic)
     producer = EventProducer(settings(), catalog, Codec(catalog, settings()))
-    events = [producer.codec.from_json(topic, value) for value in _parse_json_lines(value_json, file)]
+    # --tenant fills tenant_id when the JSON leaves it out (prepare refuses a mismatch).
+    events = [
+        producer.codec.from_json(topic, {"tenant_id": tenant, **value})
+        for value in _parse_json_lines(value_json, file)
+    ]
     records = [producer.prepare(topic, event, tenant=tenant, key=key) for event in events]
     for delivered in producer.send_all(records):
         console.print_json(json.dumps({

@@ -140,3 +140,11 @@ def test_python_api_round_trip_with_consumer_group(topics: Settings) -> None:
     assert [e.value["event_id"] for e in seen] == [d.event_id for d in sent]
     assert {e.key for e in seen} == {tenant}
     assert all(e.error is None for e in seen)
+
+
+def test_tenant_id_may_be_left_to_the_tenant_option(topics: Settings) -> None:
+    """The README's example: no tenant_id, event_id or occurred_at in the JSON."""
+    value = {"session_id": "s1", "sequence": 1, "role": "user", "content": "hi"}
+    result = run_soma(topics, "produce", "chat.messages", "--tenant", "acme", "--value-json", json.dumps(value))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["key"] == "acme:s1"
