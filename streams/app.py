@@ -121,10 +121,21 @@ class StreamApp:
 
     # --- tables -----------------------------------------------------------------------------
     @staticmethod
-    def stage_write(table: Any, partition: int, key: str, value: Any) -> None:
-        """A table write outside the event's context (batched agents): local store + changelog."""
-        table.data[key] = value
-        table.send_changelog(partition, key, value)
+    async def write_state(table: Any, partition: int, changes: Mapping[str, Any]) -> None:
+        """Write table keys (local store + changelog) and wait until the broker has the changelog.
+
+        Faust's own `table[key] = value` only buffers the changelog record, and its commit-time
+        flush gives up after 0.1 s without progress, so an offset can be committed before the
+        state that recorded it is durable; a SIGKILL then loses that state while its input is
+        not redelivered (the next input applies on top of stale state). Awaiting the changelog
+        here, before the handler returns and the input is acked, closes that window.
+        """
+        pending = []
+        for key, value in changes.items():
+            table.data[key] = value
+            pending.append(table.send_changelog(partition, key, value))
+        for future in pending:
+            await future
 
     def table(self, name: str) -> Any:
         """A JSON-valued Faust table co-partitioned with the sources (changelog-backed)."""

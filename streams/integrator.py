@@ -106,8 +106,11 @@ async def process(batch: list[Incoming]) -> None:
             pipe.set(f"global_frame:{tenant}", json.dumps(cached, sort_keys=True),
                      ex=stream.settings.integrator_frame_ttl_s)
         await pipe.execute()
+    by_partition: dict[int, dict[str, Any]] = {}
     for tenant, state in states.items():
-        stream.stage_write(tenants, partitions[tenant], tenant, state.to_dict())
+        by_partition.setdefault(partitions[tenant], {})[tenant] = state.to_dict()
+    for partition, changes in by_partition.items():
+        await stream.write_state(tenants, partition, changes)
     now = time.time()
     for out in outputs:
         occurred = out.event["occurred_at"]

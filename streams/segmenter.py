@@ -63,7 +63,7 @@ async def handle(record: Incoming) -> None:
         }, tenant))
         stream.metrics.segments.labels(fields["boundary_kind"]).inc()
     await stream.emit(outputs, cause=record)
-    tenants[tenant] = new_state.to_dict()
+    await stream.write_state(tenants, record.partition, {tenant: new_state.to_dict()})
 
 
 @app.agent(stream.sources)

@@ -37,7 +37,7 @@ async def handle(record: Incoming) -> None:
         stream.metrics.duplicates.inc()
         return
     await stream.emit([Out(o.topic, o.event, tenant) for o in outputs], cause=record)
-    sessions[key] = new_state.to_dict()
+    await stream.write_state(sessions, record.partition, {key: new_state.to_dict()})
 
 
 @app.agent(stream.sources)

@@ -44,11 +44,6 @@ def _high_watermarks(settings: Settings, topic: str, partitions: int = 3) -> int
         consumer.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect (issue 5 open): after a SIGKILL, a redelivered message is sometimes re-emitted "
-    "with a different session_message_count, i.e. its state was applied twice; seen in about 1 of 3 CI runs",
-)
 def test_worker_killed_mid_stream_recovers_without_loss_or_double_apply(prepared: Settings) -> None:
     bus = Bus(prepared)
     tenant = f"crash-{uuid.uuid4().hex[:8]}"
