@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -124,6 +125,7 @@ class LoadReport:
     processes: list[Usage]
     machine: str
     notes: list[str] = field(default_factory=list)
+    chat_to_memory_write: Series = field(default_factory=Series)  # an intermediate hop: where the time goes
 
     @property
     def lost(self) -> int:
@@ -135,6 +137,7 @@ class LoadReport:
             "achieved_chat_rate": round(self.achieved_chat_rate, 1), "machine": self.machine,
             "chat_commit_to_replica_row": self.chat.summary(),
             "tool_call_commit_to_replica_row_of_result": self.tool_round_trip.summary(),
+            "chat_commit_to_memory_write (worker output, intermediate)": self.chat_to_memory_write.summary(),
             "predictor_update_to_global_frame": self.frames.summary(),
             "processes": [{"name": u.name, "pid": u.pid, "cpu_s": None if u.cpu_s is None else round(u.cpu_s, 2),
                            "peak_rss_mib": round(u.peak_rss_mib, 1),
@@ -171,6 +174,7 @@ class LoadRun:
         self.tool_keys: set[tuple[str, str]] = set()
         self.update_sent: dict[str, float] = {}  # derived frame id -> send time
         self.chat_sent = 0
+        self.to_worker = Series()
 
     # --- set-up ------------------------------------------------------------------------------
     def enable_cog(self) -> None:
@@ -312,6 +316,16 @@ class LoadRun:
         for frame in {s.value["event_id"]: s for s in seen_frames}.values():
             frames.latencies.append(max(0.0, frame.at - self.update_sent[frame.value["event_id"]]))
             frames.last_out = max(frames.last_out or 0.0, frame.at)
+        writes = {(s.tenant, s.value["memory_key"]): s.at for s in observer.matching(
+            lambda s: s.topic == "memory.writes" and s.tenant in self.tenants)}
+        self.to_worker = Series(first_in=started)
+        for key, committed in self.commits.items():
+            if key in self.tool_keys:
+                continue
+            self.to_worker.sent += 1
+            if key in writes:
+                self.to_worker.latencies.append(max(0.0, writes[key] - committed))
+                self.to_worker.last_out = max(self.to_worker.last_out or 0.0, writes[key])
         return chat, tool, frames
 
     def run(self) -> LoadReport:
@@ -320,13 +334,13 @@ class LoadRun:
         from soma.cli.observe import Observer
 
         pids = self.pids if self.pids is not None else discover(self.settings.topic_prefix)
-        observer = Observer(self.settings, self.catalog, self.codec, ["cog.global_frame"])
+        observer = Observer(self.settings, self.catalog, self.codec, ["cog.global_frame", "memory.writes"])
         observer.start()
         notes = []
         try:
             self.enable_cog()
             self.warm_up(observer)
-            sampler = Sampler(pids)
+            sampler = Sampler({**pids, "bench-driver (this process)": os.getpid()})
             sampler.start()
             started = time.time()
             achieved = self.drive()
@@ -340,4 +354,4 @@ class LoadRun:
         notes.append("chat latency: memory_replica.applied_at (PostgreSQL) - writer commit time (same host clock)")
         notes.append("frame latency: cog.global_frame record timestamp - predictor update send time")
         return LoadReport(self.rate, self.predictor_rate, self.duration_s, achieved, chat, tool, frames, usage,
-                          describe(), notes)
+                          describe(), notes, self.to_worker)

@@ -56,7 +56,9 @@ def load(
         for label, key in (("chat commit -> replica row", "chat_commit_to_replica_row"),
                            ("tool call commit -> replica row of its result",
                             "tool_call_commit_to_replica_row_of_result"),
-                           ("predictor update -> global frame", "predictor_update_to_global_frame")):
+                           ("predictor update -> global frame", "predictor_update_to_global_frame"),
+                           ("(of the chat path: commit -> memory.writes)",
+                            "chat_commit_to_memory_write (worker output, intermediate)")):
             item = data[key]
             table.add_row(label, str(item["sent"]), str(item["received"]), str(item["lost"]),
                           f"{item['throughput_per_s']:.1f}", _ms(item, "p50"), _ms(item, "p95"), _ms(item, "p99"),

@@ -162,13 +162,16 @@ class Demo:
 
     # --- the scenario -------------------------------------------------------------------------------
     def run(self) -> list[Hop]:
+        from soma.clients import database_errors
+
         self.observer.start()
         try:
-            cog = self.enable_cog_threads()
-            self.chat()
-            self.cog(cog)
-            self.live_config(cog)
-            self.replay()
+            with database_errors(self.settings):  # PostgreSQL unreachable: one line naming the setting
+                cog = self.enable_cog_threads()
+                self.chat()
+                self.cog(cog)
+                self.live_config(cog)
+                self.replay()
         finally:
             self.observer.stop()
             self.engine.dispose()
@@ -332,7 +335,14 @@ class Demo:
             s.value["event_id"] == _derive(ids[-1], "frame"), 0 if chain.broken else self.hop_timeout_s)
 
         def cached() -> tuple[str, float] | None:
-            raw = self.redis.get(f"global_frame:{self.acme}")
+            from redis import RedisError
+
+            from soma.errors import InfrastructureUnavailable
+
+            try:
+                raw = self.redis.get(f"global_frame:{self.acme}")
+            except RedisError as exc:
+                raise InfrastructureUnavailable(f"redis: {exc} ({env_name('redis_url')})") from None
             if raw is None or last_frame is None:
                 return None
             frame = json.loads(raw)
