@@ -330,10 +330,11 @@ class LoadRun:
 
     def run(self) -> LoadReport:
         from bench.machine import describe
-        from bench.proc_usage import discover
+        from bench.proc_usage import platform_pids
         from soma.cli.observe import Observer
 
-        pids = self.pids if self.pids is not None else discover(self.settings.topic_prefix)
+        pids = self.pids if self.pids is not None else platform_pids(self.settings.state_dir,
+                                                                      self.settings.topic_prefix)
         observer = Observer(self.settings, self.catalog, self.codec, ["cog.global_frame", "memory.writes"])
         observer.start()
         notes = []

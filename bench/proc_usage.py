@@ -1,13 +1,15 @@
 """CPU seconds and resident memory of the platform's processes, read from /proc (Linux only).
 
-Processes are named by `--pids name=pid,...`, or found by their command line: `streams.<name>`
-(a faust worker), `outbox relay`, `admin serve`. When several platforms run on one machine,
-only those whose SOMA_TOPIC_PREFIX (read from /proc/<pid>/environ, when readable) equals ours
-are kept. Nothing here signals a process.
+Processes are named by `--pids name=pid,...`; else taken from the state file `soma up` keeps
+(`SOMA_STATE_DIR/platform/state.json`: its components' names and pids, the live ones); else found
+by their command line: `streams.<name>` (a faust worker), `outbox relay`, `admin serve`. When
+several platforms run on one machine, only those whose SOMA_TOPIC_PREFIX (read from
+/proc/<pid>/environ, when readable) equals ours are kept. Nothing here signals a process.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -83,6 +85,23 @@ def discover(topic_prefix: str) -> dict[str, int]:
             key = f"{name}#{n}"
         found[key] = int(entry.name)
     return dict(sorted(found.items()))
+
+
+def from_state_file(state_dir: Path) -> dict[str, int]:
+    """{component: pid} of the live children in `soma up`'s state file; {} when there is none (or unreadable)."""
+    try:
+        data = json.loads((state_dir / "platform" / "state.json").read_text())
+        found = {str(c["name"]): int(c["pid"]) for c in data.get("components", []) if c.get("pid")}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+    return {name: pid for name, pid in sorted(found.items()) if (PROC / str(pid)).exists()}
+
+
+def platform_pids(state_dir: Path, topic_prefix: str) -> dict[str, int]:
+    """The state file's live components of this topic prefix if any, else the processes found in /proc."""
+    listed = {name: pid for name, pid in from_state_file(state_dir).items()
+              if _prefix_of(pid) in (None, topic_prefix)}
+    return listed or discover(topic_prefix)
 
 
 def cpu_seconds(pid: int) -> float | None:

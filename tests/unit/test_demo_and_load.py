@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 from rich.console import Console
 
 from bench.load import MAX_DURATION_S, MAX_RATE, LoadRefused, Series, check_target, is_loopback, percentiles
-from bench.proc_usage import cpu_seconds, discover, hwm_mib, name_of, parse_pids, rss_mib
+from bench.proc_usage import cpu_seconds, discover, from_state_file, hwm_mib, name_of, parse_pids, rss_mib
 from outbox.auth import token_covering
 from soma.cli.hops import MISSED, SEEN, SKIPPED, Hop, format_latency, hop_table, missed, verdict
 from soma.settings import Settings
@@ -131,3 +133,15 @@ def test_token_covering_picks_a_token_whose_scope_covers_the_tenant() -> None:
     assert token_covering(raw, "globex") == "tok-admin-012345678"
     assert token_covering("tok-a-0123456789abc=tenant:a", "b") is None
     assert token_covering("{not json", "a") is None
+
+
+def test_pids_come_from_the_supervisor_state_file_when_there_is_one(tmp_path: Path) -> None:
+    assert from_state_file(tmp_path) == {}
+    (tmp_path / "platform").mkdir()
+    state = tmp_path / "platform" / "state.json"
+    state.write_text("{not json")
+    assert from_state_file(tmp_path) == {}
+    state.write_text(json.dumps({"supervisor_pid": 1, "phase": "running", "components": [
+        {"name": "relay", "pid": os.getpid()}, {"name": "worker", "pid": None}, {"name": "gone", "pid": 2**22 + 7},
+    ]}))
+    assert from_state_file(tmp_path) == {"relay": os.getpid()}
