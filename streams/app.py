@@ -37,6 +37,7 @@ from soma.settings import Settings, load_settings
 from streams.errors import InvalidInput
 from streams.logic.ids import derive_id
 from streams.logic.stall import StallDetector
+from streams.runtime.auth import aiokafka_security, faust_credentials
 from streams.runtime.metrics import StreamMetrics
 from streams.runtime.partition import partition_for
 
@@ -94,6 +95,7 @@ class StreamApp:
             f"{s.topic_prefix}soma-{name}",
             broker=[f"kafka://{host}:{port}" for host, port in s.kafka_servers],
             broker_client_id=f"{s.kafka_client_id}-{name}",
+            broker_credentials=faust_credentials(s),
             store="memory://",
             autodiscover=False,
             topic_partitions=first.partitions,
@@ -133,7 +135,12 @@ class StreamApp:
         pending = []
         for key, value in changes.items():
             table.data[key] = value
-            pending.append(table.send_changelog(partition, key, value))
+            # Straight to the producer (`force` skips Faust's attach-to-offset deferral), not via
+            # the send_soon buffer: the returned future resolves on the broker's ack.
+            pending.append(await table.changelog_topic.send(
+                key=key, value=value, partition=partition, key_serializer=table.key_serializer,
+                value_serializer=table.value_serializer, force=True,
+            ))
         for future in pending:
             await future
 
@@ -236,6 +243,7 @@ class StreamApp:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
             client_id=f"{self.settings.kafka_client_id}-{self.name}-config", isolation_level="read_committed",
+            **aiokafka_security(self.settings),
         )
         await consumer.start()
         try:
