@@ -6,7 +6,7 @@ Services, the outbox relay, the streams and the CLI all go through `EventProduce
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,9 +27,12 @@ HEADER_TRACEPARENT = "traceparent"
 HEADER_REPLAY_OF = "replay-of"
 
 
+_trace_ids = random.Random()  # noqa: S311 -- trace ids must be unique, not secret (like OpenTelemetry's)
+
+
 def new_traceparent() -> str:
     """A W3C trace context for a record that starts a trace (version 00, sampled)."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{_trace_ids.getrandbits(128) or 1:032x}-{_trace_ids.getrandbits(64) or 1:016x}-01"
 
 
 @dataclass(frozen=True)
