@@ -121,8 +121,14 @@ class StreamApp:
         )
         self._source_names = {s.topic_name(t) for t in sources}
         self.app.task(self._mirror_config)
+        if self.tracer is not None:  # export batched spans before a slow shutdown can end in SIGKILL
+            self.app.on_before_shutdown.connect(self._flush_spans)
         self.app.timer(interval=5.0)(self._check_readiness)
         self._add_views()
+
+    @staticmethod
+    async def _flush_spans(sender: Any, **kwargs: Any) -> None:
+        await asyncio.to_thread(telemetry.flush, 5.0)
 
     # --- tables -----------------------------------------------------------------------------
     @staticmethod
