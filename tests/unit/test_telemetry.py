@@ -229,3 +229,55 @@ def test_the_relay_publish_span_is_parented_to_the_row_and_ends_at_delivery(trac
         assert span.attributes["messaging.kafka.offset"] == offset
         assert span.attributes["messaging.destination.partition.id"] == "1"
         assert span.attributes["soma.tenant"] == "acme"
+
+
+def test_a_stream_batch_span_links_every_record_and_a_single_record_is_parented(
+    traced: tuple[Settings, Path],
+) -> None:
+    from types import SimpleNamespace
+
+    from streams.app import Incoming, StreamApp
+
+    settings, path = traced
+    other = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+
+    def record(traceparent: str, offset: int) -> Incoming:
+        value = {"tenant_id": "acme", "event_id": f"e{offset}", "session_id": "s1"}
+        return Incoming("cog.predictor_updates", value, 0, offset, b"acme", b"", {"traceparent": traceparent.encode()})
+
+    fake: Any = SimpleNamespace(tracer=telemetry.tracer(), name="integrator", settings=settings,
+                                app=SimpleNamespace(conf=SimpleNamespace(id="unit.soma-integrator")))
+    fake._process_attributes = lambda records: StreamApp._process_attributes(fake, records)
+    with StreamApp.processing(fake, [record(PARENT, 1), record(other, 2)]):
+        pass
+    with StreamApp.processing(fake, [record(PARENT, 3)]):
+        pass
+    batch, single = spans_of(path)
+    assert batch.parent_id is None
+    assert batch.links == ["0x" + PARENT.split("-")[2], "0x" + "b" * 16]
+    assert batch.attributes["messaging.batch.message_count"] == 2
+    assert single.parent_id == "0x" + PARENT.split("-")[2]
+    assert single.attributes["messaging.kafka.offset"] == 3
+    assert single.attributes["messaging.consumer.group.name"] == "unit.soma-integrator"
+    assert single.attributes["soma.session_id"] == "s1"
+
+
+def test_soma_produce_ends_its_publish_span_at_the_acknowledgement(traced: tuple[Settings, Path]) -> None:
+    from soma.events import EventProducer
+
+    settings, path = traced
+    catalog = load_catalog()
+    producer = EventProducer.__new__(EventProducer)
+    producer.settings, producer.catalog, producer.codec = settings, catalog, Codec(catalog, settings)
+    fake = FakeProducer()
+    fake.flush = lambda timeout: (fake.deliver_all(), 0)[1]  # type: ignore[attr-defined]
+    producer._producer = fake  # type: ignore[assignment]
+    delivered = producer.send("chat.messages", sample("chat.messages", tenant="acme"), tenant="acme")
+    (span,) = spans_of(path)
+    assert span.name == "publish chat.messages"
+    assert span.parent_id is None
+    assert span.attributes["messaging.kafka.offset"] == delivered.offset == 0
+    assert span.attributes["soma.event_id"] == delivered.event_id
+    headers = dict(fake.sent[0]["headers"])
+    assert headers["traceparent"].startswith(f"00-{span.trace_id[2:]}-{span.span_id[2:]}-".encode())
+    assert len([name for name, _ in fake.sent[0]["headers"] if name == "traceparent"]) == 1
