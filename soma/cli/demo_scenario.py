@@ -35,7 +35,10 @@ from soma.settings import Settings, env_name
 
 TOPICS = ("chat.messages", "tool.requests", "tool.results", "memory.writes", "cog.global_frame", "cog.segments",
           "config_updates", "outbox.audit")
-STREAMS = ("worker", "tools", "integrator", "segmenter", "replicator")
+# streams/app.py's offsets of each stream's web port (a unit test keeps the two equal; importing
+# streams.app here would load Faust for a dict).
+STREAM_PORT_OFFSETS = {"worker": 0, "tools": 1, "integrator": 2, "segmenter": 3, "replicator": 4}
+STREAMS = tuple(STREAM_PORT_OFFSETS)
 # Predictor updates after the first frame: (domain, confidence). Each new leader holds 4 frames,
 # more than the default dwell of 3, so the segmenter closes a leader_change segment twice.
 COG_SEQUENCE = (("plan", 5.0), ("act", 50.0), ("act", 50.0), ("act", 50.0), ("act", 50.0),
@@ -49,8 +52,6 @@ def _local(host: str) -> str:
 
 def endpoints(settings: Settings) -> dict[str, str]:
     """Base URLs of the platform's processes (relay metrics, admin API, each stream's web port)."""
-    from streams.app import STREAM_PORT_OFFSETS
-
     urls = {}
     if settings.outbox_relay_metrics_port:
         urls["relay"] = f"http://{_local(settings.outbox_relay_metrics_host)}:{settings.outbox_relay_metrics_port}"

@@ -145,3 +145,15 @@ def test_pids_come_from_the_supervisor_state_file_when_there_is_one(tmp_path: Pa
         {"name": "relay", "pid": os.getpid()}, {"name": "worker", "pid": None}, {"name": "gone", "pid": 2**22 + 7},
     ]}))
     assert from_state_file(tmp_path) == {"relay": os.getpid()}
+
+
+def test_the_demo_knows_the_stream_web_ports_of_streams_app() -> None:
+    from soma.cli.demo_scenario import STREAM_PORT_OFFSETS, endpoints
+    from streams.app import STREAM_PORT_OFFSETS as ACTUAL
+
+    assert STREAM_PORT_OFFSETS == ACTUAL
+    settings = Settings.model_construct(**{name: f.default for name, f in Settings.model_fields.items()})
+    urls = endpoints(settings)
+    assert urls["stream-replicator"] == "http://127.0.0.1:6104"
+    assert urls["admin"] == "http://127.0.0.1:8081"
+    assert urls["relay"] == "http://127.0.0.1:9465"
