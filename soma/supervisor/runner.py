@@ -193,8 +193,10 @@ class Supervisor:
             elif st in ("pending", "waiting"):
                 missing = [d for d in child.spec.depends_on if self.by_name[d].state.state != "ready"]
                 if missing:
-                    if st == "pending" or child.state.detail != f"waiting for {', '.join(missing)}":
-                        child.state.state, child.state.detail = "waiting", f"waiting for {', '.join(missing)}"
+                    waiting = f"waiting for {', '.join(missing)}"
+                    if child.state.detail != waiting:
+                        log.info("%s: %s to be ready", child.spec.name, waiting)
+                        child.state.state, child.state.detail = "waiting", waiting
                     continue
                 self._spawn(child, now)
 

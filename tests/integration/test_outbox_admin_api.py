@@ -117,7 +117,8 @@ def test_openapi_and_health_need_no_token(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["ready"] and ready.json()["checks"]["postgresql"]["ok"]
+    assert ready.json()["ready"]
+    assert ready.json()["checks"]["postgresql"]["ok"]
 
 
 # --- Cross-tenant access ------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""A stand-in platform component for supervisor tests: serves /healthz and /readyz, exits on SIGTERM.
+
+    python fake_component.py PORT NOT_READY_FOR_S [IGNORE_SIGTERM]
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+PORT, DELAY = int(sys.argv[1]), float(sys.argv[2])
+STUBBORN = len(sys.argv) > 3
+STARTED = time.monotonic()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        ready = self.path == "/healthz" or time.monotonic() - STARTED >= DELAY
+        body = json.dumps({"ready": ready, "checks": {"warmup": {"ok": ready, "detail": "warming up"}}}).encode()
+        self.send_response(200 if ready else 503)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _stop(signum: int, frame: object) -> None:
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN if STUBBORN else _stop)
+server = HTTPServer(("127.0.0.1", PORT), Handler)
+server.timeout = 0.2
+deadline = time.monotonic() + 120  # never outlive a test by much
+while time.monotonic() < deadline:
+    server.handle_request()
