@@ -323,8 +323,9 @@ def health() -> None:
         probe = results[spec.name]
         detail = "; ".join(probe.failures())
         known = supervised.get(spec.name)
-        if known is not None and not probe.ready and known.state in ("backoff", "starting", "stopping"):
-            detail += f" [supervisor: {known.state}{f', {known.detail}' if known.detail else ''}]"
+        if known is not None and not probe.ready and known.state != "ready":
+            said = known.detail if known.state in ("backoff", "waiting") else ""
+            detail += f" [supervisor: {known.state}, {known.restarts} restart(s){f', {said}' if said else ''}]"
         ok_checks = ", ".join(probe.body.get("checks", {})) if probe.ready else ""
         table.add_row(spec.name, "[green]ready[/]" if probe.ready else "[red]NOT READY[/]", spec.ready_url,
                       f"checks: {ok_checks}" if probe.ready else detail)

@@ -219,7 +219,7 @@ class Supervisor:
             child.state.state, child.state.detail = "backoff", f"cannot start: {exc}; retry in {delay:.1f}s"
             log.error("%s: cannot start %s: %s", child.spec.name, child.spec.argv[0], exc)
             return
-        child.started, child.restart_at, child.probed_at = now, None, 0.0
+        child.started, child.restart_at, child.probed_at, child.ready_once = now, None, 0.0, False
         child.state.pid, child.state.started_at = child.proc.pid, time.time()
         child.state.state, child.state.detail = "starting", ""
         log.info("%s: started pid %d (log %s)", child.spec.name, child.proc.pid, child.state.log_file)

@@ -109,6 +109,7 @@ def test_up_detach_ps_health_restart_and_down(platform: Settings) -> None:
     health = run_soma(platform, "health", timeout_s=120, COLUMNS="200")
     assert health.returncode == 1, health.stdout
     assert "soma health: stream-tools not ready" in health.stderr
+    assert "[supervisor: " in health.stderr  # what the supervisor is doing about it
     wait_for(lambda: (c := _state(platform).component("stream-tools")).restarts == 1 and c.state == "ready",
              timeout_s=180, interval_s=1.0, what="stream-tools restarted and ready")
     assert _state(platform).component("stream-tools").last_exit == -signal.SIGKILL
