@@ -1,6 +1,8 @@
 """A stand-in platform component for supervisor tests: serves /healthz and /readyz, exits on SIGTERM.
 
-    python fake_component.py PORT NOT_READY_FOR_S [IGNORE_SIGTERM]
+    python fake_component.py PORT NOT_READY_FOR_S [stubborn|stall]
+
+`stubborn` ignores SIGTERM; `stall` reports a failing `stall` check once warmed up (as a stuck stream does).
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 PORT, DELAY = int(sys.argv[1]), float(sys.argv[2])
-STUBBORN = len(sys.argv) > 3
+MODE = sys.argv[3] if len(sys.argv) > 3 else ""
+STUBBORN = MODE == "stubborn"
 STARTED = time.monotonic()
 
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        ready = self.path == "/healthz" or time.monotonic() - STARTED >= DELAY
-        body = json.dumps({"ready": ready, "checks": {"warmup": {"ok": ready, "detail": "warming up"}}}).encode()
+        warm = time.monotonic() - STARTED >= DELAY
+        checks = {"warmup": {"ok": warm, "detail": "warming up"}}
+        if MODE == "stall" and warm:
+            checks["stall"] = {"ok": False, "detail": "committed offsets stuck"}
+        ready = self.path == "/healthz" or all(c["ok"] for c in checks.values())
+        body = json.dumps({"ready": ready, "checks": checks}).encode()
         self.send_response(200 if ready else 503)
         self.send_header("Content-Type", "application/json")
         self.end_headers()

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def fake(name: str, warmup_s: float, *deps: str, stubborn: bool = False) -> ComponentSpec:
+def fake(name: str, warmup_s: float, *deps: str, mode: str = "") -> ComponentSpec:
     port = _free_port()
-    argv = (sys.executable, FAKE, str(port), str(warmup_s), *(["stubborn"] if stubborn else []))
+    argv = (sys.executable, FAKE, str(port), str(warmup_s), *([mode] if mode else []))
     return ComponentSpec(name, argv, f"http://127.0.0.1:{port}", "fake_component.py", deps)
 
 
@@ -41,17 +42,16 @@ def _state(paths: Paths) -> PlatformState:
     return state
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> Iterator[tuple[Supervisor, Paths, threading.Thread]]:
+@contextmanager
+def supervised(tmp_path: Path, specs: list[ComponentSpec]) -> Iterator[tuple[Supervisor, Paths, threading.Thread]]:
     settings = load_settings(supervisor_poll_s=0.2, supervisor_backoff_base_s=0.2, supervisor_stop_grace_s=3.0,
                              health_check_timeout_s=0.5)
     paths = Paths(tmp_path / "platform")
-    specs = [fake("base", 1.0), fake("dependent", 0.0, "base"), fake("stubborn", 0.0, stubborn=True)]
-    ready: list[PlatformState] = []
-    supervisor = Supervisor(settings, specs, paths, settings.child_env(), on_ready=ready.append)
+    supervisor = Supervisor(settings, specs, paths, settings.child_env())
     thread = threading.Thread(target=supervisor.run, daemon=True)
     thread.start()
     try:
+        wait_for(lambda: read_state(paths.state_file) is not None, timeout_s=10, what="state file")
         yield supervisor, paths, thread
     finally:
         supervisor.request_stop()
@@ -59,6 +59,13 @@ def run(tmp_path: Path) -> Iterator[tuple[Supervisor, Paths, threading.Thread]]:
         for c in _state(paths).components:  # never leave one behind, whatever failed
             if c.pid is not None and is_running(c.pid, c.marker):
                 os.kill(c.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[tuple[Supervisor, Paths, threading.Thread]]:
+    specs = [fake("base", 1.0), fake("dependent", 0.0, "base"), fake("stubborn", 0.0, mode="stubborn")]
+    with supervised(tmp_path, specs) as running:
+        yield running
 
 
 def test_gates_restarts_and_stops_in_reverse(run: tuple[Supervisor, Paths, threading.Thread]) -> None:
@@ -93,3 +100,10 @@ def test_gates_restarts_and_stops_in_reverse(run: tuple[Supervisor, Paths, threa
     assert {c.state for c in final.components} == {"stopped"}
     assert final.component("stubborn").last_exit == -signal.SIGKILL
     assert final.component("base").last_exit == 0
+
+
+def test_a_stalled_component_is_restarted(tmp_path: Path) -> None:
+    with supervised(tmp_path, [fake("stuck", 0.5, mode="stall")]) as (_, paths, _thread):
+        wait_for(lambda: read_state(paths.state_file) is not None, timeout_s=10, what="state file")
+        wait_for(lambda: _state(paths).component("stuck").restarts >= 1, timeout_s=30, what="stalled one restarted")
+        assert _state(paths).component("stuck").last_exit == 0  # it was asked to stop (SIGTERM), not killed
