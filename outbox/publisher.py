@@ -14,9 +14,11 @@ from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
+from opentelemetry.trace import Span, SpanKind, Tracer
 from sqlalchemy import Connection
 
 from outbox.claim import ClaimedRow
+from soma import telemetry
 from soma.clients import kafka_producer
 from soma.settings import Settings
 
@@ -36,6 +38,7 @@ class Batch:
         self.produced = 0  # rows handed to the producer (a prefix of `rows`)
         self.outstanding = 0  # produced rows still without a delivery report
         self.closed = False  # no further row of this batch will be produced
+        self.spans: list[Span | None] | None = None  # publish spans, when tracing is on
 
     @property
     def complete(self) -> bool:
@@ -49,6 +52,10 @@ class Batch:
             self.partitions[index] = msg.partition() or 0
             self.offsets[index] = msg.offset() or 0
         self.outstanding -= 1
+        if self.spans is not None:
+            span = self.spans[index]
+            if span is not None:
+                telemetry.end_delivery(span, self.errors[index], self.partitions[index], self.offsets[index])
 
 
 class Publisher:
@@ -73,9 +80,16 @@ class Publisher:
         topic_name = self.settings.topic_name
         physical: dict[str, str] = {}
         produce = self._producer.produce
+        tracer = telemetry.tracer()  # None when tracing is off: then no per-row work beyond this check
+        spans: list[Span | None] = [None] * len(batch.rows) if tracer is not None else []
+        if tracer is not None:
+            batch.spans = spans
         for index, row in enumerate(batch.rows):
             topic = physical.get(row.topic) or physical.setdefault(row.topic, topic_name(row.topic))
-            headers: Any = [(name, value.encode()) for name, value in row.headers.items()]
+            if tracer is None:
+                headers: Any = [(name, value.encode()) for name, value in row.headers.items()]
+            else:
+                headers = self._traced(tracer, spans, index, row, topic)
             callback: Any = partial(batch.on_delivery, index)
             while True:
                 try:
@@ -85,10 +99,28 @@ class Publisher:
                     self._producer.poll(0.05)
                     if not keep_going():
                         batch.closed = True  # the rest stays unproduced and is released at commit
+                        span = spans[index] if spans else None
+                        if span is not None:
+                            telemetry.end_delivery(span, "relay stopping: not produced")
                         return
             batch.produced += 1
             batch.outstanding += 1
         batch.closed = True
+
+    @staticmethod
+    def _traced(
+        tracer: Tracer, spans: list[Span | None], index: int, row: ClaimedRow, topic: str
+    ) -> list[tuple[str, bytes]]:
+        """Start the row's publish span (child of the trace context stored with the row; it ends in
+        the delivery callback) and return the row's headers carrying the span's own context."""
+        span = tracer.start_span(f"publish {row.topic}", context=telemetry.extract(row.headers),
+                                 kind=SpanKind.PRODUCER)
+        if span.is_recording():
+            span.set_attributes(telemetry.messaging_attributes("publish", topic, key=row.key, tenant=row.tenant_id)
+                                | {"soma.outbox.row_id": row.id, "soma.outbox.attempt": row.attempts + 1})
+        spans[index] = span
+        headers = {**row.headers, **telemetry.inject(span)}
+        return [(name, value.encode()) for name, value in headers.items()]
 
     def poll(self, timeout_s: float) -> int:
         """Serve delivery reports (waits up to `timeout_s` for the first one)."""

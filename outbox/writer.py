@@ -10,9 +10,10 @@ the row already there. A rollback of the caller's transaction leaves nothing beh
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from opentelemetry.trace import Span, SpanKind, Tracer
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from outbox.errors import EmitError
 from outbox.models import OutboxEvent
+from soma import telemetry
 from soma.catalog import Catalog
 from soma.codec import Codec
 from soma.errors import SomaError
@@ -28,6 +30,7 @@ from soma.events import (
     HEADER_EVENT_TYPE,
     HEADER_REPLAY_OF,
     HEADER_TENANT,
+    HEADER_TRACEPARENT,
     OutgoingRecord,
     prepare,
 )
@@ -136,8 +139,49 @@ class OutboxWriter:
         return [emitted.row for emitted in self.write(session, emissions)]
 
     def write(self, session: Session, emissions: Sequence[Emission]) -> list[Emitted]:
-        """Every event is validated and encoded first: one bad event and nothing is inserted."""
-        values = [self.prepare(emission) for emission in emissions]
+        """Every event is validated and encoded first: one bad event and nothing is inserted.
+
+        With tracing on, each emission gets a `create <topic>` span (child of the caller's current
+        span, or of the traceparent header it passed) whose context is stored in the row's headers:
+        the event's trace starts here. The spans end once the rows are inserted.
+        """
+        tracer = telemetry.tracer()
+        if tracer is None:
+            return self._insert(session, [self.prepare(emission) for emission in emissions])
+        spans: list[Span] = []
+        try:
+            values = []
+            for emission in emissions:
+                span, row = self._prepare_traced(tracer, emission)
+                spans.append(span)
+                values.append(row)
+            return self._insert(session, values)
+        except Exception as exc:
+            for span in spans:
+                telemetry.fail(span, exc)
+            raise
+        finally:
+            for span in spans:
+                span.end()
+
+    def _prepare_traced(self, tracer: Tracer, emission: Emission) -> tuple[Span, dict[str, Any]]:
+        given = emission.headers or {}
+        parent = telemetry.extract(given) if HEADER_TRACEPARENT in given else None
+        span = tracer.start_span(f"create {emission.topic}", context=parent, kind=SpanKind.PRODUCER)
+        try:
+            row = self.prepare(replace(emission, headers={**given, **telemetry.inject(span)}))
+        except Exception as exc:
+            telemetry.fail(span, exc)
+            span.end()
+            raise
+        if span.is_recording():
+            span.set_attributes(telemetry.messaging_attributes(
+                "create", self.settings.topic_name(emission.topic), key=row["key"], tenant=emission.tenant,
+                event_id=row["event_id"], session_id=emission.event.get("session_id"),
+            ) | {"soma.outbox.dedupe_key": emission.dedupe_key})
+        return span, row
+
+    def _insert(self, session: Session, values: list[dict[str, Any]]) -> list[Emitted]:
         if not values:
             return []
         wanted = list(dict.fromkeys((v["tenant_id"], v["dedupe_key"]) for v in values))

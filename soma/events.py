@@ -6,14 +6,16 @@ Services, the outbox relay, the streams and the CLI all go through `EventProduce
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message
+from opentelemetry.trace import Span, SpanKind
 
+from soma import telemetry
 from soma.catalog import Catalog
 from soma.clients import kafka_consumer, kafka_producer
 from soma.codec import Codec
@@ -27,9 +29,12 @@ HEADER_TRACEPARENT = "traceparent"
 HEADER_REPLAY_OF = "replay-of"
 
 
+_trace_ids = random.Random()  # noqa: S311 -- trace ids must be unique, not secret (like OpenTelemetry's)
+
+
 def new_traceparent() -> str:
     """A W3C trace context for a record that starts a trace (version 00, sampled)."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    return f"00-{_trace_ids.getrandbits(128) or 1:032x}-{_trace_ids.getrandbits(64) or 1:016x}-01"
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class EventProducer:
     def send_all(self, records: Sequence[OutgoingRecord], timeout_s: float | None = None) -> list[DeliveredRecord]:
         """Send prepared records and wait for every acknowledgement (in input order)."""
         results: list[DeliveredRecord | str | None] = [None] * len(records)
+        tracer = telemetry.tracer()
+        spans: list[Span | None] = [None] * len(records)
 
         def on_delivery(index: int) -> Any:
             def callback(err: KafkaError | None, msg: Message) -> None:
@@ -143,9 +150,14 @@ class EventProducer:
                         record.topic, msg.partition() or 0, msg.offset() or 0,
                         record.key.decode(), str(record.event["event_id"]),
                     )
+                span = spans[index]
+                if span is not None:  # the publish span ends at the broker's answer, not at enqueue
+                    telemetry.end_delivery(span, err.str() if err is not None else None, msg.partition(), msg.offset())
             return callback
 
         for index, record in enumerate(records):
+            if tracer is not None:
+                spans[index], record = self._traced(tracer, record)
             self._produce(record, on_delivery(index))
         deadline = timeout_s if timeout_s is not None else self.settings.kafka_timeout_s * 3
         if self._producer.flush(deadline) > 0:
@@ -161,6 +173,17 @@ class EventProducer:
     def send(self, topic: str, event: Mapping[str, Any], *, tenant: str, **options: Any) -> DeliveredRecord:
         """Validate, encode, send one event and wait for the broker's acknowledgement."""
         return self.send_all([self.prepare(topic, event, tenant=tenant, **options)])[0]
+
+    @staticmethod
+    def _traced(tracer: Any, record: OutgoingRecord) -> tuple[Span, OutgoingRecord]:
+        """A publish span (child of the current span) and the record carrying its trace context."""
+        span: Span = tracer.start_span(f"publish {record.topic}", kind=SpanKind.PRODUCER)
+        if span.is_recording():
+            span.set_attributes(telemetry.messaging_attributes(
+                "publish", record.physical_topic, key=record.key, tenant=str(record.event.get("tenant_id")),
+                event_id=str(record.event.get("event_id")), session_id=record.event.get("session_id"),
+            ))
+        return span, replace(record, headers=telemetry.with_trace_headers(record.headers, span))
 
     def _produce(self, record: OutgoingRecord, callback: Any) -> None:
         while True:

@@ -269,6 +269,28 @@ class Settings(BaseSettings):
     health_cache_s: float = Field(
         1.5, ge=0, le=60, description="How long a /readyz result is reused before the checks run again."
     )
+    # --- Traces (OpenTelemetry; read by soma/telemetry.py) ----------------------------------
+    otel_traces_exporter: Literal["none", "console", "otlp", "jsonl"] = Field(
+        "none",
+        description=(
+            "Where spans go: none (off, no cost), console (stdout), otlp (OTLP/HTTP to the endpoint below), "
+            "jsonl (one JSON span per line to SOMA_OTEL_TRACES_FILE)."
+        ),
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        "http://127.0.0.1:4318",
+        description="OTLP/HTTP collector base URL (/v1/traces is appended) for the otlp exporter.",
+    )
+    otel_traces_file: Path | None = Field(
+        None, description="File of the jsonl exporter; {service} in it becomes the process's service name."
+    )
+    otel_service_prefix: str = Field(
+        "soma-", description="Prefix of every process's service.name (soma-relay, soma-worker, soma-cli, ...)."
+    )
+    otel_traces_sample_ratio: float = Field(
+        1.0, ge=0, le=1,
+        description="Share of new traces sampled (parent-based: a hop follows its upstream's decision).",
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -22,13 +22,16 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from soma import telemetry
 from soma.catalog import load_catalog
 from soma.codec import Codec
 from soma.errors import EventValidationError, SomaError
@@ -39,11 +42,13 @@ from soma.settings import Settings, load_settings
 from streams.errors import InvalidInput
 from streams.logic.ids import derive_id
 from streams.logic.stall import StallDetector
+from streams.runtime.auth import aiokafka_security, faust_credentials
 from streams.runtime.metrics import StreamMetrics
 from streams.runtime.partition import partition_for
 
 STREAM_PORT_OFFSETS = {"worker": 0, "tools": 1, "integrator": 2, "segmenter": 3, "replicator": 4}
 log = logging.getLogger("streams")
+NO_SPAN: AbstractContextManager[None] = nullcontext()  # reusable: what `processing` is with tracing off
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class StreamApp:
         self.config_loaded = asyncio.Event()
         self.stall = StallDetector(self.settings.streams_stall_after_s)
         self.on_config: list[Callable[[], None]] = []
+        self.tracer = telemetry.setup(self.settings, name)  # None: tracing off (SOMA_OTEL_TRACES_EXPORTER)
         s = self.settings
         self.readiness = Readiness(s, f"stream-{name}", ("kafka", *needs), tables=tables)
         first = self.catalog.topic(sources[0])
@@ -101,6 +107,7 @@ class StreamApp:
             f"{s.topic_prefix}soma-{name}",
             broker=[f"kafka://{host}:{port}" for host, port in s.kafka_servers],
             broker_client_id=f"{s.kafka_client_id}-{name}",
+            broker_credentials=faust_credentials(s),
             store="memory://",
             autodiscover=False,
             topic_partitions=first.partitions,
@@ -123,8 +130,14 @@ class StreamApp:
         )
         self._source_names = {s.topic_name(t) for t in sources}
         self.app.task(self._mirror_config)
+        if self.tracer is not None:  # export batched spans before a slow shutdown can end in SIGKILL
+            self.app.on_before_shutdown.connect(self._flush_spans)
         self.app.timer(interval=5.0)(self._check_readiness)
         self._add_views()
+
+    @staticmethod
+    async def _flush_spans(sender: Any, **kwargs: Any) -> None:
+        await asyncio.to_thread(telemetry.flush, 5.0)
 
     # --- tables -----------------------------------------------------------------------------
     @staticmethod
@@ -140,7 +153,12 @@ class StreamApp:
         pending = []
         for key, value in changes.items():
             table.data[key] = value
-            pending.append(table.send_changelog(partition, key, value))
+            # Straight to the producer (`force` skips Faust's attach-to-offset deferral), not via
+            # the send_soon buffer: the returned future resolves on the broker's ack.
+            pending.append(await table.changelog_topic.send(
+                key=key, value=value, partition=partition, key_serializer=table.key_serializer,
+                value_serializer=table.value_serializer, force=True,
+            ))
         for future in pending:
             await future
 
@@ -191,26 +209,76 @@ class StreamApp:
             await self.dead_letter(record.topic, record.partition, record.offset, record.key, record.raw,
                                    record.headers, "processing", f"{type(exc).__name__}: {exc}")
 
+    async def handle_traced(self, record: Incoming, handle: Callable[[Incoming], Awaitable[None]]) -> None:
+        """`handle_safely` inside the record's `process` span (when tracing is on)."""
+        with self.processing([record]):
+            await self.handle_safely(record, handle)
+
     async def run(self, stream: Any, handle: Callable[[Incoming], Awaitable[None]]) -> None:
         """The body of every one-at-a-time agent: decode, handle, dead-letter, next."""
         async for record in self.records(stream):
-            await self.handle_safely(record, handle)
+            await self.handle_traced(record, handle)
+
+    def processing(self, records: Sequence[Incoming]) -> AbstractContextManager[Any]:
+        """The current `process` span of one record (its parent: the record's traceparent) or of a batch
+        (linked to every record's context; parented like a single record when the batch holds one)."""
+        if self.tracer is None:
+            return NO_SPAN
+        return telemetry.current_span(
+            self.tracer, f"process {records[0].topic}" if records else f"process {self.name}",
+            kind=SpanKind.CONSUMER,
+            parent=telemetry.extract(records[0].headers) if len(records) == 1 else None,
+            links=telemetry.links_of([telemetry.extract(r.headers) for r in records]) if len(records) > 1 else (),
+            attributes=self._process_attributes(records),
+        )
+
+    def _process_attributes(self, records: Sequence[Incoming]) -> dict[str, Any]:
+        group = str(self.app.conf.id)
+        if len(records) != 1:
+            return {"messaging.system": "kafka", "messaging.operation.type": "process",
+                    "messaging.operation.name": "process", "messaging.consumer.group.name": group,
+                    "messaging.batch.message_count": len(records), "soma.stream": self.name}
+        record = records[0]
+        session = record.value.get("session_id")
+        return telemetry.messaging_attributes(
+            "process", self.settings.topic_name(record.topic), partition=record.partition, offset=record.offset,
+            key=record.key, group=group, tenant=record.tenant, event_id=record.event_id,
+            session_id=str(session) if session is not None else None,
+        ) | {"soma.stream": self.name}
 
     # --- output -----------------------------------------------------------------------------
     async def send(self, outputs: Sequence[Out], cause: Incoming | None = None) -> list[Awaitable[Any]]:
         """Hand outputs to the producer (shared record builder); returns their delivery futures."""
         pending = []
         extra: dict[str, str] = {}
-        if cause is not None and HEADER_TRACEPARENT in cause.headers:
+        if self.tracer is None and cause is not None and HEADER_TRACEPARENT in cause.headers:
             extra[HEADER_TRACEPARENT] = cause.headers[HEADER_TRACEPARENT].decode(errors="replace")
         for out in outputs:
-            record = prepare(self.catalog, self.codec, self.settings, out.topic, dict(out.event),
-                             tenant=out.tenant, headers=extra)
+            span = None
+            if self.tracer is not None:  # a publish span, child of the current (process) span
+                span = self.tracer.start_span(f"publish {out.topic}", kind=SpanKind.PRODUCER)
+                extra = telemetry.inject(span)
+            try:
+                record = prepare(self.catalog, self.codec, self.settings, out.topic, dict(out.event),
+                                 tenant=out.tenant, headers=extra)
+            except SomaError as exc:
+                if span is not None:
+                    telemetry.fail(span, exc)
+                    span.end()
+                raise
             partitions = self.catalog.topic(out.topic).partitions
+            partition = partition_for(record.key, partitions)
             future = await self.app.producer.send(
-                record.physical_topic, record.key, record.value, partition_for(record.key, partitions),
-                None, record.headers,
+                record.physical_topic, record.key, record.value, partition, None, record.headers,
             )
+            if span is not None:
+                if span.is_recording():
+                    session = record.event.get("session_id")
+                    span.set_attributes(telemetry.messaging_attributes(
+                        "publish", record.physical_topic, partition=partition, key=record.key, tenant=out.tenant,
+                        event_id=str(record.event["event_id"]), session_id=str(session) if session else None,
+                    ))
+                telemetry.end_on_delivery(span, future)  # ends when the broker acknowledges, not at enqueue
             pending.append(future)
             self.metrics.emitted.labels(out.topic).inc()
         return pending
@@ -243,6 +311,7 @@ class StreamApp:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
             client_id=f"{self.settings.kafka_client_id}-{self.name}-config", isolation_level="read_committed",
+            **aiokafka_security(self.settings),
         )
         await consumer.start()
         try:

@@ -42,16 +42,27 @@ def _redis_client() -> aioredis.Redis:
     return _redis
 
 
-async def fold(record: Incoming, states: dict[str, IntegratorState]) -> tuple[Out, dict[str, Any]] | None:
-    """Apply one update to the batch's working states; the frame to emit (as output and as fields)."""
-    tenant = record.tenant
+def params_for(tenant: str) -> IntegratorParams | None:
+    """The tenant's live parameters, or None while cog threads are off for it."""
     if not stream.param("enable_cog_threads", tenant):
         return None
-    params = IntegratorParams(
+    return IntegratorParams(
         alpha=float(stream.param("integrator_alpha", tenant)),
         temperature=float(stream.param("integrator_temperature", tenant)),
         dedupe_window=SEEN_WINDOW,
     )
+
+
+async def fold(
+    record: Incoming, states: dict[str, IntegratorState], batch_params: dict[str, IntegratorParams | None],
+) -> tuple[Out, dict[str, Any]] | None:
+    """Apply one update to the batch's working states; the frame to emit (as output and as fields)."""
+    tenant = record.tenant
+    if tenant not in batch_params:  # live config changes between batches, not within one
+        batch_params[tenant] = params_for(tenant)
+    params = batch_params[tenant]
+    if params is None:
+        return None
     state = states[tenant] if tenant in states else IntegratorState.from_dict(tenants.get(tenant))
     proposal = propose(state, record.value, params, offset=record.offset)
     if proposal is None:
@@ -71,7 +82,6 @@ async def fold(record: Incoming, states: dict[str, IntegratorState]) -> tuple[Ou
         stream.metrics.vetoes.inc()
     elif proposal.leader_changes:
         stream.metrics.leader_switches.inc()
-    stream.metrics.entropy.labels(tenant).set(frame["entropy"])
     return Out("cog.global_frame", frame, tenant), frame
 
 
@@ -85,9 +95,10 @@ async def process(batch: list[Incoming]) -> None:
     partitions: dict[str, int] = {}
     outputs: list[Out] = []
     latest: dict[str, dict[str, Any]] = {}
+    batch_params: dict[str, IntegratorParams | None] = {}
     for record in batch:
         try:
-            result = await fold(record, states)
+            result = await fold(record, states, batch_params)
         except (InvalidInput, KeyError, TypeError, ValueError) as exc:
             await stream.dead_letter(record.topic, record.partition, record.offset, record.key, record.raw,
                                      record.headers, "processing", f"{type(exc).__name__}: {exc}")
@@ -102,6 +113,7 @@ async def process(batch: list[Incoming]) -> None:
         await future
     async with _redis_client().pipeline(transaction=False) as pipe:
         for tenant, frame in latest.items():
+            stream.metrics.entropy.labels(tenant).set(frame["entropy"])
             cached = stream.codec.to_json("cog.global_frame", {**frame, "tenant_id": tenant})
             pipe.set(f"global_frame:{tenant}", json.dumps(cached, sort_keys=True),
                      ex=stream.settings.integrator_frame_ttl_s)
@@ -123,4 +135,5 @@ async def integrate(events: Any) -> None:
     await stream.wait_for_config()
     async for batch in events.take_events(BATCH, within=BATCH_WAIT_S):
         records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
-        await process(records)
+        with stream.processing(records):  # one span per batch, linked to every update's trace
+            await process(records)

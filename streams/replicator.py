@@ -13,8 +13,10 @@ import logging
 import time
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from soma import telemetry
 from soma.clients import database_engine
 from streams.app import Incoming, StreamApp
 from streams.errors import InvalidInput
@@ -24,6 +26,10 @@ stream = StreamApp("replicator", ["memory.writes"], needs=("postgresql",), table
 app = stream.app
 engine = database_engine(stream.settings)
 log = logging.getLogger("streams.replicator")
+DB_ATTRIBUTES = {
+    "db.system.name": "postgresql", "db.collection.name": "memory_replica", "db.operation.name": "INSERT",
+    "db.namespace": str(engine.url.database or ""),
+}
 
 
 async def handle(record: Incoming) -> None:
@@ -31,7 +37,12 @@ async def handle(record: Incoming) -> None:
     delay = stream.settings.replicator_retry_base_s
     while True:
         try:
-            applied = await asyncio.to_thread(apply_write, engine, row)
+            attributes = DB_ATTRIBUTES | {"soma.tenant": row["tenant_id"]} if stream.tracer else None
+            with telemetry.current_span(stream.tracer, "upsert memory_replica", kind=SpanKind.CLIENT,
+                                        attributes=attributes) as span:
+                applied = await asyncio.to_thread(apply_write, engine, row)
+                if span is not None and span.is_recording():
+                    span.set_attribute("soma.replica.applied", applied)
             break
         except (OperationalError, InterfaceError) as exc:
             stream.metrics.db_retries.inc()

@@ -48,4 +48,4 @@ async def execute(events: Any) -> None:
     async for batch in events.take_events(stream.settings.tools_concurrency, within=0.05):
         limit = asyncio.Semaphore(int(stream.param("tools_concurrency")))
         records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
-        await asyncio.gather(*(stream.handle_safely(r, functools.partial(handle, limit=limit)) for r in records))
+        await asyncio.gather(*(stream.handle_traced(r, functools.partial(handle, limit=limit)) for r in records))

@@ -46,10 +46,12 @@ def produce(
 
     event_id and occurred_at are filled when absent. Nothing is sent if any event is invalid.
     """
+    from soma import telemetry
     from soma.catalog import load_catalog
     from soma.codec import Codec
     from soma.events import EventProducer
 
+    telemetry.setup(settings(), "cli")  # a publish span per event, ended at the broker's acknowledgement
     catalog = load_catalog()
     catalog.topic(topic)
     producer = EventProducer(settings(), catalog, Codec(catalog, settings()))

@@ -60,12 +60,14 @@ def emit(
     from sqlalchemy.orm import Session
 
     from outbox.writer import Emission, OutboxWriter
+    from soma import telemetry
     from soma.catalog import load_catalog
     from soma.cli.events import _parse_json_lines
     from soma.clients import database_engine, database_errors
     from soma.codec import Codec
 
     config = settings()
+    telemetry.setup(config, "cli")  # the event's trace starts at this write (when tracing is on)
     catalog = load_catalog()
     codec = Codec(catalog, config)
     writer = OutboxWriter(catalog, codec, config)
@@ -100,6 +102,7 @@ def relay(
     rows are still pending and the next relay claims them.
     """
     from outbox.relay import Relay
+    from soma import telemetry
 
     # librdkafka repeats a refused connection every reconnect backoff: once per 30 s is enough.
     logging.getLogger("soma.librdkafka").addFilter(_RepeatFilter(30.0))
@@ -111,6 +114,7 @@ def relay(
     outbox_log.propagate = False
 
     config = settings()
+    telemetry.setup(config, "relay")  # a publish span per row when tracing is on; flushed at exit
     relay_ = Relay(config, serve_metrics=not no_metrics)
     relay_.install_signal_handlers()
     relay_.start()

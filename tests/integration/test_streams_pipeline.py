@@ -7,6 +7,7 @@ each test uses its own tenants, so tests do not see each other's events.
 from __future__ import annotations
 
 import json
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -21,7 +22,7 @@ from soma.clients import database_engine, kafka_producer, redis_client
 from soma.settings import Settings
 from streams.logic.ids import derive_id
 from tests.support.procs import background, run_soma, wait_for
-from tests.support.streams import Bus, free_port_base, opa_binary, stream_process, wait_ready
+from tests.support.streams import Bus, free_port_base, opa_binary, port_of, stream_process, wait_ready
 
 STREAMS = ("worker", "tools", "integrator", "segmenter", "replicator")
 LOGS = Path(".soma/test-logs/streams")
@@ -173,6 +174,32 @@ def test_scripted_frames_give_exactly_the_expected_segments(bus: Bus) -> None:
         ("leader_change", 8, 9, "b", "c"),
         ("leader_change", 10, 11, "c", "end"),
     ]
+
+
+def _applied_config_updates(settings: Settings, stream_name: str) -> float:
+    url = f"http://127.0.0.1:{port_of(settings, stream_name)}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("soma_config_updates_applied_total "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def test_segmenter_switches_to_hmm_mode_live(running: Settings, bus: Bus) -> None:
+    tenant = _tenant("hmm")
+    before = _applied_config_updates(running, "segmenter")
+    for name, value in (("SEGMENTER_HMM_ENTER_P", "0.2"), ("SEGMENTER_MODE", "hmm")):
+        result = run_soma(running, "config", "set", name, value, "--tenant", tenant)
+        assert result.returncode == 0, result.stderr
+    wait_for(lambda: _applied_config_updates(running, "segmenter") >= before + 2, 30,
+             what="the segmenter applying both config updates")
+    script = [("a", 0.9), ("a", 0.9), ("b", 0.9), ("a", 0.9), ("a", 0.9)]
+    bus.send_many("cog.global_frame", [_frame(tenant, i + 1, lead, w) for i, (lead, w) in enumerate(script)], tenant)
+    segments = bus.collect("cog.segments", lambda s: len(s) >= 1, keep=_of(tenant))
+    # The same frames give a leader_change in threshold mode (dwell 2 is not met here, so no
+    # threshold segment at all): only the live switch to HMM explains an `hmm` boundary.
+    assert [s.value["boundary_kind"] for s in segments] == ["hmm"]
+    assert segments[0].value["start_frame_seq"] == 1
 
 
 def _message(tenant: str, session: str, seq: int, content: str, calls: list[dict[str, str]] | None = None) -> dict:
