@@ -35,7 +35,7 @@ integration: venv
 	$(BIN)/pytest tests/integration
 
 down: venv
-	$(BIN)/soma stack down
+	$(BIN)/soma down --stack
 
 clean: down
 	rm -rf $(VENV) .soma

@@ -4,7 +4,8 @@
     GET  /admin/outbox/stats         counts by status and topic
     POST /admin/outbox/replay        replay rows by id
     POST /admin/outbox/replay/tenant replay rows by filter (dry_run to preview)
-    GET  /healthz                    database reachable and migrated (no token, no data)
+    GET  /healthz                    alive (no token, no data)
+    GET  /readyz                     database reachable and migrated (no token, no data)
 
 Every /admin path needs ``Authorization: Bearer <token>`` (401 otherwise, checked before
 routing and any request parsing or validation); a token scoped to other tenants gets 403 naming nothing of the
@@ -24,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, create_model
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from outbox.api_models import (
     ErrorOut,
@@ -51,12 +52,12 @@ from outbox.filters import (
     decode_cursor,
 )
 from outbox.inspect import admin_db_errors, list_events, stats
-from outbox.models import OutboxEvent
 from outbox.replay import Replayer, ReplayResult
 from soma.catalog import load_catalog
 from soma.clients import database_engine
 from soma.codec import Codec
 from soma.errors import InfrastructureUnavailable
+from soma.readiness import Readiness
 from soma.settings import Settings
 
 log = logging.getLogger("outbox.api")
@@ -154,9 +155,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     replayer = Replayer(db, settings, catalog, Codec(catalog, settings))
     bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="A token of SOMA_ADMIN_TOKENS.")
 
+    readiness = Readiness(settings, "admin-api", ("postgresql",), tables=("outbox_events",))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        readiness.close()
         if engine is None:
             db.dispose()
 
@@ -234,10 +238,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     app.include_router(router)
 
-    @app.get("/healthz", response_model=HealthOut, responses={503: ERRORS[503]}, tags=["health"])
+    @app.get("/healthz", response_model=HealthOut, tags=["health"])
     def health() -> HealthOut:
-        with admin_db_errors(settings), db.connect() as conn:
-            conn.execute(select(OutboxEvent.id).limit(1))
+        """Alive: the process answers (no dependency is checked)."""
         return HealthOut(status="ok")
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "A dependency is not ready."}})
+    def ready() -> JSONResponse:
+        """Ready: PostgreSQL reachable and migrated. Each check by name, with a one-line detail."""
+        report = readiness.report()
+        if report["ready"]:
+            return JSONResponse(report)
+        failed = "; ".join(f"{name}: {c['detail']}" for name, c in report["checks"].items() if not c["ok"])
+        return JSONResponse(report | {"detail": f"not ready: {failed}"}, status_code=503)
 
     return app

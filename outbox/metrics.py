@@ -1,4 +1,4 @@
-"""The relay's Prometheus metrics and the small HTTP server for /metrics and /healthz."""
+"""The relay's Prometheus metrics and the small HTTP server for /metrics, /healthz and /readyz."""
 
 from __future__ import annotations
 
@@ -74,15 +74,21 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """Serves /metrics (Prometheus text) and /healthz (200 while the relay loop is alive) on a thread."""
+    """Serves /metrics (Prometheus text), /healthz (200 while the relay loop is alive) and /readyz
+    (200 when `ready()` says so: the loop, Kafka and PostgreSQL) on a thread."""
 
-    def __init__(self, metrics: RelayMetrics, host: str, port: int, health: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, metrics: RelayMetrics, host: str, port: int, health: Callable[[], dict[str, Any]],
+        ready: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         metrics_app = make_wsgi_app(metrics.registry)
+        probes = {"/healthz": (health, "ok"), "/readyz": (ready or health, "ready" if ready else "ok")}
 
         def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-            if environ.get("PATH_INFO") == "/healthz":
-                report = health()
-                status = "200 OK" if report.get("ok") else "503 Service Unavailable"
+            probe = probes.get(str(environ.get("PATH_INFO")))
+            if probe is not None:
+                report = probe[0]()
+                status = "200 OK" if report.get(probe[1]) else "503 Service Unavailable"
                 start_response(status, [("Content-Type", "application/json")])
                 return [json.dumps(report).encode()]
             return metrics_app(environ, start_response)  # type: ignore[no-any-return]
@@ -110,3 +116,8 @@ class Heartbeat:
     def report(self) -> dict[str, Any]:
         age = time.monotonic() - self.last
         return {"ok": age < self.stale_s and self.state != "stopped", "state": self.state, "loop_age_s": round(age, 3)}
+
+    def check(self) -> tuple[bool, str]:
+        """The loop as a readiness check: ok and a one-line detail."""
+        report = self.report()
+        return bool(report["ok"]), f"loop {report['state']}, last turn {report['loop_age_s']}s ago"

@@ -36,6 +36,7 @@ from outbox.publisher import Batch, Publisher
 from outbox.wakeup import Wakeup
 from soma.clients import database_engine, database_errors
 from soma.errors import InfrastructureUnavailable
+from soma.readiness import Readiness
 from soma.settings import Settings
 
 log = logging.getLogger("outbox.relay")
@@ -111,6 +112,8 @@ class Relay:
         )
         self.metrics = RelayMetrics()
         self.heartbeat = Heartbeat(stale_s=max(30.0, settings.outbox_relay_delivery_timeout_s * 2))
+        self.readiness = Readiness(settings, "relay", ("kafka", "postgresql"), tables=("outbox_events",),
+                                   extra={"loop": self.heartbeat.check})
         self.stats = RelayStats()
         self.in_flight: list[Batch] = []  # produced, awaiting delivery reports
         self.committer: Committer | None = None  # then judged, and written on its thread
@@ -147,7 +150,7 @@ class Relay:
             try:
                 self.server = MetricsServer(
                     self.metrics, self.settings.outbox_relay_metrics_host, self.settings.outbox_relay_metrics_port,
-                    self.heartbeat.report,
+                    self.heartbeat.report, self.readiness.report,
                 )
             except OSError as exc:
                 raise RelayError(
@@ -398,6 +401,7 @@ class Relay:
             self._gauges.join(timeout=10)
         if self.server is not None:
             self.server.close()
+        self.readiness.close()
         self.engine.dispose()
         self.heartbeat.beat("stopped")
         peak_mb = _peak_rss_mb()

@@ -245,6 +245,30 @@ class Settings(BaseSettings):
     replicator_retry_max_s: float = Field(10.0, gt=0, description="Cap of that backoff.")
     # --- end Streams ----------------------------------------------------------------------
 
+    # --- Supervisor (`soma up`) and health endpoints ----------------------------------------
+    supervisor_stop_grace_s: float = Field(
+        20.0, gt=0, le=600,
+        description="Grace for all supervised children together to exit after SIGTERM, then SIGKILL.",
+    )
+    supervisor_backoff_base_s: float = Field(
+        1.0, gt=0, description="Delay before the first restart of a crashed child (doubles per crash in a row)."
+    )
+    supervisor_backoff_max_s: float = Field(30.0, gt=0, description="Cap of the restart delay.")
+    supervisor_backoff_reset_s: float = Field(
+        60.0, gt=0, description="A child that stayed up this long restarts after the base delay again."
+    )
+    supervisor_ready_timeout_s: float = Field(
+        300.0, gt=0, description="How long `soma up --detach` waits for every component to be ready."
+    )
+    supervisor_poll_s: float = Field(
+        1.0, gt=0, le=60, description="How often the supervisor checks its children and their /readyz."
+    )
+    health_check_timeout_s: float = Field(
+        1.0, gt=0, le=30, description="Deadline of one dependency check behind a /readyz endpoint."
+    )
+    health_cache_s: float = Field(
+        1.5, ge=0, le=60, description="How long a /readyz result is reused before the checks run again."
+    )
     # --- Traces (OpenTelemetry; read by soma/telemetry.py) ----------------------------------
     otel_traces_exporter: Literal["none", "console", "otlp", "jsonl"] = Field(
         "none",

@@ -2,7 +2,8 @@
 
 - broker, app id (prefixed like the topics), `memory://` table store (tables recover from their
   changelog topics), partitions and replication from the catalog, a web port per stream
-  (`/metrics` Prometheus, `/ready` readiness with stall detection);
+  (`/metrics` Prometheus, `/healthz` liveness, `/readyz` readiness: Kafka and whatever else the
+  stream uses reachable, config loaded, partitions assigned, no stall; `/ready` is an alias);
 - source topics are read as raw bytes and decoded with the shared codec, so handlers receive
   decoded Avro records; an undecodable record goes to the `dlq` topic with the error, its
   source position, key, headers and original bytes, and the stream continues;
@@ -36,6 +37,7 @@ from soma.codec import Codec
 from soma.errors import EventValidationError, SomaError
 from soma.events import HEADER_TENANT, HEADER_TRACEPARENT, prepare
 from soma.live_config import LiveConfig
+from soma.readiness import Readiness
 from soma.settings import Settings, load_settings
 from streams.errors import InvalidInput
 from streams.logic.ids import derive_id
@@ -83,7 +85,11 @@ def _headers(raw: Any) -> dict[str, bytes]:
 
 
 class StreamApp:
-    def __init__(self, name: str, sources: Sequence[str], settings: Settings | None = None) -> None:
+    def __init__(
+        self, name: str, sources: Sequence[str], settings: Settings | None = None, *,
+        needs: Sequence[str] = (), tables: Sequence[str] = (),
+    ) -> None:
+        """`needs`/`tables`: what `/readyz` checks besides Kafka (e.g. "redis", "postgresql" and its tables)."""
         self.name = name
         self.settings = settings or load_settings()
         self.catalog = load_catalog()
@@ -95,6 +101,7 @@ class StreamApp:
         self.on_config: list[Callable[[], None]] = []
         self.tracer = telemetry.setup(self.settings, name)  # None: tracing off (SOMA_OTEL_TRACES_EXPORTER)
         s = self.settings
+        self.readiness = Readiness(s, f"stream-{name}", ("kafka", *needs), tables=tables)
         first = self.catalog.topic(sources[0])
         self.app = faust.App(
             f"{s.topic_prefix}soma-{name}",
@@ -390,10 +397,47 @@ class StreamApp:
                 body = generate_latest(stream_app.metrics.registry)
                 return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-        @self.app.page("/ready")
+        @self.app.page("/healthz")
+        class Healthz(View):
+            async def get(self, request: Request) -> Response:
+                return self.json({"service": f"stream-{stream_app.name}", "alive": True})
+
+        async def readiness(view: View) -> Response:
+            report = await stream_app.ready_report()
+            body = report | {"stream": stream_app.name, "config_loaded": stream_app.config_loaded.is_set(),
+                             "stalled": stream_app.stall.stalled}
+            return view.json(body, status=200 if report["ready"] else 503)
+
+        @self.app.page("/readyz")
+        class Readyz(View):
+            async def get(self, request: Request) -> Response:
+                return await readiness(self)
+
+        @self.app.page("/ready")  # the original name, kept as an alias
         class Ready(View):
             async def get(self, request: Request) -> Response:
-                ok = stream_app.config_loaded.is_set() and not stream_app.stall.stalled
-                body = {"stream": stream_app.name, "ready": ok, "config_loaded": stream_app.config_loaded.is_set(),
-                        "stalled": stream_app.stall.stalled}
-                return self.json(body, status=200 if ok else 503)
+                return await readiness(self)
+
+    def _assignment(self) -> tuple[bool, str]:
+        consumer = getattr(self.app, "consumer", None)
+        try:
+            assigned = [tp for tp in consumer.assignment() if tp.topic in self._source_names] if consumer else []
+        except Exception as exc:  # no consumer thread yet, or mid-rebalance
+            return False, f"no assignment yet: {type(exc).__name__}"
+        if not assigned:
+            return False, f"consumer group {self.app.conf.id} has no partition of the sources assigned (yet)"
+        return True, f"{len(assigned)} source partition(s) assigned in group {self.app.conf.id}"
+
+    async def ready_report(self) -> dict[str, Any]:
+        """Dependencies (checked on a thread, cached briefly) plus this stream's own state."""
+        report = await asyncio.to_thread(self.readiness.report)
+        stall_s = self.settings.streams_stall_after_s
+        loaded = self.config_loaded.is_set()
+        checks = dict(report["checks"]) | {
+            "config": {"ok": loaded, "detail": "config_updates mirrored" if loaded else "loading config_updates"},
+            "assignment": dict(zip(("ok", "detail"), self._assignment(), strict=True)),
+            "stall": {"ok": not self.stall.stalled,
+                      "detail": f"committed offsets stuck for {stall_s:.0f}s while lag grows" if self.stall.stalled
+                      else "committed offsets advancing or no lag"},
+        }
+        return {"service": report["service"], "ready": all(c["ok"] for c in checks.values()), "checks": checks}

@@ -20,7 +20,7 @@ from streams.logic.ids import derive_id
 from streams.logic.integrate import IntegratorParams, IntegratorState, commit, propose
 from streams.runtime.opa import LeaderPolicy
 
-stream = StreamApp("integrator", ["cog.predictor_updates"])
+stream = StreamApp("integrator", ["cog.predictor_updates"], needs=("redis", "opa"))
 app = stream.app
 tenants = stream.table("tenants")
 policy = LeaderPolicy(stream.settings.opa_url, stream.settings.opa_policy_path)

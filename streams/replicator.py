@@ -22,7 +22,7 @@ from streams.app import Incoming, StreamApp
 from streams.errors import InvalidInput
 from streams.storage.replica import apply_write, row_for
 
-stream = StreamApp("replicator", ["memory.writes"])
+stream = StreamApp("replicator", ["memory.writes"], needs=("postgresql",), tables=("memory_replica",))
 app = stream.app
 engine = database_engine(stream.settings)
 log = logging.getLogger("streams.replicator")

@@ -20,6 +20,7 @@ from soma.cli import (
     events,
     outbox,
     outbox_admin,
+    platform,
     schemas,
     settings_cmd,
     stack,
@@ -43,7 +44,10 @@ outbox.app.command("list")(outbox_admin.list_events)
 outbox.app.command("stats")(outbox_admin.stats)
 outbox.app.command("replay")(outbox_admin.replay)
 app.add_typer(outbox_admin.admin_app, name="admin")
-app.command("up")(stack.platform_up)
+app.command("up")(platform.up)
+app.command("down")(platform.down)
+app.command("ps")(platform.ps)
+app.command("health")(platform.health)
 app.command("produce")(events.produce)
 app.command("consume")(events.consume)
 app.command("settings")(settings_cmd.show)

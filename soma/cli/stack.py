@@ -1,4 +1,4 @@
-"""`soma stack up|down|status` and `soma up`: the local Kafka, PostgreSQL and Redis."""
+"""`soma stack up|down|status`: the local Kafka, PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -53,18 +53,3 @@ def down() -> None:
 
     stack.down(settings(), report=_report)
     console.print("soma stack: down")
-
-
-def platform_up(timeout: float = TimeoutOption) -> None:
-    """Bring the platform up: the stack, migrations, catalog topics, then a smoke event round trip."""
-    from soma.cli import db, topics
-    from soma.smoke import chat_round_trip
-
-    up(timeout)
-    db.upgrade("head")
-    topics.ensure()
-    result = chat_round_trip(settings())
-    console.print(
-        f"smoke: ChatMessage {result.event_id} -> {result.topic} partition {result.partition} "
-        f"offset {result.offset} -> read back in {result.elapsed_ms:.0f} ms: ok"
-    )

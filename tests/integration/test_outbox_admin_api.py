@@ -115,6 +115,10 @@ def test_openapi_and_health_need_no_token(client: TestClient) -> None:
     assert set(schema["paths"]) >= {"/admin/outbox", "/admin/outbox/stats", "/admin/outbox/replay",
                                     "/admin/outbox/replay/tenant"}
     assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["ready"]
+    assert ready.json()["checks"]["postgresql"]["ok"]
 
 
 # --- Cross-tenant access ------------------------------------------------------------------

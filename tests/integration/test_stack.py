@@ -155,16 +155,3 @@ def test_help_lists_command_groups(stack: Settings, command: list[str]) -> None:
     result = run_soma(stack, *command)
     assert result.returncode == 0
     assert "stack" in result.stdout if command == ["--help"] else "status" in result.stdout
-
-
-def test_soma_up_migrates_creates_topics_and_passes_the_smoke_round_trip(settings: Settings) -> None:
-    result = run_soma(settings, "up", timeout_s=300)
-    assert result.returncode == 0, result.stderr
-    assert "smoke: ChatMessage" in result.stdout
-    assert ": ok" in result.stdout.splitlines()[-1]
-    topics = kafka_admin(settings).list_topics(timeout=10).topics
-    assert settings.topic_name("chat.messages") in topics
-    engine = database_engine(settings)
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT to_regclass('outbox_events')")).scalar_one() is not None
-    engine.dispose()

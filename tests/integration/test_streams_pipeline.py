@@ -101,10 +101,14 @@ def test_predictor_updates_give_the_leader_in_redis_and_on_global_frame(running:
     assert [f.value["frame_seq"] for f in frames] == [1, 2, 3]
     assert [f.value["leader"] for f in frames] == ["plan", "act", "act"]
     assert abs(sum(frames[-1].value["weights"].values()) - 1.0) < 1e-9
-    cached = redis_client(running).get(f"global_frame:{tenant}")
-    assert cached is not None
-    assert json.loads(cached)["leader"] == "act"
-    assert json.loads(cached)["event_id"] == frames[-1].value["event_id"]
+    # The frame is delivered before the cache is written (a frame is never cached ahead of Kafka).
+    def cached_frame() -> Any:
+        cached = redis_client(running).get(f"global_frame:{tenant}")
+        return json.loads(cached) if cached is not None else None
+
+    wait_for(lambda: (cached_frame() or {}).get("event_id") == frames[-1].value["event_id"], 10,
+             what="the last frame in Redis")
+    assert cached_frame()["leader"] == "act"
     assert 0 < redis_client(running).ttl(f"global_frame:{tenant}") <= running.integrator_frame_ttl_s
 
 

@@ -1,0 +1,338 @@
+"""`soma up [--detach]`, `soma down`, `soma ps`, `soma health`: the whole platform under one supervisor."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Column, Table
+
+from soma.cli.context import console, err_console, settings
+
+if TYPE_CHECKING:
+    from soma.settings import Settings
+    from soma.supervisor.spec import ComponentSpec
+    from soma.supervisor.state import Paths, PlatformState
+
+STYLE = {"ready": "green", "starting": "yellow", "waiting": "yellow", "pending": "yellow", "unready": "red",
+         "backoff": "red", "stopping": "yellow", "stopped": "dim", "disabled": "dim", "gone": "red"}
+log = logging.getLogger("soma.supervisor")
+
+
+def _report(line: str) -> None:
+    err_console.print(f"[dim]{line}[/dim]")
+
+
+def _styled(state: str) -> str:
+    return f"[{STYLE.get(state, 'white')}]{state}[/]"
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _versions(config: Settings) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import confluent_kafka
+
+    from soma.stack.kafka import LocalKafka
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "?"
+
+    kafka = LocalKafka(config)
+    broker = f"{kafka.version} (local stack)" if kafka.daemon.pid() is not None else f"at {config.kafka_bootstrap}"
+    return (f"soma {of('soma-events')}, faust-streaming {of('faust-streaming')}, confluent-kafka "
+            f"{of('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}), Kafka broker {broker}")
+
+
+def print_summary(state: PlatformState, config: Settings) -> None:
+    """The startup summary: components, where their health is, flags that change behaviour, versions."""
+    table = Table("component", "pid", "health", "state", title="soma platform")
+    for c in state.components:
+        table.add_row(c.name, str(c.pid or "-"), c.ready_url if c.state != "disabled" else "-",
+                      _styled(c.state) + (f" ({c.detail})" if c.detail and c.state != "ready" else ""))
+    console.print(table)
+    schema = config.database_schema or "(default search_path)"
+    console.print(f"flags: ENABLE_COG_THREADS={config.enable_cog_threads}, OPA {config.opa_url or 'off'}, "
+                  f"topic prefix {config.topic_prefix or '(none)'}, database schema {schema}", soft_wrap=True)
+    console.print(f"versions: {_versions(config)}", soft_wrap=True)
+    console.print(f"logs: {_paths().root / 'logs'}; `soma ps`, `soma health`; stop: Ctrl-C or `soma down`",
+                  soft_wrap=True)
+
+
+def _paths() -> Paths:
+    from soma.supervisor.state import Paths
+
+    return Paths.of(settings())
+
+
+def _components(config: Settings) -> list[ComponentSpec]:
+    from soma.supervisor.spec import platform_components, resolve
+
+    return resolve(platform_components(config))
+
+
+def _child_env(config: Settings) -> dict[str, str]:
+    # Children run in the state dir: make a relative state dir absolute for them.
+    return config.child_env(SOMA_STATE_DIR=str(config.state_dir.resolve()), PYTHONUNBUFFERED="1")
+
+
+def _prepare(config: Settings, timeout: float) -> None:
+    """The infrastructure first: the stack (external services are only checked), migrations, topics."""
+    from soma import stack
+    from soma.catalog import load_catalog
+    from soma.cli import db
+    from soma.topics import ensure
+
+    for health in stack.up(config, report=_report, timeout_s=timeout):
+        _report(f"{health.service}: healthy at {health.address} ({health.detail})")
+    db.upgrade("head")
+    states = ensure(config, load_catalog())
+    counts: dict[str, int] = {}
+    for topic_state in states:
+        counts[topic_state.state] = counts.get(topic_state.state, 0) + 1
+        if topic_state.state == "drift":
+            err_console.print(f"[yellow]topics: {topic_state.topic}: drift: {topic_state.detail}[/]", soft_wrap=True)
+    _report("topics: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+
+
+def _foreground(config: Settings, timeout: float) -> None:
+    from soma.supervisor.runner import Supervisor
+    from soma.supervisor.state import PlatformState, write_state
+
+    paths = _paths()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.pid_file.write_text(f"{os.getpid()}\n")
+    specs = _components(config)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        supervisor = Supervisor(config, specs, paths, _child_env(config),
+                                on_ready=lambda state: print_summary(state, config))
+        supervisor.publish("preparing", "stack, migrations, topics")
+        try:
+            _prepare(config, timeout)
+        except BaseException as exc:
+            from soma.errors import SomaError
+
+            reason = str(exc) if isinstance(exc, SomaError) else type(exc).__name__
+            write_state(paths.state_file, PlatformState(os.getpid(), "failed", supervisor.state.components, reason))
+            raise
+        supervisor.install_signal_handlers()
+        supervisor.publish(detail="")
+        supervisor.run()
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if int(paths.pid_file.read_text().strip()) == os.getpid():
+                paths.pid_file.unlink()
+
+
+def _tail(path: os.PathLike[str], lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return "\n".join(handle.read().decode(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _detach(config: Settings, timeout: float) -> None:
+    from soma.processes import is_running
+    from soma.supervisor.state import read_state
+
+    paths = _paths()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.state_file.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "soma", "up"]
+    pid = paths.supervisor().start(argv, paths.log_file, env=config.child_env(PYTHONUNBUFFERED="1"))
+    _report(f"supervisor started, pid {pid}; log {paths.log_file}")
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    state = None
+    while time.monotonic() < deadline:
+        state = read_state(paths.state_file)
+        if not is_running(pid):
+            tail = _tail(paths.log_file)
+            err_console.print(tail, soft_wrap=True, markup=False, highlight=False)
+            detail = state.detail if state is not None and state.phase == "failed" else "see its log"
+            raise typer.Exit(_fail(f"the supervisor exited during start-up: {detail} ({paths.log_file})"))
+        if state is not None:
+            for c in state.components:
+                if seen.get(c.name) != c.state:
+                    seen[c.name] = c.state
+                    _report(f"{c.name}: {c.state}{f' ({c.detail})' if c.detail else ''}")
+            enabled = [c for c in state.components if c.state != "disabled"]
+            if state.phase == "running" and enabled and all(c.state == "ready" for c in enabled):
+                print_summary(state, config)
+                return
+        time.sleep(0.5)
+    late = [c for c in state.components if c.state not in ("ready", "disabled")] if state else []
+    for c in late:
+        err_console.print(f"soma up: {c.name} not ready after {timeout:.0f}s: {c.state}"
+                          f"{f' ({c.detail})' if c.detail else ''}; log {c.log_file}", soft_wrap=True)
+    phase = f"still {state.phase}" if state else "no state yet"
+    raise typer.Exit(_fail(f"not ready after {timeout:.0f}s ({phase}): "
+                           f"{', '.join(c.name for c in late) or 'the supervisor'}; it keeps running: `soma ps`, "
+                           "`soma down`"))
+
+
+def _fail(message: str) -> int:
+    err_console.print(f"soma up: {message}", soft_wrap=True, markup=False)
+    return 1
+
+
+def up(
+    detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background; return once all are ready."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Seconds to wait for readiness (default SOMA_SUPERVISOR_READY_TIMEOUT_S)."),
+) -> None:
+    """Run the platform: the stack, migrations, topics, then the relay, admin API and streams, supervised.
+
+    Foreground (default): Ctrl-C or SIGTERM stops every component (dependents first) within
+    SOMA_SUPERVISOR_STOP_GRACE_S. --detach: start it in the background and return once every
+    component is ready (`soma ps`, `soma health`, `soma down`).
+    """
+    config = settings()
+    running = _paths().supervisor().pid()
+    if running is not None and running != os.getpid():
+        raise typer.Exit(_fail(f"the platform already runs (supervisor pid {running}): `soma ps`, `soma down`"))
+    wait = timeout if timeout is not None else config.supervisor_ready_timeout_s
+    if detach:
+        _detach(config, wait)
+    else:
+        _foreground(config, wait)
+
+
+def down(
+    stack: bool = typer.Option(False, "--stack", help="Also stop the local Kafka/PostgreSQL/Redis `soma up` started."),
+) -> None:
+    """Stop a running platform (its supervisor stops the components); the stack stays up unless --stack."""
+    from soma.processes import is_running
+    from soma.supervisor.state import read_state
+
+    config = settings()
+    paths = _paths()
+    state = read_state(paths.state_file)
+    pid = paths.supervisor().pid()
+    if pid is None:
+        console.print("soma down: the platform is not running")
+    else:
+        os.kill(pid, signal.SIGTERM)
+        wait_s = config.supervisor_stop_grace_s + 15
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and is_running(pid):
+            time.sleep(0.1)
+        if is_running(pid):
+            err_console.print(f"soma down: the supervisor (pid {pid}) did not stop within {wait_s:.0f}s: SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        console.print(f"soma down: supervisor {pid} stopped")
+    # Whatever a dead or killed supervisor left behind: by pid, only if the command line still matches.
+    for c in (state.components if state else []):
+        if c.pid is not None and is_running(c.pid, c.marker):
+            err_console.print(f"soma down: {c.name} (pid {c.pid}) outlived its supervisor: SIGKILL")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(c.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.pid, signal.SIGKILL)
+    paths.pid_file.unlink(missing_ok=True)
+    if stack:
+        from soma import stack as local_stack
+
+        local_stack.down(config, report=_report)
+        console.print("soma stack: down")
+
+
+def ps() -> None:
+    """The platform's components: state, pid, restarts, uptime, health URL (from the supervisor's state file)."""
+    from soma.processes import is_running
+    from soma.supervisor.state import read_state
+
+    paths = _paths()
+    state = read_state(paths.state_file)
+    if state is None:
+        console.print(f"soma ps: no platform state at {paths.state_file}: start it with `soma up --detach`")
+        return
+    alive = paths.supervisor().pid() is not None
+    now = time.time()
+    table = Table("component", "state", "pid", "restarts", "uptime", Column("health", overflow="fold"),
+                  Column("detail", overflow="fold"),
+                  title=f"soma platform ({'supervisor pid ' + str(state.supervisor_pid) if alive else 'not running'}"
+                        f", {state.phase})")
+    for c in state.components:
+        current = c.state
+        if c.pid is not None and not is_running(c.pid, c.marker):
+            current = "gone"
+        table.add_row(c.name, _styled(current), str(c.pid or "-"), str(c.restarts),
+                      _uptime(c.uptime_s(now)) if current != "gone" else "-",
+                      c.ready_url if c.state != "disabled" else "-", c.detail)
+    console.print(table)
+    if not alive and state.phase not in ("stopped",):
+        err_console.print(f"soma ps: the supervisor is not running (last phase: {state.phase}"
+                          f"{': ' + state.detail if state.detail else ''})", soft_wrap=True)
+
+
+def health() -> None:
+    """Stack health plus every component's /readyz in one table; exit 1 naming whatever is not ready."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from soma import stack
+    from soma.supervisor.probe import fetch
+    from soma.supervisor.state import read_state
+
+    config = settings()
+    specs = _components(config)
+    paths = _paths()
+    state = read_state(paths.state_file) if paths.supervisor().pid() is not None else None
+    timeout = max(2.0, config.health_check_timeout_s * 4 + 1)
+    with ThreadPoolExecutor(max_workers=len(specs) + 1) as pool:
+        stack_rows = pool.submit(stack.status, config)
+        probes = {s.name: pool.submit(fetch, s.ready_url, timeout) for s in specs if not s.disabled}
+        infra = stack_rows.result()
+        results = {name: future.result() for name, future in probes.items()}
+    supervised = {c.name: c for c in state.components} if state else {}
+    table = Table("component", "status", Column("address", overflow="fold"), Column("detail", overflow="fold"),
+                  title="soma health")
+    failures: list[str] = []
+    for row in infra:
+        table.add_row(row.service, "[green]healthy[/]" if row.healthy else "[red]down[/]", row.address,
+                      "" if row.healthy else row.detail)
+        if not row.healthy:
+            failures.append(f"{row.service}: {row.detail}")
+    for spec in specs:
+        if spec.disabled:
+            table.add_row(spec.name, "[dim]disabled[/]", "-", spec.disabled)
+            continue
+        probe = results[spec.name]
+        detail = "; ".join(probe.failures())
+        known = supervised.get(spec.name)
+        if known is not None and not probe.ready and known.state != "ready":
+            said = known.detail if known.state in ("backoff", "waiting") else ""
+            detail += f" [supervisor: {known.state}, {known.restarts} restart(s){f', {said}' if said else ''}]"
+        ok_checks = ", ".join(probe.body.get("checks", {})) if probe.ready else ""
+        table.add_row(spec.name, "[green]ready[/]" if probe.ready else "[red]NOT READY[/]", spec.ready_url,
+                      f"checks: {ok_checks}" if probe.ready else detail)
+        if not probe.ready:
+            failures.append(f"{spec.name} not ready: {detail}")
+    console.print(table)
+    for line in failures:
+        err_console.print(f"soma health: {line}", soft_wrap=True, markup=False)
+    if failures:
+        raise typer.Exit(1)
