@@ -6,6 +6,7 @@ COPY pyproject.toml constraints.txt README.md alembic.ini topics.yaml ./
 COPY soma ./soma
 COPY outbox ./outbox
 COPY streams ./streams
+COPY bench ./bench
 COPY schemas ./schemas
 COPY migrations ./migrations
 RUN pip install --no-cache-dir -c constraints.txt -e .

@@ -160,6 +160,25 @@ class TokenRegistry:
         return found
 
 
+def token_covering(raw: str, tenant: str) -> str | None:
+    """The first configured token whose scopes cover `tenant` (for a client such as `soma demo`), or None."""
+    try:
+        pairs = _entries(raw)
+    except ValueError:
+        return None
+    for token, spec in pairs:
+        scope = spec.get("scope") if isinstance(spec, Mapping) else spec
+        if not isinstance(token, str) or not isinstance(scope, str):
+            continue
+        try:
+            all_tenants, tenants = parse_scopes(scope)
+        except ValueError:
+            continue
+        if all_tenants or tenant in tenants:
+            return token
+    return None
+
+
 def authorize_ids(
     principal: Principal, requested: Iterable[int], found: Mapping[int, str], tenant: str | None
 ) -> str:

@@ -12,7 +12,20 @@ import sys
 
 import typer
 
-from soma.cli import config_cmd, db, events, outbox, outbox_admin, platform, schemas, settings_cmd, stack, topics
+from soma.cli import (
+    bench_cmd,
+    config_cmd,
+    db,
+    demo,
+    events,
+    outbox,
+    outbox_admin,
+    platform,
+    schemas,
+    settings_cmd,
+    stack,
+    topics,
+)
 from soma.errors import SomaError
 
 app = typer.Typer(
@@ -39,6 +52,8 @@ app.command("produce")(events.produce)
 app.command("consume")(events.consume)
 app.command("settings")(settings_cmd.show)
 app.add_typer(config_cmd.app, name="config")
+app.command("demo")(demo.demo)
+app.add_typer(bench_cmd.app, name="bench")
 
 
 def main() -> None:

@@ -12,12 +12,17 @@ import typer
 from rich.table import Table
 
 from soma.cli.context import console, settings
+from soma.settings import Settings
 
 app = typer.Typer(help="Live settings: publish changes on config_updates and show the effective values.",
                   no_args_is_help=True)
 
 
 def _read_updates() -> tuple[list[dict[str, Any]], Any]:
+    return read_updates(settings())
+
+
+def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
     """Every decodable ConfigUpdate on the (compacted) topic, oldest first, and the codec."""
     from confluent_kafka import TopicPartition
 
@@ -26,7 +31,6 @@ def _read_updates() -> tuple[list[dict[str, Any]], Any]:
     from soma.codec import Codec
     from soma.errors import InfrastructureUnavailable, SomaError
 
-    s = settings()
     catalog = load_catalog()
     codec = Codec(catalog, s)
     physical = s.topic_name("config_updates")
@@ -69,6 +73,13 @@ def set_(
     author: str | None = typer.Option(None, "--author", help="Who makes the change (default: the OS user)."),
 ) -> None:
     """Validate the value against the setting, then publish it with the next version and its checksum."""
+    event = publish(settings(), name, value, tenant=tenant, author=author)
+    console.print_json(json.dumps(event), indent=None)
+
+
+def publish(s: Settings, name: str, value: str, *, tenant: str | None = None,
+            author: str | None = None) -> dict[str, Any]:
+    """`soma config set` as a function: validate, publish with the next version; the event, offset and id."""
     from soma.errors import EventValidationError
     from soma.events import EventProducer
     from soma.live_config import LIVE_FIELDS, checksum, field_for, parse_text
@@ -82,16 +93,16 @@ def set_(
         parsed = None if value.strip().lower() == "null" else parse_text(field, value)
     except ValueError as exc:
         raise EventValidationError(str(exc)) from None
-    updates, codec = _read_updates()
+    updates, codec = read_updates(s)
     current = max((int(u["version"]) for u in updates
                    if u["name"].lower() == field and (u.get("scope_tenant") or None) == tenant), default=0)
     event = {
         "name": field.upper(), "value": parsed, "scope_tenant": tenant, "version": current + 1,
         "checksum": checksum(parsed), "author": author or getpass.getuser(),
     }
-    producer = EventProducer(settings(), codec.catalog, codec)
+    producer = EventProducer(s, codec.catalog, codec)
     delivered = producer.send("config_updates", event, tenant=tenant or "_global")
-    console.print_json(json.dumps({**event, "offset": delivered.offset, "event_id": delivered.event_id}), indent=None)
+    return {**event, "offset": delivered.offset, "event_id": delivered.event_id}
 
 
 @app.command("show")

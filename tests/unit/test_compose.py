@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
+from soma.settings import Settings
 from soma.stack.kafka import kafka_version
+from streams.app import STREAM_PORT_OFFSETS
+from tests.support.streams import OPA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = {"kafka", "postgres", "redis"}
 NOT_STREAMS = {"__init__", "app", "errors"}
+STREAM_SERVICES = {f"stream-{name}" for name in STREAM_PORT_OFFSETS}
+PLATFORM = {"relay", "admin"} | STREAM_SERVICES
 
 
 def _compose() -> dict:
@@ -40,12 +46,74 @@ def test_every_stream_module_has_a_compose_service() -> None:
 def test_compose_runs_the_platform_processes_after_migrations() -> None:
     services = _compose()["services"]
     assert services["init"]["entrypoint"][-1] == "soma db upgrade head && soma topics ensure"
+    assert {"kafka", "postgres"} <= set(services["init"]["depends_on"])
     assert services["relay"]["command"] == ["outbox", "relay"]
     assert services["admin"]["command"][:2] == ["admin", "serve"]
-    for name in ("relay", "admin"):
-        assert services[name]["depends_on"] == {"init": {"condition": "service_completed_successfully"}}
-        assert "healthcheck" in services[name]
-        assert services[name]["environment"]["SOMA_KAFKA_BOOTSTRAP"] == "kafka:19092"
+    for name in PLATFORM:
+        assert services[name]["depends_on"]["init"] == {"condition": "service_completed_successfully"}, name
+        assert services[name]["environment"]["SOMA_KAFKA_BOOTSTRAP"] == "kafka:19092", name
+    for name in STREAM_SERVICES:
+        deps = services[name]["depends_on"]
+        assert {dep for dep, c in deps.items() if c["condition"] == "service_healthy"} >= INFRA, name
+
+
+def _default(field: str) -> object:
+    """A setting's declared default (not the environment's value)."""
+    return Settings.model_fields[field].default
+
+
+def _probe(spec: dict) -> str:
+    """The URL a platform service's health check requests."""
+    test = " ".join(spec["healthcheck"]["test"])
+    match = re.search(r"http://127\.0\.0\.1:[0-9]+/[a-z]+", test)
+    assert match, test
+    return match.group(0)
+
+
+def test_every_service_but_the_init_job_has_a_health_check() -> None:
+    services = _compose()["services"]
+    for name, spec in services.items():
+        if name == "init":
+            assert "healthcheck" not in spec  # a job: the others wait for it to complete successfully
+            continue
+        assert spec["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}, name
+        assert int(spec["healthcheck"]["retries"]) >= 3, name
+
+
+def test_platform_health_checks_ask_readyz_on_each_process_own_port() -> None:
+    services = _compose()["services"]
+    assert _probe(services["relay"]) == f"http://127.0.0.1:{_default('outbox_relay_metrics_port')}/readyz"
+    assert _probe(services["admin"]) == f"http://127.0.0.1:{_default('admin_port')}/readyz"
+    assert services["admin"]["command"][-1] == str(_default("admin_port"))
+    for name, offset in STREAM_PORT_OFFSETS.items():
+        spec = services[f"stream-{name}"]
+        port = int(_default("streams_web_port_base")) + offset
+        assert _probe(spec) == f"http://127.0.0.1:{port}/readyz", name
+        assert spec["entrypoint"] == ["faust", "-A", f"streams.{name}", "worker", "-l", "info"]
+        assert spec["environment"]["SOMA_STREAMS_WEB_HOST"] == "0.0.0.0"  # noqa: S104
+        assert spec["ports"] == [f"127.0.0.1:{port}:{port}"]
+
+
+def test_compose_runs_opa_with_the_sample_policy_for_the_integrator() -> None:
+    services = _compose()["services"]
+    opa = services["opa"]
+    assert opa["image"].startswith("openpolicyagent/opa:")
+    assert opa["image"].split(":", 1)[1].removesuffix("-debug") == OPA_VERSION.removeprefix("v")
+    source, target = opa["volumes"][0].split(":")[:2]
+    assert (REPO / source).resolve() == REPO / "policies" / "opa" / "leader.rego"
+    assert (REPO / source).exists()
+    assert opa["command"][:2] == ["run", "--server"]
+    assert target in opa["command"]
+    assert "/health" in " ".join(opa["healthcheck"]["test"])
+    integrator = services["stream-integrator"]
+    assert integrator["environment"]["SOMA_OPA_URL"] == "http://opa:8181"
+    assert integrator["depends_on"]["opa"] == {"condition": "service_healthy"}
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    for name, spec in _compose()["services"].items():
+        for port in spec.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), name
 
 
 def test_dockerfile_copies_what_the_package_reads_at_run_time() -> None:

@@ -1,0 +1,89 @@
+"""`soma demo` and `soma bench load` against the real platform: relay, admin API and the five streams
+as bounded child processes on free ports (tests/support/platform.py), in a schema of their own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from soma.settings import Settings
+from tests.support.outbox_relay import own_schema
+from tests.support.platform import STREAMS, platform_settings, running_platform
+from tests.support.procs import run_soma
+
+LOGS = Path(".soma/test-logs/platform")
+HOPS = (
+    "config update ENABLE_COG_THREADS=true published",
+    "outbox row committed (writer)",
+    "relay published the user message",
+    "worker requested the tool",
+    "tools stream ran it",
+    "worker folded the result back (role=tool)",
+    "memory write of the user message",
+    "memory write of the tool message",
+    "replicator upserted the rows",
+    "memory write of the message",
+    "replicator upserted the row",
+    "integrator emitted a frame",
+    "leader change plan -> act",
+    "leader change act -> recall",
+    "integrator cached the latest frame",
+    "segment closed (new leader act)",
+    "segment closed (new leader recall)",
+    "config update INTEGRATOR_TEMPERATURE=0.25 published",
+    "integrator applied it to the next frame",
+    "admin API copied the row",
+    "relay published the copy",
+    "audit event",
+)
+
+
+@pytest.fixture(scope="module")
+def platform(settings: Settings) -> Iterator[Settings]:
+    with own_schema(settings, "platform") as own, running_platform(platform_settings(own), LOGS) as running:
+        yield running
+
+
+@pytest.mark.timeout(900)
+def test_soma_demo_shows_every_hop(platform: Settings) -> None:
+    result = run_soma(platform, "demo", "--hop-timeout", "60", timeout_s=600, COLUMNS="260")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout
+    for hop in HOPS:
+        assert hop in table, hop
+    assert "missed" not in table
+    assert "hops seen" in table
+    assert "where to look" in table
+    assert f"http://127.0.0.1:{platform.admin_port}/docs" in table
+
+
+@pytest.mark.timeout(600)
+def test_soma_bench_load_reports_latencies_and_loses_nothing(platform: Settings) -> None:
+    result = run_soma(platform, "bench", "load", "--rate", "20", "--duration", "5", "--json", timeout_s=400,
+                      COLUMNS="260")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    for path in ("chat_commit_to_replica_row", "tool_call_commit_to_replica_row_of_result",
+                 "predictor_update_to_global_frame"):
+        item = report[path]
+        assert item["sent"] > 0, (path, item)
+        assert item["lost"] == 0, (path, item)
+        assert item["received"] == item["sent"], (path, item)
+        latency = item["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"], (path, latency)
+    assert report["chat_commit_to_replica_row"]["sent"] + report["tool_call_commit_to_replica_row_of_result"][
+        "sent"] == pytest.approx(20 * 5 * 1.1, abs=3)
+    names = {p["name"] for p in report["processes"]}
+    assert {"relay", "admin", *(f"stream-{name}" for name in STREAMS)} <= names
+    assert all(p["cpu_s"] is not None and p["peak_rss_mib"] > 10 for p in report["processes"])
+
+
+def test_bench_load_refuses_a_remote_broker(settings: Settings) -> None:
+    result = run_soma(settings, "bench", "load", "--rate", "10", "--duration", "1", timeout_s=60,
+                      SOMA_KAFKA_BOOTSTRAP="10.9.8.7:9092")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("soma: error: bench load: Kafka 10.9.8.7:9092 is not a loopback address "
+                                     "(SOMA_KAFKA_BOOTSTRAP)").replace("10.9.8.7:9092 is", "10.9.8.7 is")
