@@ -1,9 +1,11 @@
 """replicator: memory.writes -> the PostgreSQL `memory_replica` table, idempotent by event id.
 
-Run: `faust -A streams.replicator worker`. While PostgreSQL is unreachable the agent retries the
-same record with exponential backoff and does not move on, so its offset is not committed; a
-record that fails for its own reasons (invalid payload, a value the table refuses) goes to the
-DLQ. Reports replica lag (now - occurred_at of the last applied write) and the DLQ count.
+Run: `faust -A streams.replicator worker`. Records are taken in small batches and applied in
+one transaction (in order). While PostgreSQL is unreachable the agent retries the same batch
+with exponential backoff and does not move on, so its offsets are not committed; a record that
+fails for its own reasons (invalid payload, a value the table refuses) goes to the DLQ: a
+refused batch is applied again record by record to find it. Reports replica lag (now -
+occurred_at of the last applied write) and the DLQ count.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -20,43 +23,81 @@ from soma import telemetry
 from soma.clients import database_engine
 from streams.app import Incoming, StreamApp
 from streams.errors import InvalidInput
-from streams.storage.replica import apply_write, row_for
+from streams.storage.replica import apply_write, apply_writes, row_for
 
 stream = StreamApp("replicator", ["memory.writes"], needs=("postgresql",), tables=("memory_replica",))
 app = stream.app
 engine = database_engine(stream.settings)
 log = logging.getLogger("streams.replicator")
+BATCH = 200  # most writes per transaction
+BATCH_WAIT_S = 0.005  # longest wait to fill a batch
 DB_ATTRIBUTES = {
     "db.system.name": "postgresql", "db.collection.name": "memory_replica", "db.operation.name": "INSERT",
     "db.namespace": str(engine.url.database or ""),
 }
+T = TypeVar("T")
 
 
-async def handle(record: Incoming) -> None:
-    row = row_for(record.value)
+async def _until_database_answers(write: Callable[[], T], tenant: str | None) -> T:
+    """Run `write` in a thread, retrying with backoff while PostgreSQL is unreachable.
+
+    A value the database refuses is the record's own fault: InvalidInput (dead-lettered by the caller).
+    """
     delay = stream.settings.replicator_retry_base_s
     while True:
+        attributes = DB_ATTRIBUTES | {"soma.tenant": tenant or "*"} if stream.tracer else None
         try:
-            attributes = DB_ATTRIBUTES | {"soma.tenant": row["tenant_id"]} if stream.tracer else None
             with telemetry.current_span(stream.tracer, "upsert memory_replica", kind=SpanKind.CLIENT,
-                                        attributes=attributes) as span:
-                applied = await asyncio.to_thread(apply_write, engine, row)
-                if span is not None and span.is_recording():
-                    span.set_attribute("soma.replica.applied", applied)
-            break
+                                        attributes=attributes):
+                return await asyncio.to_thread(write)
         except (OperationalError, InterfaceError) as exc:
             stream.metrics.db_retries.inc()
             log.warning("replicator: PostgreSQL unavailable (%s); retrying in %.1fs",
                         str(exc.orig or exc).splitlines()[0], delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, stream.settings.replicator_retry_max_s)
-        except DBAPIError as exc:  # the database refuses this record's values
+        except DBAPIError as exc:
             raise InvalidInput(f"database refused the write: {str(exc.orig or exc).splitlines()[0]}") from exc
-    if not applied:
-        stream.metrics.duplicates.inc()
-    stream.metrics.replica_lag.set(max(0.0, time.time() - row["last_occurred_at"].timestamp()))
+
+
+def _applied(rows: Sequence[Mapping[str, Any]], applied: Sequence[bool]) -> None:
+    stream.metrics.duplicates.inc(applied.count(False))
+    if rows:
+        stream.metrics.replica_lag.set(max(0.0, time.time() - rows[-1]["last_occurred_at"].timestamp()))
+
+
+async def handle(record: Incoming) -> None:
+    """One record on its own (a refused batch is retried this way, to dead-letter just the culprit)."""
+    row = row_for(record.value)
+    applied = await _until_database_answers(lambda: apply_write(engine, row), row["tenant_id"])
+    _applied([row], [applied])
+
+
+async def apply_batch(records: Sequence[Incoming]) -> None:
+    rows: list[dict[str, Any]] = []
+    valid: list[Incoming] = []
+
+    async def collect(record: Incoming) -> None:
+        rows.append(row_for(record.value))  # an unusable payload raises InvalidInput: dead-lettered
+        valid.append(record)
+
+    for record in records:
+        await stream.handle_safely(record, collect)
+    if not rows:
+        return
+    try:
+        with stream.processing(valid):
+            applied = await _until_database_answers(lambda: apply_writes(engine, rows),
+                                                    rows[0]["tenant_id"] if len(rows) == 1 else None)
+    except InvalidInput:
+        for record in valid:
+            await stream.handle_traced(record, handle)
+        return
+    _applied(rows, applied)
 
 
 @app.agent(stream.sources)
 async def replicate(events: Any) -> None:
-    await stream.run(events, handle)
+    await stream.wait_for_config()
+    async for taken in events.take_events(BATCH, within=BATCH_WAIT_S):
+        await apply_batch([r for r in [await stream.decode(e) for e in taken] if r is not None])

@@ -8,7 +8,7 @@ newer than the row's: a replayed or redelivered event (same id) changes nothing,
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,6 +65,16 @@ def row_for(write: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply_write(engine: Engine, row: Mapping[str, Any]) -> bool:
     """Upsert or tombstone the row unless the table already holds this or a newer write; True if applied."""
+    return apply_writes(engine, [row])[0]
+
+
+def apply_writes(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """`apply_write` for many rows in one transaction (in order); whether each applied."""
+    with engine.begin() as conn:
+        return [bool(conn.execute(_upsert(row)).rowcount) for row in rows]
+
+
+def _upsert(row: Mapping[str, Any]) -> Any:
     t = memory_replica
     stmt = insert(t).values(**row)
     excluded = stmt.excluded
@@ -78,5 +88,4 @@ def apply_write(engine: Engine, row: Mapping[str, Any]) -> bool:
         where=sa.tuple_(t.c.last_occurred_at, t.c.last_event_id)
         < sa.tuple_(excluded.last_occurred_at, excluded.last_event_id),
     )
-    with engine.begin() as conn:
-        return bool(conn.execute(stmt).rowcount)
+    return stmt

@@ -49,3 +49,35 @@ def test_refused_values_and_bad_payloads_are_invalid_input(monkeypatch: pytest.M
         asyncio.run(replicator.handle(_record()))
     with pytest.raises(InvalidInput, match="not JSON"):
         asyncio.run(replicator.handle(_record(payload_json="{nope")))
+
+
+def test_a_refused_batch_is_applied_record_by_record_and_only_the_culprit_is_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import streams.replicator as replicator
+
+    applied: list[str] = []
+    dead: list[int] = []
+
+    def batch(engine: Any, rows: Any) -> list[bool]:
+        raise DataError("INSERT", {}, Exception("value too long"))
+
+    def one(engine: Any, row: Any) -> bool:
+        if row["memory_key"] == "bad":
+            raise DataError("INSERT", {}, Exception("value too long"))
+        applied.append(row["memory_key"])
+        return True
+
+    async def dead_letter(topic: str, partition: int, offset: int, *args: Any) -> None:
+        dead.append(offset)
+
+    monkeypatch.setattr(replicator, "apply_writes", batch)
+    monkeypatch.setattr(replicator, "apply_write", one)
+    monkeypatch.setattr(replicator.stream, "dead_letter", dead_letter)
+    records = [Incoming("memory.writes", {**_record().value, "memory_key": key, "event_id": f"e{n}"}, 0, n, None,
+                        b"", {}) for n, key in enumerate(["a", "bad", "c"])]
+    records.append(_record(payload_json="{nope"))  # invalid before the database sees it
+    records[-1] = Incoming("memory.writes", records[-1].value, 0, 3, None, b"", {})
+    asyncio.run(replicator.apply_batch(records))
+    assert applied == ["a", "c"]
+    assert dead == [3, 1]  # the bad payload at once, then the refused value found record by record
