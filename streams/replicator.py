@@ -30,7 +30,7 @@ app = stream.app
 engine = database_engine(stream.settings)
 log = logging.getLogger("streams.replicator")
 BATCH = 200  # most writes per transaction
-BATCH_WAIT_S = 0.005  # longest wait to fill a batch
+BATCH_WAIT_S = 0.002  # longest wait to fill a batch
 DB_ATTRIBUTES = {
     "db.system.name": "postgresql", "db.collection.name": "memory_replica", "db.operation.name": "INSERT",
     "db.namespace": str(engine.url.database or ""),

@@ -26,7 +26,7 @@ app = stream.app
 sessions = stream.table("sessions")
 responder = load_responder(stream.settings.worker_responder)
 BATCH = 200  # most records per batch
-BATCH_WAIT_S = 0.005  # longest wait to fill a batch (adds at most this to a quiet stream's latency)
+BATCH_WAIT_S = 0.002  # longest wait to fill a batch (adds at most this to a quiet stream's latency)
 
 
 def session_key(record: Incoming) -> str:
