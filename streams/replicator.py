@@ -54,7 +54,7 @@ async def handle(record: Incoming) -> None:
             raise InvalidInput(f"database refused the write: {str(exc.orig or exc).splitlines()[0]}") from exc
     if not applied:
         stream.metrics.duplicates.inc()
-    stream.metrics.replica_lag.set(max(0.0, time.time() - row["last_occurred_at"].timestamp()))
+    stream.metrics.replica_lag.labels(record.tenant).set(max(0.0, time.time() - row["last_occurred_at"].timestamp()))
 
 
 @app.agent(stream.sources)
