@@ -231,6 +231,11 @@ def make_handler(settings: Settings, service: str, stream: TextIO | None = None)
     return handler
 
 
+def structured_logging() -> bool:
+    """Whether `configure_logging` (or its dict form) set up this process's root logger."""
+    return any((handler.get_name() or "").startswith("soma-") for handler in logging.getLogger().handlers)
+
+
 def _process_handler(settings: Settings, service: str) -> logging.Handler:
     logging.captureWarnings(True)
     _install_excepthooks()

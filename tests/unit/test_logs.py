@@ -198,3 +198,29 @@ def test_dict_config_for_faust_builds_the_same_handler(secret_settings: Settings
 
 def test_log_level_accepts_lower_case() -> None:
     assert load_settings(log_level="debug").log_level == "DEBUG"
+
+
+def test_a_user_error_of_a_process_with_structured_logs_is_a_json_line(secret_settings: Settings) -> None:
+    from soma.cli import main
+    from soma.errors import SettingsError
+    from soma.logs import structured_logging
+
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    stream = io.StringIO()
+    assert not structured_logging()
+    handler = make_handler(secret_settings, "relay", stream)
+    root.handlers = [handler]
+    try:
+        assert structured_logging()
+        from unittest import mock
+
+        with mock.patch("soma.cli.app", side_effect=SettingsError(f"bad value {SASL}")), \
+                pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        root.handlers = saved
+    assert exit_info.value.code == 1
+    (line,) = _lines(stream)
+    assert line["level"] == "ERROR"
+    assert line["message"] == f"soma: error: bad value {MASK}"
