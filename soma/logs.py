@@ -218,6 +218,14 @@ class TextFormatter(logging.Formatter):
         return f"{text}\n{exc}" if exc else text
 
 
+def log_line(settings: Settings, service: str, logger: str, message: str, level: int = logging.INFO) -> str:
+    """One line in the settings' log format, for a file another process writes its log into."""
+    record = logging.LogRecord(logger, level, __file__, 0, message, None, None)
+    RedactFilter(Redactor(settings_secrets(settings))).filter(record)
+    formatter = TextFormatter(service) if settings.log_format == "text" else JsonFormatter(service)
+    return formatter.format(record)
+
+
 # --- configuration --------------------------------------------------------------------------
 def make_handler(settings: Settings, service: str, stream: TextIO | None = None) -> logging.Handler:
     """A stream handler (stderr) with the settings' format and the redaction filter."""
