@@ -27,6 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, create_model
 from sqlalchemy import Engine
 
+from outbox.api_metrics import install_metrics
 from outbox.api_models import (
     ErrorOut,
     HealthOut,
@@ -252,4 +253,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         failed = "; ".join(f"{name}: {c['detail']}" for name, c in report["checks"].items() if not c["ok"])
         return JSONResponse(report | {"detail": f"not ready: {failed}"}, status_code=503)
 
+    app.state.metrics = install_metrics(app)  # outermost: counts the requests authentication refuses too
     return app

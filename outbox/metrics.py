@@ -10,7 +10,9 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+
+from soma.metrics import ServiceRegistry
 
 # Commit-to-acknowledgement latency: fine buckets below 100 ms, where the target lives.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -20,7 +22,7 @@ class RelayMetrics:
     """Every metric the relay exports, in a registry of its own (several relays may share a process)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = ServiceRegistry("relay")
         r = self.registry
         self.pending = Gauge(
             "outbox_pending", "Rows not yet published (pending or waiting for a retry)", ["tenant"], registry=r

@@ -30,12 +30,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from outbox.claim import Claim, any_due, claim, pending_by_tenant
 from outbox.errors import RelayError
 from outbox.metrics import Heartbeat, MetricsServer, RelayMetrics
-from outbox.outcome import Committer, RetryPolicy, judge
+from outbox.outcome import Committer, Outcome, RetryPolicy, judge
 from outbox.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, parse_tenant_map
 from outbox.publisher import Batch, Publisher
 from outbox.wakeup import Wakeup
 from soma.clients import database_engine, database_errors
 from soma.errors import InfrastructureUnavailable
+from soma.logs import log_context
 from soma.readiness import Readiness
 from soma.settings import Settings
 
@@ -74,6 +75,22 @@ def relay_engine(settings: Settings, pool_size: int) -> Engine:
     connect_args = dict(options.get("connect_args", {}))
     connect_args["options"] = (str(connect_args.get("options", "")) + " -cjit=off -csynchronous_commit=off").strip()
     return database_engine(settings, connect_args=connect_args, pool_size=pool_size, max_overflow=2)
+
+
+def _log_batch(batch: Batch, outcome: Outcome) -> None:
+    """Per tenant and topic: a warning with the first error of its failed rows; published counts at DEBUG."""
+    first: dict[tuple[str, str], str] = {}
+    for row, error in zip(batch.rows, batch.errors, strict=True):
+        if error is not None:
+            first.setdefault((row.tenant_id, row.topic), error)
+    for (tenant, topic), error in first.items():
+        failures = outcome.failed[(tenant, topic)] + outcome.dead[(tenant, topic)]
+        with log_context(tenant=tenant):
+            log.warning("relay: %d delivery failure(s) to %s, e.g. %s", failures, topic, error)
+    if log.isEnabledFor(logging.DEBUG):
+        for (tenant, topic), n in outcome.published.items():
+            with log_context(tenant=tenant):
+                log.debug("relay: published %d row(s) to %s", n, topic)
 
 
 @dataclass
@@ -349,12 +366,12 @@ class Relay:
         self.stats.published += len(outcome.sent_ids)
         self.stats.failed += sum(outcome.failed.values())
         self.stats.dead += sum(outcome.dead.values())
-        if outcome.fail_ids:
-            log.warning("relay: %d delivery failure(s), e.g. %s", len(outcome.fail_ids), outcome.fail_errors[0])
+        _log_batch(batch, outcome)
         for tenant, circuit in self.circuits.by_tenant.items():
             if circuit.state is CircuitState.OPEN and tenant not in opened_before:
                 m.circuit_opened.labels(tenant).inc()
-                log.warning("relay: circuit of tenant %r open (%d consecutive failures)", tenant, circuit.failures)
+                with log_context(tenant=tenant):
+                    log.warning("relay: circuit of tenant %r open (%d consecutive failures)", tenant, circuit.failures)
         self._export_circuits()
 
     def _collect(self, wait_s: float = 0.0) -> None:

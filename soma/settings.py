@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         9093, ge=1, le=65535, description="KRaft controller port of the local broker."
     )
     stack_kafka_heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Log lines of every process: one JSON object per line, or text for people at a terminal."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe level a process logs (root logger; libraries included)."
+    )
 
     # --- Admin API (outbox inspection and replay; parsed and checked by outbox/auth.py) -----
     admin_tokens: SecretStr | None = Field(
@@ -300,6 +306,11 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

@@ -37,12 +37,15 @@ from soma.codec import Codec
 from soma.errors import EventValidationError, SomaError
 from soma.events import HEADER_TENANT, HEADER_TRACEPARENT, prepare
 from soma.live_config import LiveConfig
+from soma.logs import log_context, logging_dict_config
 from soma.readiness import Readiness
 from soma.settings import Settings, load_settings
 from streams.errors import InvalidInput
 from streams.logic.ids import derive_id
 from streams.logic.stall import StallDetector
 from streams.runtime.auth import aiokafka_security, faust_credentials
+from streams.runtime.dlq_depth import dlq_depth
+from streams.runtime.faust_worker import StreamWorker
 from streams.runtime.metrics import StreamMetrics
 from streams.runtime.partition import partition_for
 
@@ -122,6 +125,8 @@ class StreamApp:
             web_host=s.streams_web_host,
             web_port=s.streams_web_port_base + STREAM_PORT_OFFSETS.get(name, 9),
             web_transport="tcp://",
+            logging_config=logging_dict_config(s, f"stream-{name}"),  # JSON lines once the worker starts
+            Worker=StreamWorker,
         )
         self._logical = {s.topic_name(t): t for t in self.catalog.topics}
         self.sources = self.app.topic(
@@ -133,6 +138,7 @@ class StreamApp:
         if self.tracer is not None:  # export batched spans before a slow shutdown can end in SIGKILL
             self.app.on_before_shutdown.connect(self._flush_spans)
         self.app.timer(interval=5.0)(self._check_readiness)
+        self.app.timer(interval=15.0)(self._measure_dlq)
         self._add_views()
 
     @staticmethod
@@ -184,7 +190,7 @@ class StreamApp:
         topic = self._logical.get(message.topic, message.topic)
         raw = message.value if isinstance(message.value, bytes) else b""
         key = message.key if isinstance(message.key, bytes) else None
-        self.metrics.processed.labels(topic).inc()
+        self.metrics.processed.labels(topic, _headers(message.headers).get(HEADER_TENANT, b"unknown").decode()).inc()
         try:
             value = self.codec.decode(topic, raw)
         except SomaError as exc:
@@ -203,11 +209,18 @@ class StreamApp:
 
     async def handle_safely(self, record: Incoming, handle: Callable[[Incoming], Awaitable[None]]) -> None:
         """Run the handler; a record that fails for its own reasons is dead-lettered (the stream goes on)."""
-        try:
-            await handle(record)
-        except (InvalidInput, EventValidationError, KeyError, TypeError, ValueError) as exc:
-            await self.dead_letter(record.topic, record.partition, record.offset, record.key, record.raw,
-                                   record.headers, "processing", f"{type(exc).__name__}: {exc}")
+        with self.log_context(record):
+            try:
+                await handle(record)
+            except (InvalidInput, EventValidationError, KeyError, TypeError, ValueError) as exc:
+                await self.dead_letter(record.topic, record.partition, record.offset, record.key, record.raw,
+                                       record.headers, "processing", f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def log_context(record: Incoming) -> Any:
+        """Log lines inside carry the record's tenant, event id and position (never its payload)."""
+        return log_context(tenant=record.value.get("tenant_id"), event_id=record.value.get("event_id"),
+                           topic=record.topic, partition=record.partition, offset=record.offset)
 
     async def handle_traced(self, record: Incoming, handle: Callable[[Incoming], Awaitable[None]]) -> None:
         """`handle_safely` inside the record's `process` span (when tracing is on)."""
@@ -280,21 +293,26 @@ class StreamApp:
                     ))
                 telemetry.end_on_delivery(span, future)  # ends when the broker acknowledges, not at enqueue
             pending.append(future)
-            self.metrics.emitted.labels(out.topic).inc()
+            self.metrics.emitted.labels(out.topic, out.tenant).inc()
         return pending
 
     async def emit(self, outputs: Sequence[Out], cause: Incoming | None = None) -> None:
         """Send outputs and wait until the broker has them all."""
-        for future in await self.send(outputs, cause):
-            await future
+        for out, future in zip(outputs, await self.send(outputs, cause), strict=True):
+            try:
+                await future
+            except Exception:
+                self.metrics.publish_failures.labels(out.topic).inc()
+                raise
 
     async def dead_letter(
         self, topic: str, partition: int, offset: int, key: bytes | None, raw: bytes,
         headers: Mapping[str, bytes], error_type: str, error: str,
     ) -> None:
         tenant = headers.get(HEADER_TENANT, b"").decode(errors="replace") or "unknown"
-        log.warning("%s: dead-lettering %s[%d]@%d: %s", self.name, topic, partition, offset, error)
-        self.metrics.dead_letters.labels(error_type).inc()
+        with log_context(tenant=tenant):
+            log.warning("%s: dead-lettering %s[%d]@%d: %s", self.name, topic, partition, offset, error)
+        self.metrics.dead_letters.labels(error_type, tenant).inc()
         await self.emit([Out("dlq", {
             "event_id": derive_id(f"{self.settings.topic_name(topic)}/{partition}/{offset}", f"dlq:{self.name}"),
             "stream": self.name, "source_topic": topic, "source_partition": partition, "source_offset": offset,
@@ -376,17 +394,28 @@ class StreamApp:
         try:
             tps = [tp for tp in consumer.assignment() if tp.topic in self._source_names]
             committed_map = getattr(consumer, "_committed_offset", {})
-            committed = sum(int(committed_map.get(tp) or 0) for tp in tps)
-            end = sum(int(consumer.highwater(tp) or 0) for tp in tps)
+            positions = {tp: (int(committed_map.get(tp) or 0), int(consumer.highwater(tp) or 0)) for tp in tps}
+            committed = sum(c for c, _ in positions.values())
+            end = sum(e for _, e in positions.values())
         except Exception as exc:  # metadata not there yet during a rebalance
             log.debug("%s: readiness probe skipped: %s", self.name, exc)
             return
         ready = self.stall.observe(time.monotonic(), committed, end)
-        self.metrics.lag.set(max(0, end - committed))
+        self.metrics.set_consumer_lag({
+            (self._logical.get(tp.topic, tp.topic), tp.partition): max(0, e - c) for tp, (c, e) in positions.items()
+        })
         self.metrics.ready.set(1 if ready else 0)
         if not ready:
             log.error("%s: stalled: committed offsets have not advanced for %.0fs while lag grows",
                       self.name, self.settings.streams_stall_after_s)
+
+    async def _measure_dlq(self) -> None:
+        try:
+            depth = await dlq_depth(self.settings, self.catalog.topic("dlq").partitions)
+        except Exception as exc:  # the broker unreachable: the gauge keeps its last value
+            log.debug("%s: DLQ depth not measured: %s", self.name, exc)
+            return
+        self.metrics.dlq_depth.set(depth)
 
     def _add_views(self) -> None:
         stream_app = self

@@ -79,9 +79,9 @@ async def fold(
     states[tenant], fields = commit(state, proposal, allowed)
     frame = {"event_id": derive_id(record.event_id, "frame"), "occurred_at": record.value["occurred_at"], **fields}
     if frame["vetoed"]:
-        stream.metrics.vetoes.inc()
+        stream.metrics.vetoes.labels(tenant).inc()
     elif proposal.leader_changes:
-        stream.metrics.leader_switches.inc()
+        stream.metrics.leader_switches.labels(tenant).inc()
     return Out("cog.global_frame", frame, tenant), frame
 
 
@@ -98,7 +98,8 @@ async def process(batch: list[Incoming]) -> None:
     batch_params: dict[str, IntegratorParams | None] = {}
     for record in batch:
         try:
-            result = await fold(record, states, batch_params)
+            with stream.log_context(record):
+                result = await fold(record, states, batch_params)
         except (InvalidInput, KeyError, TypeError, ValueError) as exc:
             await stream.dead_letter(record.topic, record.partition, record.offset, record.key, record.raw,
                                      record.headers, "processing", f"{type(exc).__name__}: {exc}")

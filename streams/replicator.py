@@ -62,8 +62,10 @@ async def _until_database_answers(write: Callable[[], T], tenant: str | None) ->
 
 def _applied(rows: Sequence[Mapping[str, Any]], applied: Sequence[bool]) -> None:
     stream.metrics.duplicates.inc(applied.count(False))
-    if rows:
-        stream.metrics.replica_lag.set(max(0.0, time.time() - rows[-1]["last_occurred_at"].timestamp()))
+    latest = {row["tenant_id"]: row["last_occurred_at"] for row in rows}  # each tenant's last applied write
+    now = time.time()
+    for tenant, occurred in latest.items():
+        stream.metrics.replica_lag.labels(tenant).set(max(0.0, now - occurred.timestamp()))
 
 
 async def handle(record: Incoming) -> None:

@@ -61,7 +61,7 @@ async def handle(record: Incoming) -> None:
         outputs.append(Out("cog.segments", {
             "event_id": segment_id, "segment_id": segment_id, "occurred_at": occurred, **fields,
         }, tenant))
-        stream.metrics.segments.labels(fields["boundary_kind"]).inc()
+        stream.metrics.segments.labels(fields["boundary_kind"], tenant).inc()
     await stream.emit(outputs, cause=record)
     await stream.write_state(tenants, record.partition, {tenant: new_state.to_dict()})
 

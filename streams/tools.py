@@ -28,7 +28,7 @@ async def handle(record: Incoming, limit: asyncio.Semaphore) -> None:
     timeout_s = min(int(request["timeout_ms"]) / 1000.0, stream.settings.tools_max_timeout_s)
     async with limit:
         outcome = await run_tool(registry, str(request["tool"]), str(request["arguments_json"]), timeout_s)
-    stream.metrics.tool_calls.labels(str(request["tool"]), outcome.status).inc()
+    stream.metrics.tool_calls.labels(str(request["tool"]), outcome.status, record.tenant).inc()
     await stream.emit([Out("tool.results", {
         "event_id": derive_id(record.event_id, "result"),
         "occurred_at": request["occurred_at"],

@@ -64,7 +64,12 @@ def main() -> None:
     try:
         app()
     except SomaError as exc:
-        print(f"soma: error: {exc}", file=sys.stderr)
+        from soma.logs import structured_logging
+
+        if structured_logging():  # a long-running process: its last line is a log line like the others
+            logging.getLogger("soma").error("soma: error: %s", exc)
+        else:
+            print(f"soma: error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("soma: interrupted", file=sys.stderr)

@@ -103,17 +103,15 @@ def relay(
     """
     from outbox.relay import Relay
     from soma import telemetry
-
-    # librdkafka repeats a refused connection every reconnect backoff: once per 30 s is enough.
-    logging.getLogger("soma.librdkafka").addFilter(_RepeatFilter(30.0))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    outbox_log = logging.getLogger("outbox")
-    outbox_log.addHandler(handler)
-    outbox_log.setLevel(logging.WARNING if quiet else logging.INFO)
-    outbox_log.propagate = False
+    from soma.logs import configure_logging
 
     config = settings()
+    configure_logging(config, "relay")  # JSON lines on stderr (SOMA_LOG_FORMAT), secrets redacted
+    # librdkafka repeats a refused connection every reconnect backoff: once per 30 s is enough.
+    logging.getLogger("soma.librdkafka").addFilter(_RepeatFilter(30.0))
+    if quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    outbox_log = logging.getLogger("outbox")
     telemetry.setup(config, "relay")  # a publish span per row when tracing is on; flushed at exit
     relay_ = Relay(config, serve_metrics=not no_metrics)
     relay_.install_signal_handlers()

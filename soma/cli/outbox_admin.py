@@ -233,15 +233,18 @@ def serve(
     import uvicorn
 
     from outbox.api import create_app
+    from soma.logs import configure_logging
 
     current = settings()
+    configure_logging(current, "admin-api")  # JSON lines on stderr, secrets redacted; uvicorn's loggers included
     app = create_app(current)  # no token configured, or a malformed one: one line, before listening
     config = uvicorn.Config(
         app,
         host=host or current.admin_host,
         port=port or current.admin_port,
         timeout_graceful_shutdown=math.ceil(current.admin_shutdown_timeout_s),
-        log_level="info",
+        log_config=None,  # uvicorn's loggers (and its access log) propagate to the root handler above
+        log_level=current.log_level.lower(),
         server_header=False,
     )
     uvicorn.Server(config).run()

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from soma.logs import log_line
 from soma.settings import Settings
 from soma.supervisor.backoff import Backoff
 from soma.supervisor.probe import Probe, fetch
@@ -204,7 +205,9 @@ class Supervisor:
         path = Path(child.state.log_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         child.log = path.open("ab")
-        child.log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} soma up: starting {child.spec.name}\n".encode())
+        # A line like the child's own (same format), so the whole file stays one JSON object per line.
+        child.log.write((log_line(self.settings, child.spec.name, "soma.supervisor",
+                                  f"soma up: starting {child.spec.name}") + "\n").encode())
         child.log.flush()
         try:
             child.proc = subprocess.Popen(

@@ -80,7 +80,8 @@ def platform_components(settings: Settings, bin_dir: Path | None = None) -> list
     for name, needs in STREAMS.items():
         port = settings.streams_web_port_base + STREAM_PORT_OFFSETS[name]
         specs.append(ComponentSpec(
-            f"stream-{name}", (*faust, "-A", f"streams.{name}", "worker", "-l", "info"),
+            # --quiet: no banner on stdout, so the stream's log is JSON lines only (soma.logs)
+            f"stream-{name}", (*faust, "-A", f"streams.{name}", "--quiet", "worker", "-l", "info"),
             _http(settings.streams_web_host, port), f"streams.{name}", depends_on=needs,
         ))
     return specs

@@ -1,17 +1,31 @@
-"""Prometheus metrics of one stream process (its own registry, served on the Faust web port)."""
+"""Prometheus metrics of one stream process (its own registry, served on the Faust web port).
+
+Every sample carries ``service="stream-<name>"`` (`soma.metrics.ServiceRegistry`); metrics about
+events carry ``tenant`` (the record's ``tenant`` header, ``unknown`` when it has none).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from soma.metrics import ServiceRegistry
 
 
 class StreamMetrics:
     def __init__(self, stream: str) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = ServiceRegistry(f"stream-{stream}")
         r = self.registry
-        self.processed = Counter("soma_stream_events_total", "Input events processed", ["topic"], registry=r)
-        self.emitted = Counter("soma_stream_outputs_total", "Output events produced", ["topic"], registry=r)
-        self.dead_letters = Counter("soma_stream_dead_letters_total", "Records sent to the DLQ", ["reason"], registry=r)
+        self.processed = Counter("soma_stream_events_total", "Input events processed", ["topic", "tenant"],
+                                 registry=r)
+        self.emitted = Counter("soma_stream_outputs_total", "Output events produced", ["topic", "tenant"],
+                               registry=r)
+        self.publish_failures = Counter(
+            "soma_stream_publish_failures_total", "Output records the broker did not acknowledge", ["topic"],
+            registry=r,
+        )
+        self.dead_letters = Counter("soma_stream_dead_letters_total", "Records sent to the DLQ",
+                                    ["reason", "tenant"], registry=r)
+        self.dlq_depth = Gauge("soma_dlq_depth", "Records retained in the DLQ topic (all streams)", registry=r)
         self.duplicates = Counter("soma_stream_duplicates_total", "Inputs skipped as already applied", registry=r)
         self.config_applied = Counter("soma_config_updates_applied_total", "Live config updates applied", registry=r)
         self.config_rejected = Counter(
@@ -19,9 +33,15 @@ class StreamMetrics:
         )
         self.ready = Gauge("soma_stream_ready", "1 when the worker is ready (not stalled)", registry=r)
         self.lag = Gauge("soma_stream_lag", "Sum of (end - committed) over assigned partitions", registry=r)
+        self.consumer_lag = Gauge(
+            "soma_stream_consumer_lag", "Records not yet committed (end - committed) per assigned source partition",
+            ["topic", "partition"], registry=r,
+        )
         # integrator
-        self.leader_switches = Counter("soma_integrator_leader_switches_total", "Leader changes", registry=r)
-        self.vetoes = Counter("soma_integrator_vetoes_total", "Leader changes vetoed by policy", registry=r)
+        self.leader_switches = Counter("soma_integrator_leader_switches_total", "Leader changes", ["tenant"],
+                                       registry=r)
+        self.vetoes = Counter("soma_integrator_vetoes_total", "Leader changes vetoed by policy", ["tenant"],
+                              registry=r)
         self.entropy = Gauge("soma_integrator_softmax_entropy", "Entropy of the last frame (nats)", ["tenant"],
                              registry=r)
         self.frame_latency = Histogram(
@@ -29,11 +49,23 @@ class StreamMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         # segmenter
-        self.segments = Counter("soma_segmenter_segments_total", "Segments emitted", ["kind"], registry=r)
+        self.segments = Counter("soma_segmenter_segments_total", "Segments emitted", ["kind", "tenant"], registry=r)
         self.segmenter_mode = Gauge("soma_segmenter_mode", "1 for the active mode", ["mode"], registry=r)
         # replicator
         self.replica_lag = Gauge("soma_replicator_lag_seconds", "now - occurred_at of the last applied write",
-                                 registry=r)
+                                 ["tenant"], registry=r)
         self.db_retries = Counter("soma_replicator_db_retries_total", "Retries while PostgreSQL was down", registry=r)
         # tools
-        self.tool_calls = Counter("soma_tools_calls_total", "Tool calls by status", ["tool", "status"], registry=r)
+        self.tool_calls = Counter("soma_tools_calls_total", "Tool calls by status", ["tool", "status", "tenant"],
+                                  registry=r)
+        self._lag_series: set[tuple[str, str]] = set()
+
+    def set_consumer_lag(self, lags: dict[tuple[str, int], int]) -> None:
+        """Per-partition lag of the current assignment; partitions no longer assigned are dropped."""
+        current = {(topic, str(partition)) for topic, partition in lags}
+        for gone in self._lag_series - current:
+            self.consumer_lag.remove(*gone)
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+        self._lag_series = current
+        self.lag.set(sum(lags.values()))

@@ -7,6 +7,7 @@ stack is only used, never stopped. Every step is bounded; teardown kills leftove
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from soma.clients import database_engine, kafka_admin
+from soma.logs import settings_secrets
 from soma.processes import is_running
 from soma.settings import Settings
 from soma.supervisor.state import Paths, PlatformState, read_state
@@ -130,3 +132,16 @@ def test_up_detach_ps_health_restart_and_down(platform: Settings) -> None:
     final = _state(platform)
     assert final.phase == "stopped"
     assert {c.state for c in final.components} == {"stopped"}
+
+    # Logs of the whole run (start, a SIGKILL and restart, stop): every line of every component's
+    # file is a JSON object naming its service, and no configured secret appears anywhere.
+    secrets = [s for s in settings_secrets(platform) if len(s) >= 6]
+    assert "platform-test-token-0123456789" in secrets
+    for name in COMPONENTS:
+        path = Paths.of(platform).component_log(name)
+        written = path.read_text(errors="replace")
+        for secret in secrets:
+            assert secret not in written, f"{path.name} contains a configured secret ({secret[:4]}...)"
+        lines = [json.loads(line) for line in written.splitlines() if line.strip()]
+        assert lines, f"{path.name} is empty"
+        assert all(isinstance(line, dict) and line["service"] == name for line in lines), path.name

@@ -183,12 +183,15 @@ def metrics_url(log_file: Path, timeout_s: float = 30.0) -> str:
 
 
 def scrape(url: str) -> dict[str, float]:
-    """`/metrics` as {'name{labels}': value} (comments dropped)."""
+    """`/metrics` as {'name{labels}': value} (comments dropped), each sample checked for `service="relay"`,
+    which is then left out of the key."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:  # noqa: S310
         body = response.read().decode()
     values = {}
     for line in body.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
-            values[name] = float(value)
+            assert 'service="relay"' in name, f"sample without the service label: {line}"
+            key = name.replace('service="relay"', "").replace("{,", "{").replace(",,", ",").replace(",}", "}")
+            values[key.replace("{}", "")] = float(value)
     return values

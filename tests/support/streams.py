@@ -48,7 +48,7 @@ def port_of(settings: Settings, name: str) -> int:
 def stream_process(name: str, settings: Settings, log_dir: Path, max_lifetime_s: float = 900.0) -> Iterator[Any]:
     """`faust -A streams.<name> worker` as a bounded child; yields the Popen."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    argv = [FAUST, "-A", f"streams.{name}", "worker", "-l", "info"]
+    argv = [FAUST, "-A", f"streams.{name}", "--quiet", "worker", "-l", "info"]
     log_file = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
     with background(argv, settings, log_file, max_lifetime_s=max_lifetime_s, grace_s=10.0) as proc:
         yield proc

@@ -89,7 +89,7 @@ def test_platform_health_checks_ask_readyz_on_each_process_own_port() -> None:
         spec = services[f"stream-{name}"]
         port = int(_default("streams_web_port_base")) + offset
         assert _probe(spec) == f"http://127.0.0.1:{port}/readyz", name
-        assert spec["entrypoint"] == ["faust", "-A", f"streams.{name}", "worker", "-l", "info"]
+        assert spec["entrypoint"] == ["faust", "-A", f"streams.{name}", "--quiet", "worker", "-l", "info"]
         assert spec["environment"]["SOMA_STREAMS_WEB_HOST"] == "0.0.0.0"  # noqa: S104
         assert spec["ports"] == [f"127.0.0.1:{port}:{port}"]
 
