@@ -146,8 +146,7 @@ class StreamApp:
         await asyncio.to_thread(telemetry.flush, 5.0)
 
     # --- tables -----------------------------------------------------------------------------
-    @staticmethod
-    async def write_state(table: Any, partition: int, changes: Mapping[str, Any]) -> None:
+    async def write_state(self, table: Any, partition: int, changes: Mapping[str, Any]) -> None:
         """Write table keys (local store + changelog) and wait until the broker has the changelog.
 
         Faust's own `table[key] = value` only buffers the changelog record, and its commit-time
@@ -165,8 +164,19 @@ class StreamApp:
                 key=key, value=value, partition=partition, key_serializer=table.key_serializer,
                 value_serializer=table.value_serializer, force=True,
             ))
-        for future in pending:
-            await future
+        await self.acknowledged(pending, "state changelog records")
+
+    async def acknowledged(self, futures: Sequence[Awaitable[Any]], what: str) -> None:
+        """Wait for every delivery; say so in the log while some take longer than a broker round trip should."""
+        waiting = {asyncio.ensure_future(f) for f in futures}
+        started = time.monotonic()
+        while waiting:
+            done, waiting = await asyncio.wait(waiting, timeout=self.settings.kafka_timeout_s)
+            for future in done:
+                future.result()  # a failed delivery raises here
+            if waiting:
+                log.warning("%s: %d %s not acknowledged after %.0fs; still waiting", self.name, len(waiting), what,
+                            time.monotonic() - started)
 
     def table(self, name: str) -> Any:
         """A JSON-valued Faust table co-partitioned with the sources (changelog-backed)."""

@@ -65,8 +65,7 @@ class Batch:
         self.partitions[key] = record.partition
 
     async def commit(self) -> None:
-        for delivery in self.deliveries:
-            await delivery
+        await stream.acknowledged(self.deliveries, "outputs")
         by_partition: dict[int, dict[str, Any]] = {}
         for key, state in self.states.items():
             by_partition.setdefault(self.partitions[key], {})[key] = state.to_dict()

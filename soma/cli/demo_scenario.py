@@ -399,13 +399,15 @@ class Demo:
 
     def replay(self) -> None:
         from outbox.auth import token_covering
+        from soma.supervisor.local_token import with_local_admin_token
 
         step = "replay (admin API)"
         chain = Chain()
         if self.globex_row is None:
             return
         row_id, event_id = self.globex_row
-        raw = self.settings.admin_tokens.get_secret_value() if self.settings.admin_tokens else ""
+        configured = with_local_admin_token(self.settings).admin_tokens  # `soma up`'s generated one if unset
+        raw = configured.get_secret_value() if configured else ""
         token = token_covering(raw, self.globex)
         where = "POST /admin/outbox/replay"
         if token is None:

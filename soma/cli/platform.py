@@ -71,6 +71,11 @@ def print_summary(state: PlatformState, config: Settings) -> None:
     console.print(f"flags: ENABLE_COG_THREADS={config.enable_cog_threads}, OPA {config.opa_url or 'off'}, "
                   f"topic prefix {config.topic_prefix or '(none)'}, database schema {schema}", soft_wrap=True)
     console.print(f"versions: {_versions(config)}", soft_wrap=True)
+    if settings().admin_tokens is None:
+        from soma.supervisor.local_token import token_file
+
+        console.print(f"admin API: SOMA_ADMIN_TOKENS is unset, so an admin-scoped token was generated in "
+                      f"{token_file(config)} (Authorization: Bearer <its contents>)", soft_wrap=True)
     console.print(f"logs: {_paths().root / 'logs'}; `soma ps`, `soma health`; stop: Ctrl-C or `soma down`",
                   soft_wrap=True)
 
@@ -209,7 +214,9 @@ def up(
     SOMA_SUPERVISOR_STOP_GRACE_S. --detach: start it in the background and return once every
     component is ready (`soma ps`, `soma health`, `soma down`).
     """
-    config = settings()
+    from soma.supervisor.local_token import with_local_admin_token
+
+    config = with_local_admin_token(settings(), create=True)  # the admin API runs on a fresh clone too
     running = _paths().supervisor().pid()
     if running is not None and running != os.getpid():
         raise typer.Exit(_fail(f"the platform already runs (supervisor pid {running}): `soma ps`, `soma down`"))
@@ -294,10 +301,11 @@ def health() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from soma import stack
+    from soma.supervisor.local_token import with_local_admin_token
     from soma.supervisor.probe import fetch
     from soma.supervisor.state import read_state
 
-    config = settings()
+    config = with_local_admin_token(settings())
     specs = _components(config)
     paths = _paths()
     state = read_state(paths.state_file) if paths.supervisor().pid() is not None else None

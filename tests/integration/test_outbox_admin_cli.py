@@ -53,6 +53,10 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
+    if lines[0].startswith("{"):  # a long-running command logs JSON lines, its last error included
+        entry = json.loads(lines[0])
+        assert entry["level"] == "ERROR"
+        return str(entry["message"])
     return lines[0]
 
 

@@ -184,8 +184,8 @@ def _applied_config_updates(settings: Settings, stream_name: str) -> float:
     url = f"http://127.0.0.1:{port_of(settings, stream_name)}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         for line in response.read().decode().splitlines():
-            if line.startswith("soma_config_updates_applied_total "):
-                return float(line.split()[1])
+            if line.startswith(("soma_config_updates_applied_total ", "soma_config_updates_applied_total{")):
+                return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
