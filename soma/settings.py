@@ -180,7 +180,7 @@ class Settings(BaseSettings):
         description="Web port of the worker; tools, integrator, segmenter, replicator use base+1 .. base+4.",
     )
     streams_stall_after_s: float = Field(
-        60.0, gt=0, description="Readiness fails when committed offsets have not advanced this long while lag grows."
+        60.0, gt=0, description="Readiness fails when committed offsets have not advanced this long while records wait."
     )
     streams_session_timeout_s: float = Field(
         30.0, ge=6, le=300,

@@ -404,7 +404,8 @@ class StreamApp:
         try:
             tps = [tp for tp in consumer.assignment() if tp.topic in self._source_names]
             committed_map = getattr(consumer, "_committed_offset", {})
-            positions = {tp: (int(committed_map.get(tp) or 0), int(consumer.highwater(tp) or 0)) for tp in tps}
+            ends = await self._broker_end_offsets(consumer, tps)
+            positions = {tp: (int(committed_map.get(tp) or 0), int(ends.get(tp) or 0)) for tp in tps}
             committed = sum(c for c, _ in positions.values())
             end = sum(e for _, e in positions.values())
         except Exception as exc:  # metadata not there yet during a rebalance
@@ -416,8 +417,19 @@ class StreamApp:
         })
         self.metrics.ready.set(1 if ready else 0)
         if not ready:
-            log.error("%s: stalled: committed offsets have not advanced for %.0fs while lag grows",
+            log.error("%s: stalled: committed offsets have not advanced for %.0fs while records wait",
                       self.name, self.settings.streams_stall_after_s)
+
+    async def _broker_end_offsets(self, consumer: Any, tps: Sequence[Any]) -> Mapping[Any, int]:
+        """End offsets asked of the broker (a stalled consumer's own high watermarks freeze); its cached
+        ones when the broker does not answer in time."""
+        if not tps:
+            return {}
+        try:
+            return dict(await asyncio.wait_for(consumer.highwaters(*tps), timeout=self.settings.kafka_timeout_s))
+        except Exception as exc:  # broker slow or unreachable: judge on what the consumer last saw
+            log.debug("%s: end offsets from the broker unavailable (%s); using the consumer's", self.name, exc)
+            return {tp: int(consumer.highwater(tp) or 0) for tp in tps}
 
     async def _measure_dlq(self) -> None:
         try:
@@ -476,7 +488,7 @@ class StreamApp:
             "config": {"ok": loaded, "detail": "config_updates mirrored" if loaded else "loading config_updates"},
             "assignment": dict(zip(("ok", "detail"), self._assignment(), strict=True)),
             "stall": {"ok": not self.stall.stalled,
-                      "detail": f"committed offsets stuck for {stall_s:.0f}s while lag grows" if self.stall.stalled
+                      "detail": f"committed offsets stuck for {stall_s:.0f}s with lag" if self.stall.stalled
                       else "committed offsets advancing or no lag"},
         }
         return {"service": report["service"], "ready": all(c["ok"] for c in checks.values()), "checks": checks}

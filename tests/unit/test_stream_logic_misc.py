@@ -28,3 +28,11 @@ def test_idle_consumer_without_lag_is_ready() -> None:
     d = StallDetector(stall_after_s=1)
     assert d.observe(0, 50, 50)
     assert d.observe(100, 50, 50)
+
+
+def test_constant_lag_without_progress_is_a_stall() -> None:
+    # A consumer that stopped fetching after producers went quiet: the lag neither grows nor shrinks.
+    d = StallDetector(stall_after_s=10)
+    assert d.observe(0, committed=100, end=900)
+    assert d.observe(5, committed=100, end=900)
+    assert not d.observe(11, committed=100, end=900)
