@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -240,7 +241,38 @@ class StreamApp:
     async def run(self, stream: Any, handle: Callable[[Incoming], Awaitable[None]]) -> None:
         """The body of every one-at-a-time agent: decode, handle, dead-letter, next."""
         async for record in self.records(stream):
-            await self.handle_traced(record, handle)
+            await self.complete(self.handle_traced(record, handle))
+
+    async def complete(self, work: Awaitable[None]) -> None:
+        """Run the work on the events in hand to its end, whatever happens to the agent meanwhile.
+
+        Faust acknowledges the events it handed out (one, or a `take_events` batch) when the agent
+        leaves them, even by an exception or a cancellation, and its shutdown commits what was
+        acknowledged: a SIGTERM or a failure mid-batch would commit offsets past work never done.
+        So a cancellation (shutdown) waits for the work to finish first, and a failure exits the
+        process at once, before anything is committed: the supervisor restarts it and the events
+        are delivered again (outputs and state are idempotent by event id).
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                log.info("%s: stopping: finishing the events in hand first", self.name)
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), timeout=self.settings.kafka_timeout_s * 3)
+                except BaseException as exc:
+                    self._exit_uncommitted(f"events in hand unfinished at shutdown ({type(exc).__name__})")
+            raise
+        except Exception as exc:
+            log.critical("%s: processing failed: %s", self.name, exc, exc_info=True)
+            self._exit_uncommitted(f"{type(exc).__name__}: {exc}")
+
+    def _exit_uncommitted(self, why: str) -> None:
+        log.critical("%s: exiting without committing (%s); the events in hand will be delivered again",
+                     self.name, why)
+        logging.shutdown()
+        os._exit(70)  # not SystemExit: Faust's shutdown would commit the acknowledged offsets
 
     def processing(self, records: Sequence[Incoming]) -> AbstractContextManager[Any]:
         """The current `process` span of one record (its parent: the record's traceparent) or of a batch

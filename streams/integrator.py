@@ -135,6 +135,10 @@ async def process(batch: list[Incoming]) -> None:
 async def integrate(events: Any) -> None:
     await stream.wait_for_config()
     async for batch in events.take_events(BATCH, within=BATCH_WAIT_S):
-        records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
-        with stream.processing(records):  # one span per batch, linked to every update's trace
-            await process(records)
+        await stream.complete(process_taken(batch))
+
+
+async def process_taken(batch: list[Any]) -> None:
+    records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
+    with stream.processing(records):  # one span per batch, linked to every update's trace
+        await process(records)

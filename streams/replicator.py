@@ -102,4 +102,8 @@ async def apply_batch(records: Sequence[Incoming]) -> None:
 async def replicate(events: Any) -> None:
     await stream.wait_for_config()
     async for taken in events.take_events(BATCH, within=BATCH_WAIT_S):
-        await apply_batch([r for r in [await stream.decode(e) for e in taken] if r is not None])
+        await stream.complete(apply_taken(taken))
+
+
+async def apply_taken(taken: list[Any]) -> None:
+    await apply_batch([r for r in [await stream.decode(e) for e in taken] if r is not None])

@@ -46,6 +46,10 @@ async def handle(record: Incoming, limit: asyncio.Semaphore) -> None:
 async def execute(events: Any) -> None:
     await stream.wait_for_config()
     async for batch in events.take_events(stream.settings.tools_concurrency, within=0.05):
-        limit = asyncio.Semaphore(int(stream.param("tools_concurrency")))
-        records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
-        await asyncio.gather(*(stream.handle_traced(r, functools.partial(handle, limit=limit)) for r in records))
+        await stream.complete(execute_taken(batch))
+
+
+async def execute_taken(batch: list[Any]) -> None:
+    limit = asyncio.Semaphore(int(stream.param("tools_concurrency")))
+    records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
+    await asyncio.gather(*(stream.handle_traced(r, functools.partial(handle, limit=limit)) for r in records))

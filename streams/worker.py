@@ -77,9 +77,13 @@ class Batch:
 async def converse(events: Any) -> None:
     await stream.wait_for_config()
     async for taken in events.take_events(BATCH, within=BATCH_WAIT_S):
-        batch = Batch()
-        for event in taken:
-            record = await stream.decode(event)
-            if record is not None:
-                await stream.handle_traced(record, batch.stage)  # a failing record is dead-lettered
-        await batch.commit()
+        await stream.complete(process(taken))
+
+
+async def process(taken: list[Any]) -> None:
+    batch = Batch()
+    for event in taken:
+        record = await stream.decode(event)
+        if record is not None:
+            await stream.handle_traced(record, batch.stage)  # a failing record is dead-lettered
+    await batch.commit()
