@@ -16,10 +16,10 @@ from typing import Any
 from soma.catalog import load_catalog
 from soma.codec import Codec
 from soma.events import ConsumedEvent, EventConsumer, EventProducer
-from soma.processes import run_bounded
 from soma.settings import Settings
 from streams.app import STREAM_PORT_OFFSETS
-from tests.support.procs import REPO, background
+from tests.support.go_tools import go_installed
+from tests.support.procs import background
 
 FAUST = str(Path(sys.executable).parent / "faust")
 OPA_VERSION = "v1.4.2"
@@ -106,17 +106,4 @@ class Bus:
 
 def opa_binary(state_dir: Path) -> Path | None:
     """The pinned OPA, built once with `go install` into the state dir (None when Go is missing)."""
-    target = (REPO / state_dir if not state_dir.is_absolute() else state_dir) / "opa" / f"bin-{OPA_VERSION}"
-    binary = target / "opa"
-    if binary.exists():
-        return binary
-    import shutil
-
-    go = shutil.which("go")
-    if go is None:
-        return None
-    from soma.settings import load_settings
-
-    env = load_settings().child_env(GOBIN=str(target), GOFLAGS="-mod=mod")
-    result = run_bounded([go, "install", f"github.com/open-policy-agent/opa@{OPA_VERSION}"], timeout_s=1200, env=env)
-    return binary if result.returncode == 0 and binary.exists() else None
+    return go_installed(state_dir, "opa", "github.com/open-policy-agent/opa", OPA_VERSION)
