@@ -4,7 +4,7 @@
 
 Baseline: fastavro.schemaless_writer / schemaless_reader with the same parsed schema into
 a BytesIO. The codec adds the single-object header (2 + 8 bytes) on encode and the
-fingerprint lookup on decode, and the cheap pre-encode checks (soma.fastcheck). Rounds
+fingerprint lookup on decode, and the cheap pre-encode checks (soma.contracts.fastcheck). Rounds
 alternate between the two; the best round of each is reported (the least disturbed by the
 rest of the machine), with the ratio of the medians beside it. Target: codec >= 0.8x baseline.
 """
@@ -24,8 +24,8 @@ from fastavro import schemaless_reader, schemaless_writer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import describe
-from soma.catalog import load_catalog
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
 from soma.settings import load_settings
 from tests.support.samples import sample
 

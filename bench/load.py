@@ -152,9 +152,9 @@ class LoadRun:
                  tool_every: int = 10, pids: dict[str, int] | None = None, drain_timeout_s: float = 60.0,
                  warmup_timeout_s: float = 60.0) -> None:
         from outbox.writer import OutboxWriter
-        from soma.catalog import load_catalog
         from soma.clients import database_engine, kafka_producer
-        from soma.codec import Codec
+        from soma.contracts.catalog import load_catalog
+        from soma.contracts.codec import Codec
 
         check_target(settings, rate, duration_s)
         if predictor_rate is not None and not 0 <= predictor_rate <= MAX_RATE:
@@ -184,7 +184,7 @@ class LoadRun:
             publish(self.settings, "ENABLE_COG_THREADS", "true", tenant=tenant, author="soma-bench-load")
 
     def _send_update(self, tenant: str, domain: str, confidence: float) -> None:
-        from soma.events import prepare
+        from soma.contracts.events import prepare
         from streams.logic.ids import derive_id
 
         event_id = str(uuid.uuid4())

@@ -50,11 +50,11 @@ from bench.machine import describe
 from outbox.relay import Relay
 from outbox.wakeup import Wakeup
 from outbox.writer import Emission, OutboxWriter
-from soma.catalog import load_catalog
 from soma.clients import database_engine, kafka_admin, kafka_producer
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.ops.stack.system import is_loopback
 from soma.settings import Settings, load_settings
-from soma.stack.system import is_loopback
 from tests.support.procs import SOMA, run_soma
 
 TOPIC = "chat.messages"

@@ -32,10 +32,10 @@ from sqlalchemy import text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from bench.machine import describe
-from soma.catalog import load_catalog
 from soma.clients import database_engine, kafka_admin
-from soma.codec import Codec
-from soma.events import EventProducer, prepare
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.contracts.events import EventProducer, prepare
 from soma.settings import Settings, load_settings
 from streams.logic.ids import derive_id
 from streams.logic.integrate import IntegratorParams, IntegratorState, commit, propose

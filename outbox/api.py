@@ -54,11 +54,11 @@ from outbox.filters import (
 )
 from outbox.inspect import admin_db_errors, list_events, stats
 from outbox.replay import Replayer, ReplayResult
-from soma.catalog import load_catalog
 from soma.clients import database_engine
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
 from soma.errors import InfrastructureUnavailable
-from soma.readiness import Readiness
+from soma.observability.readiness import Readiness
 from soma.settings import Settings
 
 log = logging.getLogger("outbox.api")

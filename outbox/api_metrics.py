@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from soma.metrics import ServiceRegistry
+from soma.observability.metrics import ServiceRegistry
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

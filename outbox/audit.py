@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from outbox.models import AdminAudit
 from outbox.writer import OutboxWriter
-from soma.catalog import Catalog
-from soma.codec import Codec
+from soma.contracts.catalog import Catalog
+from soma.contracts.codec import Codec
 from soma.settings import Settings
 
 AUDIT_TOPIC = "outbox.audit"

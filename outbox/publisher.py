@@ -18,8 +18,8 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from sqlalchemy import Connection
 
 from outbox.claim import ClaimedRow
-from soma import telemetry
 from soma.clients import kafka_producer
+from soma.observability import telemetry
 from soma.settings import Settings
 
 log = logging.getLogger("outbox.relay")

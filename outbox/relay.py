@@ -36,8 +36,8 @@ from outbox.publisher import Batch, Publisher
 from outbox.wakeup import Wakeup
 from soma.clients import database_engine, database_errors
 from soma.errors import InfrastructureUnavailable
-from soma.logs import log_context
-from soma.readiness import Readiness
+from soma.observability.logs import log_context
+from soma.observability.readiness import Readiness
 from soma.settings import Settings
 
 log = logging.getLogger("outbox.relay")

@@ -27,9 +27,9 @@ from outbox.errors import InvalidFilter, OutboxError, ReplayTooLarge
 from outbox.filters import OutboxFilter, check_ids, check_tenant
 from outbox.inspect import admin_db_errors, matching_rows, rows_by_id
 from outbox.models import OutboxEvent
-from soma.catalog import Catalog
-from soma.codec import Codec
-from soma.events import HEADER_REPLAY_OF
+from soma.contracts.catalog import Catalog
+from soma.contracts.codec import Codec
+from soma.contracts.events import HEADER_REPLAY_OF
 from soma.settings import Settings, env_name
 
 log = logging.getLogger("outbox.replay")

@@ -21,11 +21,9 @@ from sqlalchemy.orm import Session
 
 from outbox.errors import EmitError
 from outbox.models import OutboxEvent
-from soma import telemetry
-from soma.catalog import Catalog
-from soma.codec import Codec
-from soma.errors import SomaError
-from soma.events import (
+from soma.contracts.catalog import Catalog
+from soma.contracts.codec import Codec
+from soma.contracts.events import (
     HEADER_DEDUPE_KEY,
     HEADER_EVENT_TYPE,
     HEADER_REPLAY_OF,
@@ -34,6 +32,8 @@ from soma.events import (
     OutgoingRecord,
     prepare,
 )
+from soma.errors import SomaError
+from soma.observability import telemetry
 from soma.settings import Settings
 
 # Headers the writer sets itself; a caller may add others (e.g. its own traceparent), not these.

@@ -275,7 +275,7 @@ class Settings(BaseSettings):
     health_cache_s: float = Field(
         1.5, ge=0, le=60, description="How long a /readyz result is reused before the checks run again."
     )
-    # --- Traces (OpenTelemetry; read by soma/telemetry.py) ----------------------------------
+    # --- Traces (OpenTelemetry; read by soma/observability/telemetry.py) ----------------------------------
     otel_traces_exporter: Literal["none", "console", "otlp", "jsonl"] = Field(
         "none",
         description=(

@@ -32,14 +32,14 @@ from faust.web import Request, Response, View
 from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from soma import telemetry
-from soma.catalog import load_catalog
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.contracts.events import HEADER_TENANT, HEADER_TRACEPARENT, prepare
 from soma.errors import EventValidationError, SomaError
-from soma.events import HEADER_TENANT, HEADER_TRACEPARENT, prepare
 from soma.live_config import LiveConfig
-from soma.logs import log_context, logging_dict_config
-from soma.readiness import Readiness
+from soma.observability import telemetry
+from soma.observability.logs import log_context, logging_dict_config
+from soma.observability.readiness import Readiness
 from soma.settings import Settings, load_settings
 from streams.errors import InvalidInput
 from streams.logic.ids import derive_id

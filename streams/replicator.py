@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from soma import telemetry
 from soma.clients import database_engine
+from soma.observability import telemetry
 from streams.app import Incoming, StreamApp
 from streams.errors import InvalidInput
 from streams.storage.replica import apply_write, apply_writes, row_for

@@ -17,7 +17,7 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 
 from soma.clients import database_engine, kafka_admin
 from soma.errors import InfrastructureUnavailable
-from soma.health import CHECKS
+from soma.observability.health import CHECKS
 from soma.settings import Settings, load_settings
 from tests.support.procs import run_soma
 

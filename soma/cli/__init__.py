@@ -64,7 +64,7 @@ def main() -> None:
     try:
         app()
     except SomaError as exc:
-        from soma.logs import structured_logging
+        from soma.observability.logs import structured_logging
 
         if structured_logging():  # a long-running process: its last line is a log line like the others
             logging.getLogger("soma").error("soma: error: %s", exc)

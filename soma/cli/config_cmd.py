@@ -26,9 +26,9 @@ def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
     """Every decodable ConfigUpdate on the (compacted) topic, oldest first, and the codec."""
     from confluent_kafka import TopicPartition
 
-    from soma.catalog import load_catalog
     from soma.clients import kafka_consumer
-    from soma.codec import Codec
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.codec import Codec
     from soma.errors import InfrastructureUnavailable, SomaError
 
     catalog = load_catalog()
@@ -80,8 +80,8 @@ def set_(
 def publish(s: Settings, name: str, value: str, *, tenant: str | None = None,
             author: str | None = None) -> dict[str, Any]:
     """`soma config set` as a function: validate, publish with the next version; the event, offset and id."""
+    from soma.contracts.events import EventProducer
     from soma.errors import EventValidationError
-    from soma.events import EventProducer
     from soma.live_config import LIVE_FIELDS, checksum, field_for, parse_text
 
     field = field_for(name)

@@ -102,10 +102,10 @@ class Demo:
 
     def __post_init__(self) -> None:
         from outbox.writer import OutboxWriter
-        from soma.catalog import load_catalog
         from soma.clients import database_engine, redis_client
-        from soma.codec import Codec
-        from soma.events import EventProducer
+        from soma.contracts.catalog import load_catalog
+        from soma.contracts.codec import Codec
+        from soma.contracts.events import EventProducer
 
         run = uuid.uuid4().hex[:6]
         self.acme, self.globex = f"demo-acme-{run}", f"demo-globex-{run}"
@@ -399,7 +399,7 @@ class Demo:
 
     def replay(self) -> None:
         from outbox.auth import token_covering
-        from soma.supervisor.local_token import with_local_admin_token
+        from soma.ops.supervisor.local_token import with_local_admin_token
 
         step = "replay (admin API)"
         chain = Chain()

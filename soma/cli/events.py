@@ -46,10 +46,10 @@ def produce(
 
     event_id and occurred_at are filled when absent. Nothing is sent if any event is invalid.
     """
-    from soma import telemetry
-    from soma.catalog import load_catalog
-    from soma.codec import Codec
-    from soma.events import EventProducer
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.codec import Codec
+    from soma.contracts.events import EventProducer
+    from soma.observability import telemetry
 
     telemetry.setup(settings(), "cli")  # a publish span per event, ended at the broker's acknowledgement
     catalog = load_catalog()
@@ -79,9 +79,9 @@ def consume(
     ),
 ) -> None:
     """Print one JSON object per record: topic, partition, offset, key, headers and the decoded value."""
-    from soma.catalog import load_catalog
-    from soma.codec import Codec
-    from soma.events import EventConsumer
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.codec import Codec
+    from soma.contracts.events import EventConsumer
 
     catalog = load_catalog()
     codec = Codec(catalog, settings())

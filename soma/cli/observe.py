@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from soma.catalog import Catalog
-from soma.codec import Codec
+from soma.contracts.catalog import Catalog
+from soma.contracts.codec import Codec
 from soma.errors import InfrastructureUnavailable, SomaError
 from soma.settings import Settings
 

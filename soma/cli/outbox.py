@@ -60,11 +60,11 @@ def emit(
     from sqlalchemy.orm import Session
 
     from outbox.writer import Emission, OutboxWriter
-    from soma import telemetry
-    from soma.catalog import load_catalog
     from soma.cli.events import _parse_json_lines
     from soma.clients import database_engine, database_errors
-    from soma.codec import Codec
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.codec import Codec
+    from soma.observability import telemetry
 
     config = settings()
     telemetry.setup(config, "cli")  # the event's trace starts at this write (when tracing is on)
@@ -102,8 +102,8 @@ def relay(
     rows are still pending and the next relay claims them.
     """
     from outbox.relay import Relay
-    from soma import telemetry
-    from soma.logs import configure_logging
+    from soma.observability import telemetry
+    from soma.observability.logs import configure_logging
 
     config = settings()
     configure_logging(config, "relay")  # JSON lines on stderr (SOMA_LOG_FORMAT), secrets redacted

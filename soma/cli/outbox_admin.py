@@ -52,7 +52,7 @@ def _principal() -> Principal:
 
 def _filter(tenant: str, status: str | None, topic: str | None, since: str | None, until: str | None) -> OutboxFilter:
     from outbox.filters import build_filter
-    from soma.catalog import load_catalog
+    from soma.contracts.catalog import load_catalog
 
     return build_filter(
         tenant, status=status, topic=topic, since=since, until=until, known_topics=frozenset(load_catalog().topics)
@@ -188,8 +188,8 @@ def replay(
     from outbox.errors import InvalidFilter
     from outbox.filters import parse_ids
     from outbox.replay import Replayer
-    from soma.catalog import load_catalog
-    from soma.codec import Codec
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.codec import Codec
 
     if ids and (status or topic or since or until):
         raise InvalidFilter("--ids", "give either --ids or --status [--topic --since --until], not both")
@@ -233,7 +233,7 @@ def serve(
     import uvicorn
 
     from outbox.api import create_app
-    from soma.logs import configure_logging
+    from soma.observability.logs import configure_logging
 
     current = settings()
     configure_logging(current, "admin-api")  # JSON lines on stderr, secrets redacted; uvicorn's loggers included

@@ -16,9 +16,9 @@ from rich.table import Column, Table
 from soma.cli.context import console, err_console, settings
 
 if TYPE_CHECKING:
+    from soma.ops.supervisor.spec import ComponentSpec
+    from soma.ops.supervisor.state import Paths, PlatformState
     from soma.settings import Settings
-    from soma.supervisor.spec import ComponentSpec
-    from soma.supervisor.state import Paths, PlatformState
 
 STYLE = {"ready": "green", "starting": "yellow", "waiting": "yellow", "pending": "yellow", "unready": "red",
          "backoff": "red", "stopping": "yellow", "stopped": "dim", "disabled": "dim", "gone": "red"}
@@ -46,7 +46,7 @@ def _versions(config: Settings) -> str:
 
     import confluent_kafka
 
-    from soma.stack.kafka import LocalKafka
+    from soma.ops.stack.kafka import LocalKafka
 
     def of(dist: str) -> str:
         try:
@@ -72,7 +72,7 @@ def print_summary(state: PlatformState, config: Settings) -> None:
                   f"topic prefix {config.topic_prefix or '(none)'}, database schema {schema}", soft_wrap=True)
     console.print(f"versions: {_versions(config)}", soft_wrap=True)
     if settings().admin_tokens is None:
-        from soma.supervisor.local_token import token_file
+        from soma.ops.supervisor.local_token import token_file
 
         console.print(f"admin API: SOMA_ADMIN_TOKENS is unset, so an admin-scoped token was generated in "
                       f"{token_file(config)} (Authorization: Bearer <its contents>)", soft_wrap=True)
@@ -81,13 +81,13 @@ def print_summary(state: PlatformState, config: Settings) -> None:
 
 
 def _paths() -> Paths:
-    from soma.supervisor.state import Paths
+    from soma.ops.supervisor.state import Paths
 
     return Paths.of(settings())
 
 
 def _components(config: Settings) -> list[ComponentSpec]:
-    from soma.supervisor.spec import platform_components, resolve
+    from soma.ops.supervisor.spec import platform_components, resolve
 
     return resolve(platform_components(config))
 
@@ -99,10 +99,10 @@ def _child_env(config: Settings) -> dict[str, str]:
 
 def _prepare(config: Settings, timeout: float) -> None:
     """The infrastructure first: the stack (external services are only checked), migrations, topics."""
-    from soma import stack
-    from soma.catalog import load_catalog
     from soma.cli import db
-    from soma.topics import ensure
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.topics import ensure
+    from soma.ops import stack
 
     for health in stack.up(config, report=_report, timeout_s=timeout):
         _report(f"{health.service}: healthy at {health.address} ({health.detail})")
@@ -117,8 +117,8 @@ def _prepare(config: Settings, timeout: float) -> None:
 
 
 def _foreground(config: Settings, timeout: float) -> None:
-    from soma.supervisor.runner import Supervisor
-    from soma.supervisor.state import PlatformState, write_state
+    from soma.ops.supervisor.runner import Supervisor
+    from soma.ops.supervisor.state import PlatformState, write_state
 
     paths = _paths()
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -159,8 +159,8 @@ def _tail(path: os.PathLike[str], lines: int = 15) -> str:
 
 
 def _detach(config: Settings, timeout: float) -> None:
-    from soma.processes import is_running
-    from soma.supervisor.state import read_state
+    from soma.ops.processes import is_running
+    from soma.ops.supervisor.state import read_state
 
     paths = _paths()
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -214,7 +214,7 @@ def up(
     SOMA_SUPERVISOR_STOP_GRACE_S. --detach: start it in the background and return once every
     component is ready (`soma ps`, `soma health`, `soma down`).
     """
-    from soma.supervisor.local_token import with_local_admin_token
+    from soma.ops.supervisor.local_token import with_local_admin_token
 
     config = with_local_admin_token(settings(), create=True)  # the admin API runs on a fresh clone too
     running = _paths().supervisor().pid()
@@ -231,8 +231,8 @@ def down(
     stack: bool = typer.Option(False, "--stack", help="Also stop the local Kafka/PostgreSQL/Redis `soma up` started."),
 ) -> None:
     """Stop a running platform (its supervisor stops the components); the stack stays up unless --stack."""
-    from soma.processes import is_running
-    from soma.supervisor.state import read_state
+    from soma.ops.processes import is_running
+    from soma.ops.supervisor.state import read_state
 
     config = settings()
     paths = _paths()
@@ -261,7 +261,7 @@ def down(
                 os.kill(c.pid, signal.SIGKILL)
     paths.pid_file.unlink(missing_ok=True)
     if stack:
-        from soma import stack as local_stack
+        from soma.ops import stack as local_stack
 
         local_stack.down(config, report=_report)
         console.print("soma stack: down")
@@ -269,8 +269,8 @@ def down(
 
 def ps() -> None:
     """The platform's components: state, pid, restarts, uptime, health URL (from the supervisor's state file)."""
-    from soma.processes import is_running
-    from soma.supervisor.state import read_state
+    from soma.ops.processes import is_running
+    from soma.ops.supervisor.state import read_state
 
     paths = _paths()
     state = read_state(paths.state_file)
@@ -300,10 +300,10 @@ def health() -> None:
     """Stack health plus every component's /readyz in one table; exit 1 naming whatever is not ready."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from soma import stack
-    from soma.supervisor.local_token import with_local_admin_token
-    from soma.supervisor.probe import fetch
-    from soma.supervisor.state import read_state
+    from soma.ops import stack
+    from soma.ops.supervisor.local_token import with_local_admin_token
+    from soma.ops.supervisor.probe import fetch
+    from soma.ops.supervisor.state import read_state
 
     config = with_local_admin_token(settings())
     specs = _components(config)

@@ -13,8 +13,8 @@ app = typer.Typer(help="Check schema changes against released versions; release 
 @app.command("check")
 def check() -> None:
     """Fail (exit 1) when a current schema cannot read data written with a released version."""
-    from soma.catalog import load_catalog
-    from soma.compat import check_compatibility as check_schemas
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.compat import check_compatibility as check_schemas
 
     schemas = load_catalog().schemas
     breakages = check_schemas(schemas)
@@ -29,9 +29,9 @@ def check() -> None:
 @app.command("release")
 def release() -> None:
     """Record each changed schema as its next version (after `check` passes)."""
-    from soma.catalog import load_catalog
-    from soma.compat import check_compatibility as check_schemas
-    from soma.compat import release as release_schemas
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.compat import check_compatibility as check_schemas
+    from soma.contracts.compat import release as release_schemas
     from soma.errors import SchemaCompatibilityError
 
     schemas = load_catalog().schemas

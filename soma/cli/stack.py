@@ -20,7 +20,7 @@ def _report(line: str) -> None:
 @app.command("up")
 def up(timeout: float = TimeoutOption) -> None:
     """Start whatever is not already running, then wait until all three are healthy."""
-    from soma import stack
+    from soma.ops import stack
 
     table = Table("service", "address", "health", title="soma stack")
     for health in stack.up(settings(), report=_report, timeout_s=timeout):
@@ -31,7 +31,7 @@ def up(timeout: float = TimeoutOption) -> None:
 @app.command("status")
 def status() -> None:
     """Check each service for real (round trip, SELECT 1, PING); exit 1 if any is unhealthy."""
-    from soma import stack
+    from soma.ops import stack
 
     rows = stack.status(settings())
     table = Table("service", "health", "address", "managed by", title="soma stack")
@@ -49,7 +49,7 @@ def status() -> None:
 @app.command("down")
 def down() -> None:
     """Stop what `soma stack up` started (by pid file); leaves services it did not start alone."""
-    from soma import stack
+    from soma.ops import stack
 
     stack.down(settings(), report=_report)
     console.print("soma stack: down")

@@ -11,7 +11,7 @@ from rich.table import Table
 from soma.cli.context import console, settings
 
 if TYPE_CHECKING:
-    from soma.topics import TopicState
+    from soma.contracts.topics import TopicState
 
 app = typer.Typer(help="Create catalog topics, compare catalog vs broker, render docs/topics.md.",
                   no_args_is_help=True)
@@ -36,8 +36,8 @@ def _print(states: list[TopicState], title: str) -> None:
 @app.command("ensure")
 def ensure() -> None:
     """Create missing catalog topics (partitions, cleanup policy, retention); report drift, change nothing else."""
-    from soma.catalog import load_catalog
-    from soma.topics import ensure as ensure_topics
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.topics import ensure as ensure_topics
 
     states = ensure_topics(settings(), load_catalog())
     _print(states, "soma topics ensure")
@@ -48,8 +48,8 @@ def ensure() -> None:
 @app.command("list")
 def list_topics() -> None:
     """Catalog vs broker: ok, drift, missing, and topics under the prefix the catalog does not document."""
-    from soma.catalog import load_catalog
-    from soma.topics import compare
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.topics import compare
 
     _print(compare(settings(), load_catalog()), "catalog vs broker")
 
@@ -60,8 +60,8 @@ def docs(
     check: bool = typer.Option(False, "--check", help="Exit 1 if the file is stale, instead of writing it."),
 ) -> None:
     """Render the topic catalog as Markdown (docs/topics.md is committed; a test keeps it fresh)."""
-    from soma.catalog import load_catalog
-    from soma.topic_docs import render_markdown
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.topic_docs import render_markdown
 
     text = render_markdown(load_catalog())
     if check:

@@ -1,6 +1,6 @@
 """Prometheus metrics of one stream process (its own registry, served on the Faust web port).
 
-Every sample carries ``service="stream-<name>"`` (`soma.metrics.ServiceRegistry`); metrics about
+Every sample carries ``service="stream-<name>"`` (`soma.observability.metrics.ServiceRegistry`); metrics about
 events carry ``tenant`` (the record's ``tenant`` header, ``unknown`` when it has none).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from soma.metrics import ServiceRegistry
+from soma.observability.metrics import ServiceRegistry
 
 
 class StreamMetrics:

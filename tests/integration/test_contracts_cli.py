@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
-from soma.catalog import load_catalog
 from soma.clients import kafka_admin
-from soma.codec import Codec
-from soma.events import EventConsumer, EventProducer
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.contracts.events import EventConsumer, EventProducer
+from soma.contracts.topics import ensure
 from soma.settings import Settings, load_settings
-from soma.topics import ensure
 from tests.support.procs import run_soma
 from tests.support.samples import sample
 

@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from soma.clients import kafka_producer
-from soma.events import HEADER_TENANT
-from soma.logs import settings_secrets
+from soma.contracts.events import HEADER_TENANT
+from soma.observability.logs import settings_secrets
 from soma.settings import Settings
 from tests.support.outbox_relay import metrics_url, own_schema, scrape
 from tests.support.procs import SOMA, background, run_soma, wait_for

@@ -16,9 +16,9 @@ from outbox.api import create_app
 from outbox.auth import Principal
 from outbox.filters import OutboxFilter
 from outbox.models import OutboxEvent
-from soma.catalog import load_catalog
 from soma.clients import database_engine
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
 from soma.settings import Settings
 from tests.support.outbox_admin import (
     ACME_TOKEN,

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from soma.clients import database_engine
-from soma.processes import run_bounded
+from soma.ops.processes import run_bounded
 from soma.settings import Settings
 from tests.support.outbox_admin import (
     ACME_TOKEN,

@@ -18,10 +18,10 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from outbox.api import create_app
 from outbox.models import OutboxEvent
 from outbox.writer import OutboxWriter
-from soma.catalog import load_catalog
 from soma.clients import database_engine
-from soma.codec import Codec
-from soma.events import EventConsumer
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.contracts.events import EventConsumer
 from soma.settings import Settings
 from tests.support.outbox_admin import ADMIN_TOKEN, migrate, with_tokens
 from tests.support.procs import run_soma

@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 
 from soma.clients import database_engine
 from soma.errors import InfrastructureUnavailable
-from soma.health import kafka_round_trip
+from soma.observability.health import kafka_round_trip
+from soma.ops.stack.kafka import LocalKafka
 from soma.settings import Settings
-from soma.stack.kafka import LocalKafka
 from tests.support.outbox_relay import (
     consume_all,
     create_topic,

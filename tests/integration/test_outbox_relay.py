@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from outbox.claim import explain_claim
 from outbox.policy import FairShare
 from outbox.writer import Emission, OutboxWriter
-from soma.catalog import load_catalog
 from soma.clients import database_engine
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.contracts.topics import ensure
 from soma.settings import Settings
-from soma.topics import ensure
 from tests.support.outbox_relay import (
     consume_all,
     create_topic,

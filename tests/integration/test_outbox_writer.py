@@ -16,9 +16,9 @@ from outbox.errors import EmitError
 from outbox.models import OutboxEvent
 from outbox.wakeup import Wakeup
 from outbox.writer import Emission, OutboxWriter
-from soma.catalog import load_catalog
 from soma.clients import database_engine
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
 from soma.settings import Settings
 from tests.support.outbox_relay import migrate
 from tests.support.procs import run_soma

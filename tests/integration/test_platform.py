@@ -21,10 +21,10 @@ from sqlalchemy import text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from soma.clients import database_engine, kafka_admin
-from soma.logs import settings_secrets
-from soma.processes import is_running
+from soma.observability.logs import settings_secrets
+from soma.ops.processes import is_running
+from soma.ops.supervisor.state import Paths, PlatformState, read_state
 from soma.settings import Settings
-from soma.supervisor.state import Paths, PlatformState, read_state
 from tests.support.procs import run_soma, wait_for
 from tests.support.streams import free_port_base
 

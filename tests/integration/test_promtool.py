@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from soma.processes import run_bounded
+from soma.ops.processes import run_bounded
 from soma.settings import load_settings
 from tests.support.promtool import promtool_binary
 

@@ -12,9 +12,9 @@ from confluent_kafka.admin import NewTopic
 from sqlalchemy import text
 
 from soma.clients import database_engine, kafka_admin, kafka_consumer, kafka_producer, redis_client
+from soma.ops.stack.redis import LocalRedis
+from soma.ops.stack.system import port_open
 from soma.settings import Settings, load_settings
-from soma.stack.redis import LocalRedis
-from soma.stack.system import port_open
 from tests.support.procs import run_soma, wait_for
 
 

@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from soma.processes import run_bounded
+from soma.ops.processes import run_bounded
 from tests.support.procs import REPO
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from soma.processes import is_running, run_bounded, terminate
+from soma.ops.processes import is_running, run_bounded, terminate
 from soma.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from soma.catalog import load_catalog
-from soma.codec import Codec
-from soma.events import ConsumedEvent, EventConsumer, EventProducer
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.contracts.events import ConsumedEvent, EventConsumer, EventProducer
 from soma.settings import Settings
 from streams.app import STREAM_PORT_OFFSETS
 from tests.support.go_tools import go_installed

@@ -14,7 +14,7 @@ import yaml
 
 from outbox.api_metrics import AdminMetrics
 from outbox.metrics import RelayMetrics
-from soma.metrics import metric_names
+from soma.observability.metrics import metric_names
 from soma.settings import Settings
 from streams.app import STREAM_PORT_OFFSETS
 from streams.runtime.metrics import StreamMetrics

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from soma.catalog import CATALOG_FILE, REQUIRED_TOPICS, load_catalog
+from soma.contracts.catalog import CATALOG_FILE, REQUIRED_TOPICS, load_catalog
+from soma.contracts.schemas import SCHEMA_DIR
 from soma.errors import CatalogError
-from soma.schemas import SCHEMA_DIR
 
 ENVELOPE = ["event_id", "tenant_id", "occurred_at"]
 

@@ -13,10 +13,10 @@ import avro.schema
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from soma.catalog import CATALOG_FILE, load_catalog
-from soma.codec import Codec
+from soma.contracts.catalog import CATALOG_FILE, load_catalog
+from soma.contracts.codec import Codec
+from soma.contracts.schemas import SCHEMA_DIR
 from soma.errors import EventValidationError
-from soma.schemas import SCHEMA_DIR
 from soma.settings import load_settings
 from tests.support.samples import sample
 

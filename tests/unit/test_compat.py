@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from soma.catalog import load_catalog
-from soma.compat import check, check_compatibility, release
-from soma.schemas import SCHEMA_DIR, SchemaSet
-from soma.topic_docs import render_markdown
+from soma.contracts.catalog import load_catalog
+from soma.contracts.compat import check, check_compatibility, release
+from soma.contracts.schemas import SCHEMA_DIR, SchemaSet
+from soma.contracts.topic_docs import render_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,7 +107,7 @@ def test_docs_topics_md_is_fresh() -> None:
 def test_schemas_check_command_passes_on_the_committed_schemas() -> None:
     import sys
 
-    from soma.processes import run_bounded
+    from soma.ops.processes import run_bounded
 
     result = run_bounded([sys.executable, "-m", "soma", "schemas", "check"], timeout_s=60, cwd=REPO)
     assert result.returncode == 0, result.stderr

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from soma.ops.stack.kafka import kafka_version
 from soma.settings import Settings
-from soma.stack.kafka import kafka_version
 from streams.app import STREAM_PORT_OFFSETS
 from tests.support.streams import OPA_VERSION
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastavro.schema import parse_schema
 
-from soma.avro_json import find_problem
-from soma.fastcheck import compile_check
+from soma.contracts.avro_json import find_problem
+from soma.contracts.fastcheck import compile_check
 
 SCHEMA: dict[str, Any] = {
     "type": "record", "name": "Node", "namespace": "t",

@@ -6,8 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+from soma.ops.supervisor.local_token import local_admin_token, token_file, with_local_admin_token
 from soma.settings import load_settings
-from soma.supervisor.local_token import local_admin_token, token_file, with_local_admin_token
 
 
 def test_a_token_is_generated_once_private_and_reused(tmp_path: Path) -> None:

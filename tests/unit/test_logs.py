@@ -1,4 +1,4 @@
-"""soma.logs: the JSON/text formatters, the context, trace ids and the redaction of secrets."""
+"""soma.observability.logs: the JSON/text formatters, the context, trace ids and the redaction of secrets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import SecretStr
 
-from soma.logs import (
+from soma.observability.logs import (
     MASK,
     Redactor,
     configure_logging,
@@ -203,7 +203,7 @@ def test_log_level_accepts_lower_case() -> None:
 def test_a_user_error_of_a_process_with_structured_logs_is_a_json_line(secret_settings: Settings) -> None:
     from soma.cli import main
     from soma.errors import SettingsError
-    from soma.logs import structured_logging
+    from soma.observability.logs import structured_logging
 
     root = logging.getLogger()
     saved = list(root.handlers)

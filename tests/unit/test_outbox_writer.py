@@ -6,8 +6,8 @@ import pytest
 
 from outbox.errors import EmitError
 from outbox.writer import Emission, OutboxWriter
-from soma.catalog import load_catalog
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
 from soma.settings import load_settings
 from tests.support.samples import sample
 

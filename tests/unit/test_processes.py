@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from soma.errors import StackError
-from soma.processes import Daemon, is_running, run_bounded, terminate
+from soma.ops.processes import Daemon, is_running, run_bounded, terminate
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 IGNORE_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from soma.readiness import Readiness
-from soma.settings import load_settings
-from soma.supervisor.backoff import Backoff
-from soma.supervisor.probe import Probe, fetch
-from soma.supervisor.spec import (
+from soma.observability.readiness import Readiness
+from soma.ops.supervisor.backoff import Backoff
+from soma.ops.supervisor.probe import Probe, fetch
+from soma.ops.supervisor.spec import (
     STREAM_PORT_OFFSETS,
     ComponentSpec,
     SpecError,
@@ -19,7 +18,8 @@ from soma.supervisor.spec import (
     resolve,
     stop_waves,
 )
-from soma.supervisor.state import ComponentState, PlatformState, read_state, write_state
+from soma.ops.supervisor.state import ComponentState, PlatformState, read_state, write_state
+from soma.settings import load_settings
 
 
 def spec(name: str, *deps: str, disabled: str = "") -> ComponentSpec:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from soma.processes import is_running
+from soma.ops.processes import is_running
+from soma.ops.supervisor.runner import Supervisor
+from soma.ops.supervisor.spec import ComponentSpec
+from soma.ops.supervisor.state import Paths, PlatformState, read_state
 from soma.settings import load_settings
-from soma.supervisor.runner import Supervisor
-from soma.supervisor.spec import ComponentSpec
-from soma.supervisor.state import Paths, PlatformState, read_state
 from tests.support.procs import wait_for
 
 FAKE = str(Path(__file__).resolve().parents[1] / "support" / "fake_component.py")

@@ -13,10 +13,10 @@ from opentelemetry import trace
 from outbox.claim import ClaimedRow
 from outbox.publisher import Batch, Publisher
 from outbox.writer import Emission, OutboxWriter
-from soma import telemetry
-from soma.catalog import load_catalog
-from soma.codec import Codec
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
 from soma.errors import SettingsError
+from soma.observability import telemetry
 from soma.settings import Settings, load_settings
 from tests.support.samples import sample
 from tests.support.traces import SpanRecord, load_spans
@@ -263,7 +263,7 @@ def test_a_stream_batch_span_links_every_record_and_a_single_record_is_parented(
 
 
 def test_soma_produce_ends_its_publish_span_at_the_acknowledgement(traced: tuple[Settings, Path]) -> None:
-    from soma.events import EventProducer
+    from soma.contracts.events import EventProducer
 
     settings, path = traced
     catalog = load_catalog()

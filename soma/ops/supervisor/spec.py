@@ -80,7 +80,7 @@ def platform_components(settings: Settings, bin_dir: Path | None = None) -> list
     for name, needs in STREAMS.items():
         port = settings.streams_web_port_base + STREAM_PORT_OFFSETS[name]
         specs.append(ComponentSpec(
-            # --quiet: no banner on stdout, so the stream's log is JSON lines only (soma.logs)
+            # --quiet: no banner on stdout, so the stream's log is JSON lines only (soma.observability.logs)
             f"stream-{name}", (*faust, "-A", f"streams.{name}", "--quiet", "worker", "-l", "info"),
             _http(settings.streams_web_host, port), f"streams.{name}", depends_on=needs,
         ))

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soma.processes import Daemon
+from soma.ops.processes import Daemon
 from soma.settings import Settings
 
 SUPERVISOR_MARKER = "soma up"  # in the supervisor's command line (`soma up`, `python -m soma up`)

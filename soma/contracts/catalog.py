@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from soma.contracts.schemas import REPO_ROOT, SCHEMA_DIR, SchemaSet
 from soma.errors import CatalogError
-from soma.schemas import REPO_ROOT, SCHEMA_DIR, SchemaSet
 
 if TYPE_CHECKING:
     from soma.settings import Settings

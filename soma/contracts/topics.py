@@ -18,8 +18,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from soma.catalog import Catalog, TopicSpec
 from soma.clients import kafka_admin
+from soma.contracts.catalog import Catalog, TopicSpec
 from soma.errors import InfrastructureUnavailable
 from soma.settings import Settings, env_name
 

@@ -6,9 +6,9 @@ import shutil
 from urllib.parse import urlparse
 
 from soma.errors import StackError
-from soma.processes import Daemon
+from soma.ops.processes import Daemon
+from soma.ops.stack.system import apt_install, is_loopback, port_open
 from soma.settings import Settings, env_name
-from soma.stack.system import apt_install, is_loopback, port_open
 
 
 class LocalRedis:

@@ -1,6 +1,6 @@
 """Cheap, bounded dependency checks behind every process's `/readyz`.
 
-Unlike `soma.health` (a full produce/consume round trip, for `soma stack status`), these run
+Unlike `soma.observability.health` (a full produce/consume round trip, for `soma stack status`), these run
 on every readiness probe, so each is one short network exchange with a deadline of
 `SOMA_HEALTH_CHECK_TIMEOUT_S`, and a `Readiness` reuses its last report for
 `SOMA_HEALTH_CACHE_S`:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from soma.ops.supervisor.state import Paths
 from soma.settings import Settings
-from soma.supervisor.state import Paths
 
 LOCAL_ACTOR = "local-platform"  # the name audit records show for this token
 

@@ -13,9 +13,9 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 from soma.errors import StackError
-from soma.processes import Daemon, run_bounded
+from soma.ops.processes import Daemon, run_bounded
+from soma.ops.stack.system import is_loopback
 from soma.settings import Settings, env_name
-from soma.stack.system import is_loopback
 
 POM = "kafka-pom.xml"
 MAIN_CLASS = "kafka.Kafka"
@@ -35,7 +35,7 @@ log4j.logger.state.change.logger=WARN
 def kafka_version() -> str:
     """The broker version pinned in `kafka-pom.xml`."""
     # Our own packaged file, not untrusted input.
-    root = ET.fromstring(files("soma.stack").joinpath(POM).read_text())  # noqa: S314
+    root = ET.fromstring(files("soma.ops.stack").joinpath(POM).read_text())  # noqa: S314
     node = root.find("m:properties/m:kafka.version", {"m": "http://maven.apache.org/POM/4.0.0"})
     if node is None or not node.text:
         raise StackError(f"{POM} has no <kafka.version> property")
@@ -66,7 +66,7 @@ class LocalKafka:
             raise StackError("kafka: needs `java` (17+) and `mvn` on PATH to fetch the broker from Maven Central")
         staging = self.libs.with_name(self.libs.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
-        with as_file(files("soma.stack").joinpath(POM)) as pom:
+        with as_file(files("soma.ops.stack").joinpath(POM)) as pom:
             result = run_bounded(
                 [
                     "mvn", "-q", "-B", "-f", str(pom),

@@ -15,11 +15,11 @@ from typing import Any, cast
 from confluent_kafka import KafkaError, Message
 from opentelemetry.trace import Span, SpanKind
 
-from soma import telemetry
-from soma.catalog import Catalog
 from soma.clients import kafka_consumer, kafka_producer
-from soma.codec import Codec
+from soma.contracts.catalog import Catalog
+from soma.contracts.codec import Codec
 from soma.errors import EventValidationError, InfrastructureUnavailable, SomaError
+from soma.observability import telemetry
 from soma.settings import Settings, env_name
 
 HEADER_TENANT = "tenant"

@@ -20,11 +20,11 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from soma import avro_json
-from soma.catalog import Catalog
+from soma.contracts import avro_json
+from soma.contracts.catalog import Catalog
+from soma.contracts.fastcheck import Check, compile_check
+from soma.contracts.schemas import Schema
 from soma.errors import EventValidationError
-from soma.fastcheck import Check, compile_check
-from soma.schemas import Schema
 from soma.settings import Settings, env_name
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -48,7 +48,7 @@ class Codec:
             self._registry = SchemaRegistryClient.new_client({"url": settings.schema_registry_url.get_secret_value()})
         self._header: dict[str, bytes] = {}
         self._registry_schemas: dict[int, Schema] = {}
-        # Compiled once: the checks fastavro's writer skips (see soma.fastcheck).
+        # Compiled once: the checks fastavro's writer skips (see soma.contracts.fastcheck).
         self._check: dict[str, Check] = {name: compile_check(schema.parsed) for name, schema in self._schema.items()}
 
     def schema(self, topic: str) -> Schema:
@@ -147,7 +147,7 @@ class Codec:
             )
         import json
 
-        from soma.schemas import load_schema_text
+        from soma.contracts.schemas import load_schema_text
 
         registered = self._registry.get_schema(schema_id)
         schema = load_schema_text(json.loads(registered.schema_str), f"registry id {schema_id}")

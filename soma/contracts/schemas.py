@@ -19,7 +19,7 @@ from fastavro.schema import SchemaParseException, UnknownType, fingerprint, pars
 
 from soma.errors import CatalogError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "schemas" / "avro"
 VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
 

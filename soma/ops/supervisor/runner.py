@@ -27,12 +27,12 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from soma.logs import log_line
+from soma.observability.logs import log_line
+from soma.ops.supervisor.backoff import Backoff
+from soma.ops.supervisor.probe import Probe, fetch
+from soma.ops.supervisor.spec import ComponentSpec, resolve, stop_waves
+from soma.ops.supervisor.state import ComponentState, Paths, PlatformState, write_state
 from soma.settings import Settings
-from soma.supervisor.backoff import Backoff
-from soma.supervisor.probe import Probe, fetch
-from soma.supervisor.spec import ComponentSpec, resolve, stop_waves
-from soma.supervisor.state import ComponentState, Paths, PlatformState, write_state
 
 log = logging.getLogger("soma.supervisor")
 TICK_S = 0.2

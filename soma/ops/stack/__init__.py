@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from soma.errors import InfrastructureUnavailable, StackError
-from soma.health import CHECKS, Health
+from soma.observability.health import CHECKS, Health
+from soma.ops.stack.kafka import LocalKafka
+from soma.ops.stack.postgres import LocalPostgres
+from soma.ops.stack.redis import LocalRedis
+from soma.ops.stack.system import port_open
 from soma.settings import Settings
-from soma.stack.kafka import LocalKafka
-from soma.stack.postgres import LocalPostgres
-from soma.stack.redis import LocalRedis
-from soma.stack.system import port_open
 
 Report = Callable[[str], None]
 

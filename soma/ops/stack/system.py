@@ -7,7 +7,7 @@ import shutil
 import socket
 
 from soma.errors import StackError
-from soma.processes import run_bounded
+from soma.ops.processes import run_bounded
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
 _updated = False

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from soma.errors import StackError
-from soma.processes import run_bounded
+from soma.ops.processes import run_bounded
+from soma.ops.stack.system import apt_install, is_loopback, port_open
 from soma.settings import Settings, env_name
-from soma.stack.system import apt_install, is_loopback, port_open
 
 CLUSTER = "main"
 

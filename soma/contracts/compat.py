@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from soma.schemas import SchemaSet
+from soma.contracts.schemas import SchemaSet
 
 # Writer type -> reader types that can read it (Avro "promotion" rules).
 PROMOTIONS = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from soma.catalog import Catalog, TopicSpec
-from soma.schemas import Schema
+from soma.contracts.catalog import Catalog, TopicSpec
+from soma.contracts.schemas import Schema
 
 HEADER = """\
 # Topics

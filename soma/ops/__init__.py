@@ -1,0 +1,1 @@
+"""Operating the platform: the local stack, the supervisor, process control."""
