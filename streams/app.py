@@ -40,6 +40,7 @@ from soma.live_config import LiveConfig
 from soma.observability import telemetry
 from soma.observability.logs import log_context, logging_dict_config
 from soma.observability.readiness import Readiness
+from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings, load_settings
 from streams.errors import InvalidInput
 from streams.logic.ids import derive_id
@@ -50,7 +51,6 @@ from streams.runtime.faust_worker import StreamWorker
 from streams.runtime.metrics import StreamMetrics
 from streams.runtime.partition import partition_for
 
-STREAM_PORT_OFFSETS = {"worker": 0, "tools": 1, "integrator": 2, "segmenter": 3, "replicator": 4}
 log = logging.getLogger("streams")
 NO_SPAN: AbstractContextManager[None] = nullcontext()  # reusable: what `processing` is with tracing off
 
@@ -124,7 +124,7 @@ class StreamApp:
             broker_session_timeout=s.streams_session_timeout_s,
             broker_heartbeat_interval=min(3.0, s.streams_session_timeout_s / 3),
             web_host=s.streams_web_host,
-            web_port=s.streams_web_port_base + STREAM_PORT_OFFSETS.get(name, 9),
+            web_port=stream_topology(name).web_port(s),
             web_transport="tcp://",
             logging_config=logging_dict_config(s, f"stream-{name}"),  # JSON lines once the worker starts
             Worker=StreamWorker,

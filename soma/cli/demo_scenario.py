@@ -31,14 +31,11 @@ from typing import Any
 
 from soma.cli.hops import INFO, MISSED, SEEN, SKIPPED, Hop
 from soma.cli.observe import Observer, Seen
+from soma.ops.supervisor.spec import STREAMS
 from soma.settings import Settings, env_name
 
 TOPICS = ("chat.messages", "tool.requests", "tool.results", "memory.writes", "cog.global_frame", "cog.segments",
           "config_updates", "outbox.audit")
-# streams/app.py's offsets of each stream's web port (a unit test keeps the two equal; importing
-# streams.app here would load Faust for a dict).
-STREAM_PORT_OFFSETS = {"worker": 0, "tools": 1, "integrator": 2, "segmenter": 3, "replicator": 4}
-STREAMS = tuple(STREAM_PORT_OFFSETS)
 # Predictor updates after the first frame: (domain, confidence). Each new leader holds 4 frames,
 # more than the default dwell of 3, so the segmenter closes a leader_change segment twice.
 COG_SEQUENCE = (("plan", 5.0), ("act", 50.0), ("act", 50.0), ("act", 50.0), ("act", 50.0),
@@ -56,9 +53,8 @@ def endpoints(settings: Settings) -> dict[str, str]:
     if settings.outbox_relay_metrics_port:
         urls["relay"] = f"http://{_local(settings.outbox_relay_metrics_host)}:{settings.outbox_relay_metrics_port}"
     urls["admin"] = f"http://{_local(settings.admin_host)}:{settings.admin_port}"
-    for name in STREAMS:
-        urls[f"stream-{name}"] = (f"http://{_local(settings.streams_web_host)}:"
-                                  f"{settings.streams_web_port_base + STREAM_PORT_OFFSETS[name]}")
+    for stream in STREAMS:
+        urls[stream.component] = stream.base_url(settings)
     return urls
 
 

@@ -15,11 +15,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from soma.ops.supervisor.spec import STREAMS as TOPOLOGY
 from soma.settings import Settings
 from tests.support.procs import SOMA, background, run_soma, wait_for
 from tests.support.streams import free_port_base, stream_process, wait_ready
 
-STREAMS = ("worker", "tools", "integrator", "segmenter", "replicator")
+STREAMS = tuple(stream.name for stream in TOPOLOGY)
 DEMO_TOKEN = "demo-admin-5f2c9a1e7b3d"
 
 

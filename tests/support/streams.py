@@ -16,8 +16,8 @@ from typing import Any
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import ConsumedEvent, EventConsumer, EventProducer
+from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings
-from streams.app import STREAM_PORT_OFFSETS
 from tests.support.go_tools import go_installed
 from tests.support.procs import background
 
@@ -41,7 +41,7 @@ def free_port_base(span: int = 5) -> int:
 
 
 def port_of(settings: Settings, name: str) -> int:
-    return settings.streams_web_port_base + STREAM_PORT_OFFSETS[name]
+    return stream_topology(name).web_port(settings)
 
 
 @contextmanager

@@ -15,8 +15,8 @@ import yaml
 from outbox.api_metrics import AdminMetrics
 from outbox.metrics import RelayMetrics
 from soma.observability.metrics import metric_names
+from soma.ops.supervisor.spec import STREAMS
 from soma.settings import Settings
-from streams.app import STREAM_PORT_OFFSETS
 from streams.runtime.metrics import StreamMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -129,7 +129,7 @@ def test_scrape_config_targets_every_process_at_its_default_port() -> None:
     relay = f"{defaults['outbox_relay_metrics_host'].default}:{defaults['outbox_relay_metrics_port'].default}"
     admin = f"{defaults['admin_host'].default}:{defaults['admin_port'].default}"
     base = defaults["streams_web_port_base"].default
-    streams = {f"{defaults['streams_web_host'].default}:{base + offset}" for offset in STREAM_PORT_OFFSETS.values()}
+    streams = {f"{defaults['streams_web_host'].default}:{base + offset}" for offset in (s.port_offset for s in STREAMS)}
     assert targets["soma-relay"] == [relay]
     assert targets["soma-admin-api"] == [admin]
     assert set(targets["soma-streams"]) == streams

@@ -8,14 +8,14 @@ from pathlib import Path
 import yaml
 
 from soma.ops.stack.kafka import kafka_version
+from soma.ops.supervisor.spec import STREAMS
 from soma.settings import Settings
-from streams.app import STREAM_PORT_OFFSETS
 from tests.support.streams import OPA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = {"kafka", "postgres", "redis"}
 NOT_STREAMS = {"__init__", "app", "errors"}
-STREAM_SERVICES = {f"stream-{name}" for name in STREAM_PORT_OFFSETS}
+STREAM_SERVICES = {stream.component for stream in STREAMS}
 PLATFORM = {"relay", "admin"} | STREAM_SERVICES
 
 
@@ -85,9 +85,10 @@ def test_platform_health_checks_ask_readyz_on_each_process_own_port() -> None:
     assert _probe(services["relay"]) == f"http://127.0.0.1:{_default('outbox_relay_metrics_port')}/readyz"
     assert _probe(services["admin"]) == f"http://127.0.0.1:{_default('admin_port')}/readyz"
     assert services["admin"]["command"][-1] == str(_default("admin_port"))
-    for name, offset in STREAM_PORT_OFFSETS.items():
-        spec = services[f"stream-{name}"]
-        port = int(_default("streams_web_port_base")) + offset
+    for stream in STREAMS:
+        name = stream.name
+        spec = services[stream.component]
+        port = int(_default("streams_web_port_base")) + stream.port_offset
         assert _probe(spec) == f"http://127.0.0.1:{port}/readyz", name
         assert spec["entrypoint"] == ["faust", "-A", f"streams.{name}", "--quiet", "worker", "-l", "info"]
         assert spec["environment"]["SOMA_STREAMS_WEB_HOST"] == "0.0.0.0"  # noqa: S104

@@ -10,13 +10,14 @@ from soma.observability.readiness import Readiness
 from soma.ops.supervisor.backoff import Backoff
 from soma.ops.supervisor.probe import Probe, fetch
 from soma.ops.supervisor.spec import (
-    STREAM_PORT_OFFSETS,
+    STREAMS,
     ComponentSpec,
     SpecError,
     levels,
     platform_components,
     resolve,
     stop_waves,
+    stream_topology,
 )
 from soma.ops.supervisor.state import ComponentState, PlatformState, read_state, write_state
 from soma.settings import load_settings
@@ -83,10 +84,13 @@ def test_admin_api_is_disabled_without_tokens(tmp_path: Path) -> None:
     assert specs["relay"].argv[1:4] == ("-m", "soma", "outbox")  # no console script there: the module
 
 
-def test_stream_ports_match_the_stream_apps() -> None:
-    from streams.app import STREAM_PORT_OFFSETS as APP_OFFSETS
-
-    assert STREAM_PORT_OFFSETS == APP_OFFSETS
+def test_every_stream_has_its_own_web_port_and_known_dependencies() -> None:
+    offsets = [stream.port_offset for stream in STREAMS]
+    assert len(set(offsets)) == len(offsets)
+    names = {stream.component for stream in STREAMS}
+    assert all(dep in names for stream in STREAMS for dep in stream.depends_on)
+    with pytest.raises(SpecError, match="unknown stream 'nope'"):
+        stream_topology("nope")
 
 
 # --- restart backoff -------------------------------------------------------------------------

@@ -18,16 +18,47 @@ from pathlib import Path
 from soma.errors import SomaError
 from soma.settings import Settings
 
-# Stream modules in start order (`faust -A streams.<name> worker`) and what each needs.
-STREAMS: dict[str, tuple[str, ...]] = {
-    "replicator": (),
-    "tools": (),
-    "worker": ("stream-tools", "stream-replicator"),
-    "integrator": (),
-    "segmenter": ("stream-integrator",),
-}
-# Offsets of the streams' web ports from SOMA_STREAMS_WEB_PORT_BASE (as in streams/app.py).
-STREAM_PORT_OFFSETS = {"worker": 0, "tools": 1, "integrator": 2, "segmenter": 3, "replicator": 4}
+
+@dataclass(frozen=True)
+class StreamTopology:
+    """One stream process: its module (`faust -A streams.<name> worker`), web port and needs.
+
+    The one declaration of the stream topology: the streams, the supervisor, the demo and the
+    compose tests all read it from here.
+    """
+
+    name: str
+    port_offset: int  # from SOMA_STREAMS_WEB_PORT_BASE
+    depends_on: tuple[str, ...] = ()  # component names
+
+    @property
+    def component(self) -> str:
+        return f"stream-{self.name}"
+
+    def web_port(self, settings: Settings) -> int:
+        return settings.streams_web_port_base + self.port_offset
+
+    def base_url(self, settings: Settings) -> str:
+        return _http(settings.streams_web_host, self.web_port(settings))
+
+
+# In start order: the worker needs the tools stream (its tool calls) and the replicator (its
+# memory writes); the segmenter needs the integrator (its input).
+STREAMS: tuple[StreamTopology, ...] = (
+    StreamTopology("replicator", 4),
+    StreamTopology("tools", 1),
+    StreamTopology("worker", 0, ("stream-tools", "stream-replicator")),
+    StreamTopology("integrator", 2),
+    StreamTopology("segmenter", 3, ("stream-integrator",)),
+)
+
+
+def stream_topology(name: str) -> StreamTopology:
+    """The declared stream `name`; `SpecError` naming the known ones otherwise."""
+    for stream in STREAMS:
+        if stream.name == name:
+            return stream
+    raise SpecError(f"unknown stream {name!r} (known: {', '.join(s.name for s in STREAMS)})")
 
 
 class SpecError(SomaError):
@@ -77,12 +108,11 @@ def platform_components(settings: Settings, bin_dir: Path | None = None) -> list
             disabled="" if settings.admin_tokens is not None else "SOMA_ADMIN_TOKENS is not set",
         ),
     ]
-    for name, needs in STREAMS.items():
-        port = settings.streams_web_port_base + STREAM_PORT_OFFSETS[name]
+    for stream in STREAMS:
         specs.append(ComponentSpec(
             # --quiet: no banner on stdout, so the stream's log is JSON lines only (soma.observability.logs)
-            f"stream-{name}", (*faust, "-A", f"streams.{name}", "--quiet", "worker", "-l", "info"),
-            _http(settings.streams_web_host, port), f"streams.{name}", depends_on=needs,
+            stream.component, (*faust, "-A", f"streams.{stream.name}", "--quiet", "worker", "-l", "info"),
+            stream.base_url(settings), f"streams.{stream.name}", depends_on=stream.depends_on,
         ))
     return specs
 
