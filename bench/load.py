@@ -185,7 +185,7 @@ class LoadRun:
 
     def _send_update(self, tenant: str, domain: str, confidence: float) -> None:
         from soma.contracts.events import prepare
-        from streams.logic.ids import derive_id
+        from soma.contracts.ids import derive_id
 
         event_id = str(uuid.uuid4())
         record = prepare(self.catalog, self.codec, self.settings, "cog.predictor_updates", {

@@ -36,8 +36,8 @@ from soma.clients import database_engine, kafka_admin
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import EventProducer, prepare
+from soma.contracts.ids import derive_id
 from soma.settings import Settings, load_settings
-from streams.logic.ids import derive_id
 from streams.logic.integrate import IntegratorParams, IntegratorState, commit, propose
 from tests.support.procs import run_soma
 from tests.support.streams import Bus, free_port_base, stream_process, wait_ready

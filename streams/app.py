@@ -35,6 +35,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import HEADER_TENANT, HEADER_TRACEPARENT, prepare
+from soma.contracts.ids import derive_id
+from soma.contracts.partition import partition_for
 from soma.errors import EventValidationError, SomaError
 from soma.live_config import LiveConfig
 from soma.observability import telemetry
@@ -43,13 +45,11 @@ from soma.observability.readiness import Readiness
 from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings, load_settings
 from streams.errors import InvalidInput
-from streams.logic.ids import derive_id
 from streams.logic.stall import StallDetector
 from streams.runtime.auth import aiokafka_security, faust_credentials
 from streams.runtime.dlq_depth import dlq_depth
 from streams.runtime.faust_worker import StreamWorker
 from streams.runtime.metrics import StreamMetrics
-from streams.runtime.partition import partition_for
 
 log = logging.getLogger("streams")
 NO_SPAN: AbstractContextManager[None] = nullcontext()  # reusable: what `processing` is with tracing off

@@ -14,9 +14,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from soma.contracts.ids import derive_id
 from streams.app import Incoming, Out, StreamApp
 from streams.errors import InvalidInput
-from streams.logic.ids import derive_id
 from streams.logic.integrate import IntegratorParams, IntegratorState, commit, propose
 from streams.runtime.opa import LeaderPolicy
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from soma.contracts.ids import derive_id
 from streams.app import Incoming, Out, StreamApp
-from streams.logic.ids import derive_id
 from streams.logic.segment import SegmenterParams, SegmenterState, decide
 
 stream = StreamApp("segmenter", ["cog.global_frame"])

@@ -13,8 +13,8 @@ import asyncio
 import functools
 from typing import Any
 
+from soma.contracts.ids import derive_id
 from streams.app import Incoming, Out, StreamApp
-from streams.logic.ids import derive_id
 from streams.logic.tools import ToolRegistry, run_tool
 
 stream = StreamApp("tools", ["tool.requests"])

@@ -276,7 +276,7 @@ class Demo:
 
     def _cause(self, frame: Seen) -> float:
         """Send time of the predictor update a frame came from (its id is derived from the update's)."""
-        from streams.logic.ids import derive_id
+        from soma.contracts.ids import derive_id
 
         for update_id, sent in self.sent_at.items():
             if derive_id(update_id, "frame") == frame.value["event_id"]:
@@ -446,7 +446,7 @@ class Demo:
 
 
 def _derive(event_id: str, slot: str) -> str:
-    from streams.logic.ids import derive_id
+    from soma.contracts.ids import derive_id
 
     return derive_id(event_id, slot)
 

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from streams.logic.ids import derive_id, remember
+from soma.contracts.ids import derive_id
+from streams.logic.ids import remember
 
 
 @dataclass(frozen=True)

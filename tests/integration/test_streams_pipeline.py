@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import text
 
 from soma.clients import database_engine, kafka_producer, redis_client
+from soma.contracts.ids import derive_id
 from soma.ops.supervisor.spec import STREAMS as TOPOLOGY
 from soma.settings import Settings
-from streams.logic.ids import derive_id
 from tests.support.procs import background, run_soma, wait_for
 from tests.support.streams import Bus, free_port_base, opa_binary, port_of, stream_process, wait_ready
 

@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from soma.clients import kafka_consumer
+from soma.contracts.ids import derive_id
 from soma.settings import Settings
-from streams.logic.ids import derive_id
 from tests.support.procs import run_soma
 from tests.support.streams import Bus, free_port_base, port_of, stream_process, wait_ready
 

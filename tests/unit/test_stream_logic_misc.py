@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from streams.logic.ids import derive_id, remember
+from soma.contracts.ids import derive_id
+from streams.logic.ids import remember
 from streams.logic.stall import StallDetector
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from streams.logic.ids import derive_id
+from soma.contracts.ids import derive_id
 from streams.logic.session import Reply, SessionState, on_message, on_tool_result, wants_reply
 
 
