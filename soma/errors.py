@@ -33,3 +33,11 @@ class EventValidationError(SomaError):
 
 class SchemaCompatibilityError(SomaError):
     """A schema change would break readers of data written with a released version."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (a driver's own error where SQLAlchemy wraps one), at most
+    `limit` characters; the type's name when the message is empty. What a one-line report shows."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return lines[0][:limit] if lines else type(original).__name__
