@@ -1,13 +1,20 @@
-"""Client factories: every Kafka, PostgreSQL and Redis connection is built here from `Settings`."""
+"""Client factories: every Kafka, PostgreSQL, Redis and HTTP connection is built here from `Settings`.
+
+Blocking clients (librdkafka, SQLAlchemy, redis) for the CLI, the outbox and the tools; asyncio
+clients (aiokafka, redis.asyncio, httpx) for the stream processes, which run on Faust's event loop.
+"""
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import redis
+import redis.asyncio as aioredis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, create_engine
@@ -15,6 +22,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from soma.errors import InfrastructureUnavailable
 from soma.settings import Settings, env_name
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer
 
 # librdkafka's own log lines go through Python logging instead of raw stderr.
 LIBRDKAFKA_LOGGER = logging.getLogger("soma.librdkafka")
@@ -55,4 +65,48 @@ def redis_client(settings: Settings) -> redis.Redis:
     timeout = settings.kafka_timeout_s
     return redis.Redis.from_url(
         settings.redis_url_value(), socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+
+
+def async_redis_client(settings: Settings) -> aioredis.Redis:
+    """The asyncio form of `redis_client` (same URL and timeouts)."""
+    timeout = settings.kafka_timeout_s
+    return aioredis.Redis.from_url(
+        settings.redis_url_value(), socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+
+
+def http_client() -> httpx.AsyncClient:
+    """An asyncio HTTP client (e.g. to OPA); timeouts are given per request."""
+    return httpx.AsyncClient()
+
+
+def sasl_password(settings: Settings) -> str | None:
+    secret = settings.kafka_sasl_password
+    return secret.get_secret_value() if secret is not None else None
+
+
+def aiokafka_security(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for an aiokafka client (empty for PLAINTEXT): the same security protocol and
+    SASL credentials `Settings.kafka_config` gives librdkafka, so every client talks to the broker alike."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    kwargs: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = ssl.create_default_context()
+    if protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
+        kwargs["sasl_plain_password"] = sasl_password(settings)
+    return kwargs
+
+
+def aiokafka_reader(settings: Settings, client_id: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A group-less aiokafka consumer (no commits: the caller assigns and seeks), not started yet."""
+    from aiokafka import AIOKafkaConsumer  # imported here: only the stream processes need aiokafka
+
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+        client_id=f"{settings.kafka_client_id}-{client_id}", **(aiokafka_security(settings) | overrides),
     )

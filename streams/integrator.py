@@ -12,19 +12,22 @@ import json
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.asyncio import Redis
 
+from soma.clients import async_redis_client
 from soma.contracts.ids import derive_id
-from streams.app import Incoming, Out, StreamApp
-from streams.errors import InvalidInput
+from streams.app import StreamApp
 from streams.logic.integrate import IntegratorParams, IntegratorState, commit, propose
+from streams.logic.output import Output
 from streams.runtime.opa import LeaderPolicy
+from streams.runtime.records import RECORD_FAULTS, Incoming
+from streams.runtime.state import StagedStates
 
 stream = StreamApp("integrator", ["cog.predictor_updates"], needs=("redis", "opa"))
 app = stream.app
 tenants = stream.table("tenants")
 policy = LeaderPolicy(stream.settings.opa_url, stream.settings.opa_policy_path)
-_redis: aioredis.Redis | None = None
+_redis: Redis | None = None  # the Redis client, built on first use (on the worker's event loop)
 BATCH = 1000  # most updates per batch (one delivery round trip, one Redis pipeline, one state write per tenant)
 BATCH_WAIT_S = 0.02  # longest wait to fill a batch (adds at most this to the update-to-frame latency)
 # Redeliveries are caught by source offset; the id window only has to catch replays (new offsets,
@@ -32,13 +35,10 @@ BATCH_WAIT_S = 0.02  # longest wait to fill a batch (adds at most this to the up
 SEEN_WINDOW = min(stream.settings.streams_dedupe_window, 32)
 
 
-def _redis_client() -> aioredis.Redis:
+def _redis_client() -> Redis:
     global _redis
     if _redis is None:
-        s = stream.settings
-        _redis = aioredis.Redis.from_url(
-            s.redis_url_value(), socket_timeout=s.kafka_timeout_s, socket_connect_timeout=s.kafka_timeout_s
-        )
+        _redis = async_redis_client(stream.settings)
     return _redis
 
 
@@ -54,8 +54,8 @@ def params_for(tenant: str) -> IntegratorParams | None:
 
 
 async def fold(
-    record: Incoming, states: dict[str, IntegratorState], batch_params: dict[str, IntegratorParams | None],
-) -> tuple[Out, dict[str, Any]] | None:
+    record: Incoming, states: StagedStates[IntegratorState], batch_params: dict[str, IntegratorParams | None],
+) -> tuple[Output, dict[str, Any]] | None:
     """Apply one update to the batch's working states; the frame to emit (as output and as fields)."""
     tenant = record.tenant
     if tenant not in batch_params:  # live config changes between batches, not within one
@@ -63,7 +63,7 @@ async def fold(
     params = batch_params[tenant]
     if params is None:
         return None
-    state = states[tenant] if tenant in states else IntegratorState.from_dict(tenants.get(tenant))
+    state = states.get(tenant)
     proposal = propose(state, record.value, params, offset=record.offset)
     if proposal is None:
         stream.metrics.duplicates.inc()
@@ -76,13 +76,14 @@ async def fold(
             timeout_s=float(stream.param("opa_timeout_s", tenant)),
         )
         allowed = answer.allowed
-    states[tenant], fields = commit(state, proposal, allowed)
+    new_state, fields = commit(state, proposal, allowed)
+    states.put(tenant, new_state, record.partition)
     frame = {"event_id": derive_id(record.event_id, "frame"), "occurred_at": record.value["occurred_at"], **fields}
     if frame["vetoed"]:
         stream.metrics.vetoes.labels(tenant).inc()
     elif proposal.leader_changes:
         stream.metrics.leader_switches.labels(tenant).inc()
-    return Out("cog.global_frame", frame, tenant), frame
+    return Output("cog.global_frame", frame, tenant), frame
 
 
 async def process(batch: list[Incoming]) -> None:
@@ -91,23 +92,20 @@ async def process(batch: list[Incoming]) -> None:
     Frames are delivered (awaited) before the states recording their inputs are written, so a
     restart never skips an input whose frame was lost; one broker round trip per batch.
     """
-    states: dict[str, IntegratorState] = {}
-    partitions: dict[str, int] = {}
-    outputs: list[Out] = []
+    states = StagedStates(tenants, IntegratorState.from_dict)
+    outputs: list[Output] = []
     latest: dict[str, dict[str, Any]] = {}
     batch_params: dict[str, IntegratorParams | None] = {}
     for record in batch:
         try:
             with stream.log_context(record):
                 result = await fold(record, states, batch_params)
-        except (InvalidInput, KeyError, TypeError, ValueError) as exc:
-            await stream.dead_letter(record.topic, record.partition, record.offset, record.key, record.raw,
-                                     record.headers, "processing", f"{type(exc).__name__}: {exc}")
+        except RECORD_FAULTS as exc:
+            await stream.reject(record, exc)
             continue
         if result is not None:
             outputs.append(result[0])
             latest[record.tenant] = result[1]
-            partitions[record.tenant] = record.partition
     if not outputs:
         return
     for future in await stream.send(outputs):
@@ -119,11 +117,7 @@ async def process(batch: list[Incoming]) -> None:
             pipe.set(f"global_frame:{tenant}", json.dumps(cached, sort_keys=True),
                      ex=stream.settings.integrator_frame_ttl_s)
         await pipe.execute()
-    by_partition: dict[int, dict[str, Any]] = {}
-    for tenant, state in states.items():
-        by_partition.setdefault(partitions[tenant], {})[tenant] = state.to_dict()
-    for partition, changes in by_partition.items():
-        await stream.write_state(tenants, partition, changes)
+    await stream.write_states(states)
     now = time.time()
     for out in outputs:
         occurred = out.event["occurred_at"]
@@ -131,14 +125,11 @@ async def process(batch: list[Incoming]) -> None:
             stream.metrics.frame_latency.observe(max(0.0, now - occurred.timestamp()))
 
 
+async def process_traced(batch: list[Incoming]) -> None:
+    with stream.processing(batch):  # one span per batch, linked to every update's trace
+        await process(batch)
+
+
 @app.agent(stream.sources)
 async def integrate(events: Any) -> None:
-    await stream.wait_for_config()
-    async for batch in events.take_events(BATCH, within=BATCH_WAIT_S):
-        await stream.complete(process_taken(batch))
-
-
-async def process_taken(batch: list[Any]) -> None:
-    records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
-    with stream.processing(records):  # one span per batch, linked to every update's trace
-        await process(records)
+    await stream.run_batches(events, process_traced, BATCH, BATCH_WAIT_S)

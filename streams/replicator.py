@@ -21,8 +21,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from soma.clients import database_engine
 from soma.observability import telemetry
-from streams.app import Incoming, StreamApp
+from streams.app import StreamApp
 from streams.errors import InvalidInput
+from streams.runtime.records import Incoming
 from streams.storage.replica import apply_write, apply_writes, row_for
 
 stream = StreamApp("replicator", ["memory.writes"], needs=("postgresql",), tables=("memory_replica",))
@@ -100,10 +101,4 @@ async def apply_batch(records: Sequence[Incoming]) -> None:
 
 @app.agent(stream.sources)
 async def replicate(events: Any) -> None:
-    await stream.wait_for_config()
-    async for taken in events.take_events(BATCH, within=BATCH_WAIT_S):
-        await stream.complete(apply_taken(taken))
-
-
-async def apply_taken(taken: list[Any]) -> None:
-    await apply_batch([r for r in [await stream.decode(e) for e in taken] if r is not None])
+    await stream.run_batches(events, apply_batch, BATCH, BATCH_WAIT_S)

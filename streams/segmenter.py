@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from soma.contracts.ids import derive_id
-from streams.app import Incoming, Out, StreamApp
+from streams.app import StreamApp
+from streams.logic.output import Output
 from streams.logic.segment import SegmenterParams, SegmenterState, decide
+from streams.runtime.records import Incoming
 
 stream = StreamApp("segmenter", ["cog.global_frame"])
 app = stream.app
@@ -55,10 +57,10 @@ async def handle(record: Incoming) -> None:
     if new_state == state:
         stream.metrics.duplicates.inc()
         return
-    outputs = []
+    outputs: list[Output] = []
     for index, fields in enumerate(segments):
         segment_id = derive_id(record.event_id, f"segment:{index}")
-        outputs.append(Out("cog.segments", {
+        outputs.append(Output("cog.segments", {
             "event_id": segment_id, "segment_id": segment_id, "occurred_at": occurred, **fields,
         }, tenant))
         stream.metrics.segments.labels(fields["boundary_kind"], tenant).inc()

@@ -14,8 +14,10 @@ import functools
 from typing import Any
 
 from soma.contracts.ids import derive_id
-from streams.app import Incoming, Out, StreamApp
+from streams.app import StreamApp
+from streams.logic.output import Output
 from streams.logic.tools import ToolRegistry, run_tool
+from streams.runtime.records import Incoming
 
 stream = StreamApp("tools", ["tool.requests"])
 app = stream.app
@@ -29,7 +31,7 @@ async def handle(record: Incoming, limit: asyncio.Semaphore) -> None:
     async with limit:
         outcome = await run_tool(registry, str(request["tool"]), str(request["arguments_json"]), timeout_s)
     stream.metrics.tool_calls.labels(str(request["tool"]), outcome.status, record.tenant).inc()
-    await stream.emit([Out("tool.results", {
+    await stream.emit([Output("tool.results", {
         "event_id": derive_id(record.event_id, "result"),
         "occurred_at": request["occurred_at"],
         "session_id": request["session_id"],
@@ -42,14 +44,12 @@ async def handle(record: Incoming, limit: asyncio.Semaphore) -> None:
     }, record.tenant)], cause=record)
 
 
+async def execute_batch(records: list[Incoming]) -> None:
+    """The batch's calls run concurrently, at most the live `TOOLS_CONCURRENCY` at a time."""
+    limit = asyncio.Semaphore(int(stream.param("tools_concurrency")))
+    await asyncio.gather(*(stream.handle_traced(r, functools.partial(handle, limit=limit)) for r in records))
+
+
 @app.agent(stream.sources)
 async def execute(events: Any) -> None:
-    await stream.wait_for_config()
-    async for batch in events.take_events(stream.settings.tools_concurrency, within=0.05):
-        await stream.complete(execute_taken(batch))
-
-
-async def execute_taken(batch: list[Any]) -> None:
-    limit = asyncio.Semaphore(int(stream.param("tools_concurrency")))
-    records = [r for r in [await stream.decode(e) for e in batch] if r is not None]
-    await asyncio.gather(*(stream.handle_traced(r, functools.partial(handle, limit=limit)) for r in records))
+    await stream.run_batches(events, execute_batch, stream.settings.tools_concurrency, 0.05)

@@ -1,6 +1,7 @@
 """The conversation worker's session folding: pure functions over a session's state.
 
-`on_message` folds a ChatMessage into the session (count, last sequence, pending tool calls)
+`decide` is the worker's one entry point: a ChatMessage or a ToolResult in, the session's next
+state and the outputs out. `on_message` folds a ChatMessage into the session (count, last sequence, pending tool calls)
 and returns the outputs: a memory write for every message, a tool request per tool call, and
 the responder's reply when one is given. `on_tool_result` turns a ToolResult for a pending
 call into the role=tool ChatMessage that carries it back into the session. An input whose
@@ -11,18 +12,13 @@ before the state that records it was written.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from soma.contracts.ids import derive_id
 from streams.logic.ids import remember
-
-
-@dataclass(frozen=True)
-class Output:
-    topic: str  # catalog name
-    event: dict[str, Any]  # without tenant_id (added by the envelope) but with event_id
+from streams.logic.output import Output
 
 
 @dataclass(frozen=True)
@@ -151,3 +147,18 @@ def on_tool_result(state: SessionState, result: Mapping[str, Any], *, window: in
     })
     new = replace(state, reserved_sequence=sequence, pending=pending, seen=remember(state.seen, event_id, window))
     return new, [message]
+
+
+def decide(
+    state: SessionState, topic: str, value: Mapping[str, Any], *, window: int,
+    respond: Callable[[SessionState, Mapping[str, Any]], Reply | None],
+) -> tuple[SessionState, list[Output]]:
+    """The session's next state and the outputs of one input (unchanged state: a duplicate).
+
+    `respond` (the responder) is asked only for a new input that wants a reply."""
+    if topic == "tool.results":
+        return on_tool_result(state, value, window=window)
+    reply = None
+    if str(value["event_id"]) not in state.seen and wants_reply(state, value):
+        reply = respond(state, value)
+    return on_message(state, value, window=window, reply=reply)

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from soma.clients import http_client
+
 log = logging.getLogger("streams.opa")
 
 
@@ -21,7 +23,7 @@ class LeaderPolicy:
     def __init__(self, url: str | None, path: str) -> None:
         self.url = url.rstrip("/") if url else None
         self.path = path.strip("/")
-        self._client = httpx.AsyncClient() if self.url else None
+        self._client = http_client() if self.url else None
 
     async def allow(self, query: dict[str, Any], *, fail_mode: str, timeout_s: float) -> PolicyAnswer:
         if self._client is None or self.url is None:

@@ -157,7 +157,8 @@ def test_off_the_writer_and_streams_keep_their_old_headers(monkeypatch: pytest.M
     assert values["headers"]["traceparent"] == PARENT
     from types import SimpleNamespace
 
-    from streams.app import NO_SPAN, StreamApp
+    from streams.app import StreamApp
+    from streams.runtime.tracing import NO_SPAN
 
     assert StreamApp.processing(SimpleNamespace(tracer=None), []) is NO_SPAN  # type: ignore[arg-type]
 
@@ -236,7 +237,8 @@ def test_a_stream_batch_span_links_every_record_and_a_single_record_is_parented(
 ) -> None:
     from types import SimpleNamespace
 
-    from streams.app import Incoming, StreamApp
+    from streams.app import StreamApp
+    from streams.runtime.records import Incoming
 
     settings, path = traced
     other = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"

@@ -22,11 +22,11 @@ from soma.clients import database_engine, kafka_producer, redis_client
 from soma.contracts.ids import derive_id
 from soma.ops.supervisor.spec import STREAMS as TOPOLOGY
 from soma.settings import Settings
+from tests.integration.streams.conftest import LOGS
 from tests.support.procs import background, run_soma, wait_for
 from tests.support.streams import Bus, free_port_base, opa_binary, port_of, stream_process, wait_ready
 
 STREAMS = tuple(stream.name for stream in TOPOLOGY)
-LOGS = Path(".soma/test-logs/streams")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def opa_url(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     if binary is None:
         pytest.skip("OPA not available (no Go toolchain to build it)")
     port = free_port_base(1)
-    policy = Path(__file__).resolve().parents[2] / "policies" / "opa" / "leader.rego"
+    policy = Path(__file__).resolve().parents[3] / "policies" / "opa" / "leader.rego"
     log = tmp_path_factory.mktemp("opa") / "opa.log"
     argv = [str(binary), "run", "--server", "--addr", f"127.0.0.1:{port}", str(policy)]
     with background(argv, stack, log, max_lifetime_s=900):
@@ -54,14 +54,9 @@ def opa_url(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def running(settings: Settings, opa_url: str) -> Iterator[Settings]:
-    ensured = run_soma(settings, "topics", "ensure", timeout_s=120)
-    assert ensured.returncode == 0, ensured.stderr
-    migrated = run_soma(settings, "db", "upgrade", "head", timeout_s=120)
-    assert migrated.returncode == 0, migrated.stderr
-    own = settings.model_copy(update={
+def running(migrated: Settings, opa_url: str) -> Iterator[Settings]:
+    own = migrated.model_copy(update={
         "enable_cog_threads": True,
-        "streams_web_port_base": free_port_base(),
         "worker_responder": "streams.logic.responders:EchoResponder",
         "opa_url": opa_url,
         "opa_timeout_s": 2.0,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import faust
 
+from soma.clients import aiokafka_security
 from soma.settings import load_settings
-from streams.runtime.auth import aiokafka_security, faust_credentials
+from streams.runtime.auth import faust_credentials
 
 
 def test_plaintext_needs_no_credentials() -> None:

@@ -15,7 +15,6 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,18 +23,15 @@ from confluent_kafka import TopicPartition
 from soma.clients import kafka_consumer
 from soma.contracts.ids import derive_id
 from soma.settings import Settings
-from tests.support.procs import run_soma
-from tests.support.streams import Bus, free_port_base, port_of, stream_process, wait_ready
+from tests.integration.streams.conftest import LOGS
+from tests.support.streams import Bus, port_of, stream_process, wait_ready
 
-LOGS = Path(".soma/test-logs/streams")
 SESSIONS, PER_SESSION = 10, 100
 
 
 @pytest.fixture(scope="module")
-def prepared(settings: Settings) -> Settings:
-    ensured = run_soma(settings, "topics", "ensure", timeout_s=120)
-    assert ensured.returncode == 0, ensured.stderr
-    return settings.model_copy(update={"streams_web_port_base": free_port_base(), "streams_session_timeout_s": 6.0})
+def prepared(topics_ensured: Settings) -> Settings:
+    return topics_ensured.model_copy(update={"streams_session_timeout_s": 6.0})
 
 
 def _high_watermarks(settings: Settings, topic: str, partitions: int = 3) -> int:

@@ -13,7 +13,6 @@ import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -22,22 +21,17 @@ from sqlalchemy import text
 
 from soma.clients import database_engine, kafka_consumer
 from soma.settings import Settings
-from tests.support.procs import run_soma, wait_for
-from tests.support.streams import Bus, free_port_base, port_of, stream_process, wait_ready
+from tests.integration.streams.conftest import LOGS
+from tests.support.procs import wait_for
+from tests.support.streams import Bus, port_of, stream_process, wait_ready
 from tests.support.tcp_proxy import tcp_proxy
 
-LOGS = Path(".soma/test-logs/streams")
 PARTITIONS = 3
 
 
 @pytest.fixture(scope="module")
-def prepared(settings: Settings) -> Settings:
-    for argv in (("topics", "ensure"), ("db", "upgrade", "head")):
-        result = run_soma(settings, *argv, timeout_s=120)
-        assert result.returncode == 0, result.stderr
-    return settings.model_copy(update={
-        "streams_web_port_base": free_port_base(), "replicator_retry_base_s": 0.2, "replicator_retry_max_s": 1.0,
-    })
+def prepared(migrated: Settings) -> Settings:
+    return migrated.model_copy(update={"replicator_retry_base_s": 0.2, "replicator_retry_max_s": 1.0})
 
 
 def _metric(settings: Settings, name: str) -> float:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
-from streams.app import Incoming
 from streams.errors import InvalidInput
+from streams.runtime.records import Incoming
 
 
 def _record(**overrides: Any) -> Incoming:

@@ -1,0 +1,93 @@
+"""The live config mirror: every stream process reads `config_updates` from the beginning into its
+`LiveConfig` (a group-less reader, no commits) before it processes anything, then follows it.
+
+A rejected update is logged, counted and audited on `outbox.audit`; hooks in `on_config` run
+after every accepted one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from soma.clients import aiokafka_reader
+from soma.contracts.ids import derive_id
+from soma.errors import SomaError
+from streams.logic.output import Output
+from streams.runtime.core import log
+from streams.runtime.emit import Emitter
+
+
+class ConfigMirror(Emitter):
+    on_config: list[Callable[[], None]]
+
+    def param(self, field: str, tenant: str | None = None) -> Any:
+        return self.live.get(field, tenant)
+
+    async def wait_for_config(self) -> None:
+        if not self.config_loaded.is_set():
+            try:
+                await asyncio.wait_for(self.config_loaded.wait(), timeout=self.settings.kafka_timeout_s * 3)
+            except TimeoutError:
+                log.warning("%s: config_updates not loaded in time; starting with what is known", self.name)
+
+    async def mirror_config(self) -> None:
+        """The app task that keeps the mirror: `config_loaded` is set once the start-up end offsets are read."""
+        from aiokafka import TopicPartition
+
+        physical = self.settings.topic_name("config_updates")
+        partitions = self.catalog.topic("config_updates").partitions
+        consumer = aiokafka_reader(self.settings, f"{self.name}-config", isolation_level="read_committed")
+        await consumer.start()
+        try:
+            tps = [TopicPartition(physical, p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for messages in batch.values():
+                    for message in messages:
+                        await self.apply_config(message.value, message.offset)
+                if not self.config_loaded.is_set() and all(await _positions_reached(consumer, ends)):
+                    self.config_loaded.set()
+        finally:
+            await consumer.stop()
+
+    async def apply_config(self, raw: bytes | None, offset: int) -> None:
+        if not raw:
+            return  # a tombstone
+        try:
+            update = self.codec.decode("config_updates", raw)
+        except SomaError as exc:
+            log.warning("%s: undecodable config update at offset %d: %s", self.name, offset, exc)
+            self.metrics.config_rejected.labels("?").inc()
+            return
+        decision = self.live.apply(update)
+        if decision.accepted:
+            log.info("%s: config %s (tenant %s) = %r, version %s", self.name, decision.name,
+                     decision.scope or "*", update.get("value"), update.get("version"))
+            self.metrics.config_applied.inc()
+            for hook in self.on_config:
+                hook()
+            return
+        log.warning("%s: rejected config update %s (tenant %s, version %s): %s", self.name, decision.name,
+                    decision.scope or "*", update.get("version"), decision.reason)
+        self.metrics.config_rejected.labels(decision.name).inc()
+        details = {"name": decision.name, "version": update.get("version"), "reason": decision.reason,
+                   "update_event_id": update.get("event_id"), "stream": self.name}
+        tenant = decision.scope or "_global"
+        try:
+            await self.emit([Output("outbox.audit", {
+                "event_id": derive_id(str(update.get("event_id")), f"config-rejected:{self.name}"),
+                "actor": f"streams.{self.name}", "action": "config.rejected", "target_tenant": tenant,
+                "details_json": json.dumps(details, sort_keys=True, default=str), "outcome": "rejected",
+            }, tenant)])
+        except SomaError as exc:
+            log.warning("%s: could not audit the rejection: %s", self.name, exc)
+
+
+async def _positions_reached(consumer: Any, ends: Mapping[Any, int]) -> list[bool]:
+    return [await consumer.position(tp) >= end for tp, end in ends.items()]

@@ -1,0 +1,90 @@
+"""Outputs to the broker: build (the shared record builder), partition, send, wait for the acknowledgement.
+
+Every output is built by `soma.contracts.events.prepare` and put on the partition
+`soma.contracts.partition.partition_for` gives its key (murmur2, as every Kafka client does).
+`send` only hands records to the producer; `acknowledged` waits for the broker, so a batch pays
+one round trip for all its outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import SpanKind
+
+from soma.contracts.events import HEADER_TRACEPARENT, prepare
+from soma.contracts.partition import partition_for
+from soma.errors import SomaError
+from soma.observability import telemetry
+from streams.logic.output import Output
+from streams.runtime.core import StreamCore, log
+
+if TYPE_CHECKING:  # records.py builds on this module
+    from streams.runtime.records import Incoming
+
+
+class Emitter(StreamCore):
+    async def send(self, outputs: Sequence[Output], cause: Incoming | None = None) -> list[Awaitable[Any]]:
+        """Hand outputs to the producer (shared record builder); returns their delivery futures.
+
+        An output without a tenant takes its cause's."""
+        pending = []
+        extra: dict[str, str] = {}
+        if self.tracer is None and cause is not None and HEADER_TRACEPARENT in cause.headers:
+            extra[HEADER_TRACEPARENT] = cause.headers[HEADER_TRACEPARENT].decode(errors="replace")
+        for out in outputs:
+            tenant = out.tenant if out.tenant is not None or cause is None else cause.tenant
+            if tenant is None:
+                raise ValueError(f"an output to {out.topic} has no tenant and no cause")
+            span = None
+            if self.tracer is not None:  # a publish span, child of the current (process) span
+                span = self.tracer.start_span(f"publish {out.topic}", kind=SpanKind.PRODUCER)
+                extra = telemetry.inject(span)
+            try:
+                record = prepare(self.catalog, self.codec, self.settings, out.topic, dict(out.event),
+                                 tenant=tenant, headers=extra)
+            except SomaError as exc:
+                if span is not None:
+                    telemetry.fail(span, exc)
+                    span.end()
+                raise
+            partitions = self.catalog.topic(out.topic).partitions
+            partition = partition_for(record.key, partitions)
+            future = await self.app.producer.send(
+                record.physical_topic, record.key, record.value, partition, None, record.headers,
+            )
+            if span is not None:
+                if span.is_recording():
+                    session = record.event.get("session_id")
+                    span.set_attributes(telemetry.messaging_attributes(
+                        "publish", record.physical_topic, partition=partition, key=record.key, tenant=tenant,
+                        event_id=str(record.event["event_id"]), session_id=str(session) if session else None,
+                    ))
+                telemetry.end_on_delivery(span, future)  # ends when the broker acknowledges, not at enqueue
+            pending.append(future)
+            self.metrics.emitted.labels(out.topic, tenant).inc()
+        return pending
+
+    async def emit(self, outputs: Sequence[Output], cause: Incoming | None = None) -> None:
+        """Send outputs and wait until the broker has them all."""
+        for out, future in zip(outputs, await self.send(outputs, cause), strict=True):
+            try:
+                await future
+            except Exception:
+                self.metrics.publish_failures.labels(out.topic).inc()
+                raise
+
+    async def acknowledged(self, futures: Sequence[Awaitable[Any]], what: str) -> None:
+        """Wait for every delivery; say so in the log while some take longer than a broker round trip should."""
+        waiting = {asyncio.ensure_future(f) for f in futures}
+        started = time.monotonic()
+        while waiting:
+            done, waiting = await asyncio.wait(waiting, timeout=self.settings.kafka_timeout_s)
+            for future in done:
+                future.result()  # a failed delivery raises here
+            if waiting:
+                log.warning("%s: %d %s not acknowledged after %.0fs; still waiting", self.name, len(waiting), what,
+                            time.monotonic() - started)

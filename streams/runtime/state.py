@@ -1,0 +1,81 @@
+"""Stream state: JSON-valued Faust tables whose writes wait for the broker to hold their changelog.
+
+State that records an input id is never written before that input's outputs are acknowledged
+(the caller awaits them first), and the input is not acknowledged before its state is durable
+(`write_state` awaits the changelog): a redelivery then finds either no state (and redoes the
+work, with the same deterministic ids) or the state (and skips the input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
+
+from streams.runtime.emit import Emitter
+
+
+class Serializable(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=Serializable)
+
+
+class StagedStates(Generic[S]):
+    """The working states of one batch by table key, and the partition of the input each key came from."""
+
+    def __init__(self, table: Any, load: Callable[[Any], S]) -> None:
+        self.table = table
+        self._load = load  # from the table's JSON value (None: a new key)
+        self.states: dict[str, S] = {}
+        self.partitions: dict[str, int] = {}
+
+    def get(self, key: str) -> S:
+        """The key's state as the batch left it so far (else as the table holds it)."""
+        return self.states[key] if key in self.states else self._load(self.table.get(key))
+
+    def put(self, key: str, state: S, partition: int) -> None:
+        self.states[key] = state
+        self.partitions[key] = partition
+
+    def changes(self) -> dict[int, dict[str, Any]]:
+        """The serialized states to write, by partition."""
+        by_partition: dict[int, dict[str, Any]] = {}
+        for key, state in self.states.items():
+            by_partition.setdefault(self.partitions[key], {})[key] = state.to_dict()
+        return by_partition
+
+
+class StateWriter(Emitter):
+    def table(self, name: str) -> Any:
+        """A JSON-valued Faust table co-partitioned with the sources (changelog-backed)."""
+        return self.app.Table(name, default=None, partitions=self.sources_partitions)
+
+    @property
+    def sources_partitions(self) -> int:
+        return int(self.app.conf.topic_partitions)
+
+    async def write_states(self, staged: StagedStates[Any]) -> None:
+        """Write a batch's working states (call once its outputs are acknowledged)."""
+        for partition, changes in staged.changes().items():
+            await self.write_state(staged.table, partition, changes)
+
+    async def write_state(self, table: Any, partition: int, changes: Mapping[str, Any]) -> None:
+        """Write table keys (local store + changelog) and wait until the broker has the changelog.
+
+        Faust's own `table[key] = value` only buffers the changelog record, and its commit-time
+        flush gives up after 0.1 s without progress, so an offset can be committed before the
+        state that recorded it is durable; a SIGKILL then loses that state while its input is
+        not redelivered (the next input applies on top of stale state). Awaiting the changelog
+        here, before the handler returns and the input is acked, closes that window.
+        """
+        pending = []
+        for key, value in changes.items():
+            table.data[key] = value
+            # Straight to the producer (`force` skips Faust's attach-to-offset deferral), not via
+            # the send_soon buffer: the returned future resolves on the broker's ack.
+            pending.append(await table.changelog_topic.send(
+                key=key, value=value, partition=partition, key_serializer=table.key_serializer,
+                value_serializer=table.value_serializer, force=True,
+            ))
+        await self.acknowledged(pending, "state changelog records")

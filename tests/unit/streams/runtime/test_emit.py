@@ -1,0 +1,60 @@
+"""Outputs: built by the shared record builder, put on the key's partition, tenant from the output or its cause."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.contracts.partition import partition_for
+from soma.settings import load_settings
+from streams.logic.output import Output
+from streams.runtime.emit import Emitter
+from streams.runtime.metrics import StreamMetrics
+from tests.support.samples import sample
+from tests.unit.streams.conftest import MakeRecord
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int, timestamp: Any,
+                   headers: Any) -> asyncio.Future[None]:
+        self.sent.append({"topic": topic, "key": key, "partition": partition, "headers": dict(headers)})
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def emitter() -> tuple[Emitter, FakeProducer]:
+    out = Emitter()
+    out.name, out.settings, out.catalog = "unit", load_settings(topic_prefix="unit."), load_catalog()
+    out.codec, out.metrics, out.tracer = Codec(out.catalog, out.settings), StreamMetrics("unit"), None
+    producer = FakeProducer()
+    out.app = SimpleNamespace(producer=producer)
+    return out, producer
+
+
+def test_an_output_without_a_tenant_takes_its_causes(incoming: MakeRecord) -> None:
+    out, producer = emitter()
+    cause = incoming("tool.requests", {"tenant_id": "acme", "event_id": "e1"}, headers={"traceparent": b"00-x"})
+    asyncio.run(out.emit([Output("tool.results", sample("tool.results", tenant="acme"))], cause=cause))
+    (sent,) = producer.sent
+    assert sent["topic"] == "unit.tool.results"
+    assert sent["partition"] == partition_for(sent["key"], out.catalog.topic("tool.results").partitions)
+    assert sent["headers"]["tenant"] == b"acme"
+    assert sent["headers"]["traceparent"] == b"00-x"  # tracing off: the cause's context is passed on
+
+
+def test_an_outputs_own_tenant_wins_and_one_without_any_is_refused(incoming: MakeRecord) -> None:
+    out, producer = emitter()
+    cause = incoming("tool.requests", {"tenant_id": "acme", "event_id": "e1"})
+    asyncio.run(out.emit([Output("tool.results", sample("tool.results", tenant="other"), "other")], cause=cause))
+    assert producer.sent[0]["headers"]["tenant"] == b"other"
+    with pytest.raises(ValueError, match="no tenant"):
+        asyncio.run(out.emit([Output("tool.results", sample("tool.results"))]))
