@@ -44,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka.admin import NewTopic
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
-from sqlalchemy.schema import CreateSchema, DropSchema
 
 from bench.machine import describe
 from outbox.relay import Relay
@@ -53,9 +52,10 @@ from outbox.writer import Emission, OutboxWriter
 from soma.clients import database_engine, kafka_admin, kafka_producer
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
+from soma.ops.isolation import isolated_run
+from soma.ops.processes import SOMA, run_soma
 from soma.ops.stack.system import is_loopback
 from soma.settings import Settings, load_settings
-from tests.support.procs import SOMA, run_soma
 
 TOPIC = "chat.messages"
 TENANTS = [f"tenant-{n}" for n in range(10)]
@@ -76,12 +76,7 @@ def bench_environment() -> Iterator[Settings]:
     url = base.sqlalchemy_url()
     if not all(is_loopback(host) for host, _ in base.kafka_servers) or not is_loopback(url.host or ""):
         raise SystemExit("relay_bench: runs against the local stack only (loopback Kafka and PostgreSQL)")
-    run = uuid.uuid4().hex[:8]
-    settings = load_settings(topic_prefix=f"bench.{run}.", database_schema=f"bench_{run}")
-    admin_engine = database_engine(base)
-    with admin_engine.begin() as conn:
-        conn.execute(CreateSchema(f"bench_{run}"))
-    try:
+    with isolated_run(base, "bench", uuid.uuid4().hex[:8]) as settings:
         result = run_soma(settings, "db", "upgrade", timeout_s=120)
         if result.returncode != 0:
             raise SystemExit(f"relay_bench: migration failed: {result.stderr.strip()}")
@@ -93,15 +88,6 @@ def bench_environment() -> Iterator[Settings]:
                                            for t in topics]).values():
             future.result(timeout=30)
         yield settings
-    finally:
-        with admin_engine.begin() as conn:
-            conn.execute(DropSchema(f"bench_{run}", cascade=True, if_exists=True))
-        admin_engine.dispose()
-        admin = kafka_admin(base)
-        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix)]
-        if ours:
-            for future in admin.delete_topics(ours, operation_timeout=30).values():
-                future.result(timeout=30)
 
 
 def one_kb_events(writer: OutboxWriter, count: int) -> list[dict[str, Any]]:
