@@ -200,25 +200,11 @@ def ps() -> None:
 
 def health() -> None:
     """Stack health plus every component's /readyz in one table; exit 1 naming whatever is not ready."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from soma.ops import stack
-    from soma.ops.supervisor.bringup import components
     from soma.ops.supervisor.local_token import with_local_admin_token
-    from soma.ops.supervisor.probe import fetch
-    from soma.ops.supervisor.state import read_state
+    from soma.ops.supervisor.probe import check_platform
 
-    config = with_local_admin_token(settings())
-    specs = components(config)
-    paths = _paths()
-    state = read_state(paths.state_file) if paths.supervisor().pid() is not None else None
-    timeout = max(2.0, config.health_check_timeout_s * 4 + 1)
-    with ThreadPoolExecutor(max_workers=len(specs) + 1) as pool:
-        stack_rows = pool.submit(stack.status, config)
-        probes = {s.name: pool.submit(fetch, s.ready_url, timeout) for s in specs if not s.disabled}
-        infra = stack_rows.result()
-        results = {name: future.result() for name, future in probes.items()}
-    supervised = {c.name: c for c in state.components} if state else {}
+    checked = check_platform(with_local_admin_token(settings()))
+    infra, specs, results, supervised = checked.infra, checked.specs, checked.probes, checked.supervised
     table = Table("component", "status", Column("address", overflow="fold"), Column("detail", overflow="fold"),
                   title="soma health")
     failures: list[str] = []
