@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import describe
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
+from soma.contracts.samples import sample
 from soma.settings import load_settings
-from tests.support.samples import sample
 
 
 def plain_round_trip(parsed: Any, records: list[dict[str, Any]]) -> float:

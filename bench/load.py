@@ -178,7 +178,7 @@ class LoadRun:
 
     # --- set-up ------------------------------------------------------------------------------
     def enable_cog(self) -> None:
-        from soma.cli.config_cmd import publish
+        from soma.config_updates import publish
 
         for tenant in self.tenants:
             publish(self.settings, "ENABLE_COG_THREADS", "true", tenant=tenant, author="soma-bench-load")
@@ -329,9 +329,9 @@ class LoadRun:
         return chat, tool, frames
 
     def run(self) -> LoadReport:
+        from bench.demo.observe import Observer
         from bench.machine import describe
         from bench.proc_usage import platform_pids
-        from soma.cli.observe import Observer
 
         pids = self.pids if self.pids is not None else platform_pids(self.settings.state_dir,
                                                                       self.settings.topic_prefix)

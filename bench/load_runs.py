@@ -3,7 +3,7 @@
     python bench/load_runs.py --rates 50,100,200,400 --duration 25
 
 For every rate: a topic prefix and PostgreSQL schema of its own, the platform started as bounded
-children (tests/support/platform.py), then `bench.load.LoadRun` (what `soma bench load` runs),
+children (soma/ops/local_platform.py), then `bench.load.LoadRun` (what `soma bench load` runs),
 then everything stopped and dropped. Prints one line per rate and the highest rate whose
 chat and frame p99 stayed under 1 s with nothing lost; the 1-minute load average is printed
 next to each run, since the machine may be shared.
@@ -20,39 +20,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy.schema import CreateSchema, DropSchema
-
 from bench.load import LoadRun
 from bench.machine import describe
-from soma.clients import database_engine, kafka_admin
+from soma.ops.isolation import isolated_run
+from soma.ops.local_platform import platform_settings, running_platform
 from soma.settings import load_settings
-from tests.support.platform import platform_settings, running_platform
 
 
 def one_rate(rate: float, duration: float, logs: Path) -> dict[str, object]:
     run = uuid.uuid4().hex[:6]
-    schema = f"loadbench_{run}"
-    base = load_settings(topic_prefix=f"loadbench.{run}.", database_schema=schema)
-    engine = database_engine(load_settings())
-    with engine.begin() as conn:
-        conn.execute(CreateSchema(schema))
-    try:
-        with running_platform(platform_settings(base), logs / run, lifetime_s=duration + 600) as settings:
-            before = os.getloadavg()[0]
-            report = LoadRun(settings, rate, duration, drain_timeout_s=90).run()
-            after = os.getloadavg()[0]
-        data = report.as_dict()
-        data["load_average_1m"] = [round(before, 1), round(after, 1)]
-        return data
-    finally:
-        with engine.begin() as conn:
-            conn.execute(DropSchema(schema, cascade=True, if_exists=True))
-        engine.dispose()
-        admin = kafka_admin(load_settings())
-        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"loadbench.{run}.")]
-        if ours:
-            for future in admin.delete_topics(ours, operation_timeout=30).values():
-                future.result(timeout=30)
+    with isolated_run(load_settings(), "loadbench", run) as base, \
+            running_platform(platform_settings(base), logs / run, lifetime_s=duration + 600) as settings:
+        before = os.getloadavg()[0]
+        report = LoadRun(settings, rate, duration, drain_timeout_s=90).run()
+        after = os.getloadavg()[0]
+    data = report.as_dict()
+    data["load_average_1m"] = [round(before, 1), round(after, 1)]
+    return data
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text
-from sqlalchemy.schema import CreateSchema, DropSchema
 
 from bench.machine import describe
 from soma.clients import database_engine, kafka_admin
@@ -37,10 +36,11 @@ from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import EventProducer, prepare
 from soma.contracts.ids import derive_id
+from soma.ops.isolation import isolated_run
+from soma.ops.local_platform import free_port_base, stream_process, wait_ready
+from soma.ops.processes import run_soma
 from soma.settings import Settings, load_settings
 from streams.logic.integrate import IntegratorParams, IntegratorState, commit, propose
-from tests.support.procs import run_soma
-from tests.support.streams import Bus, free_port_base, stream_process, wait_ready
 
 LOGS = Path(".soma/bench-logs")
 
@@ -148,15 +148,16 @@ def integrator_throughput(settings: Settings, n: int) -> tuple[float, float]:
 
 def chat_latency(settings: Settings, rate: float, seconds: float) -> tuple[float, float, int]:
     own = settings.model_copy(update={"streams_web_port_base": free_port_base()})
-    bus = Bus(own)
+    catalog = load_catalog()
+    producer = EventProducer(own, catalog, Codec(catalog, own))
     tenant = "lat"
     total = int(rate * seconds)
     with stream_process("worker", own, LOGS), stream_process("replicator", own, LOGS):
         wait_ready(own, "worker", timeout_s=90)
         wait_ready(own, "replicator", timeout_s=90)
         # warm-up message, so partition assignment is done before measuring
-        bus.send("chat.messages", {"tenant_id": tenant, "session_id": "warm", "sequence": 1, "role": "user",
-                                   "content": "warm"}, tenant)
+        producer.send("chat.messages", {"tenant_id": tenant, "session_id": "warm", "sequence": 1, "role": "user",
+                                        "content": "warm"}, tenant=tenant)
         engine = database_engine(own)
         deadline = time.monotonic() + 90
         while True:
@@ -166,7 +167,6 @@ def chat_latency(settings: Settings, rate: float, seconds: float) -> tuple[float
             if time.monotonic() > deadline:
                 raise TimeoutError("warm-up row never arrived")
             time.sleep(0.2)
-        producer = bus.producer
         start = time.monotonic()
         for i in range(total):
             due = start + i / rate
@@ -202,13 +202,7 @@ def main() -> None:
     parser.add_argument("--chat-rate", type=float, default=200.0)
     parser.add_argument("--chat-seconds", type=float, default=20.0)
     args = parser.parse_args()
-    run = uuid.uuid4().hex[:6]
-    schema = f"bench_{run}"
-    settings = load_settings(topic_prefix=f"bench.{run}.", database_schema=schema)
-    engine = database_engine(load_settings())
-    with engine.begin() as conn:
-        conn.execute(CreateSchema(schema))
-    try:
+    with isolated_run(load_settings(), "bench", uuid.uuid4().hex[:6]) as settings:
         assert run_soma(settings, "topics", "ensure").returncode == 0
         assert run_soma(settings, "db", "upgrade", "head").returncode == 0
         print(f"machine: {describe()}")
@@ -218,15 +212,6 @@ def main() -> None:
         p50, p99, n = chat_latency(settings, args.chat_rate, args.chat_seconds)
         print(f"chat.messages -> replica row at {args.chat_rate:.0f} msg/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
               f"({n} messages)")
-    finally:
-        with engine.begin() as conn:
-            conn.execute(DropSchema(schema, cascade=True, if_exists=True))
-        engine.dispose()
-        admin = kafka_admin(load_settings())
-        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topic_prefix)]
-        if ours:
-            for f in admin.delete_topics(ours, operation_timeout=30).values():
-                f.result(timeout=30)
 
 
 if __name__ == "__main__":

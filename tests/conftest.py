@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.schema import CreateSchema, DropSchema
 
-from soma.clients import database_engine, kafka_admin
 from soma.errors import InfrastructureUnavailable
 from soma.observability.health import CHECKS
+from soma.ops.isolation import isolated_run
 from soma.settings import Settings, load_settings
 from tests.support.procs import run_soma
 
@@ -70,26 +69,8 @@ def run_id() -> str:
 @pytest.fixture(scope="session")
 def settings(stack: Settings, run_id: str) -> Iterator[Settings]:
     """Settings isolated to this run: topic prefix `test.<run>.`, PostgreSQL schema `test_<run>`."""
-    schema = f"test_{run_id}"
-    isolated = load_settings(
-        kafka_timeout_s=stack.kafka_timeout_s,
-        topic_prefix=f"test.{run_id}.",
-        database_schema=schema,
-    )
-    engine = database_engine(stack)
-    with engine.begin() as conn:
-        conn.execute(CreateSchema(schema))
-    try:
+    with isolated_run(stack, "test", run_id, kafka_timeout_s=stack.kafka_timeout_s) as isolated:
         yield isolated
-    finally:
-        with engine.begin() as conn:
-            conn.execute(DropSchema(schema, cascade=True, if_exists=True))
-        engine.dispose()
-        admin = kafka_admin(stack)
-        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(isolated.topic_prefix)]
-        if ours:
-            for future in admin.delete_topics(ours, operation_timeout=30).values():
-                future.result(timeout=30)
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""The `soma` command: the one place that wires the core, the outbox and the streams together.
+"""The `soma` command: a table of the commands each layer contributes, loaded when one runs.
 
-Each command group lives in its own module and imports its implementation only when a
-command runs, so `soma --help` stays fast and a group's dependencies load only when used.
-Expected failures (`SomaError`) print one line on stderr and exit 1; no traceback.
+`soma.cli` only composes: each entry names its command as a `"module:attr"` string (a Typer
+app or a function), imported only when that command runs, so `soma --help` stays fast and the
+core never imports a layer above it (outbox, streams, bench). Expected failures (`SomaError`)
+print one line on stderr and exit 1; no traceback.
 """
 
 from __future__ import annotations
@@ -10,50 +11,51 @@ from __future__ import annotations
 import logging
 import sys
 
-import typer
-
-from soma.cli import (
-    bench_cmd,
-    config_cmd,
-    db,
-    demo,
-    events,
-    outbox,
-    outbox_admin,
-    platform,
-    schemas,
-    settings_cmd,
-    stack,
-    topics,
-)
+from soma.cli.lazy import Entry, LazyGroup
 from soma.errors import SomaError
 
-app = typer.Typer(
+# In the order `soma --help` lists them.
+COMMANDS: tuple[Entry, ...] = (
+    Entry("up", "soma.cli.platform:up",
+          "Run the platform: the stack, migrations, topics, then the relay, admin API and streams, supervised."),
+    Entry("down", "soma.cli.platform:down",
+          "Stop a running platform (its supervisor stops the components); the stack stays up unless --stack."),
+    Entry("ps", "soma.cli.platform:ps",
+          "The platform's components: state, pid, restarts, uptime, health URL (from the supervisor's state file)."),
+    Entry("health", "soma.cli.platform:health",
+          "Stack health plus every component's /readyz in one table; exit 1 naming whatever is not ready."),
+    Entry("produce", "soma.cli.events:produce",
+          "Validate every event, then send them and print partition/offset once the broker acknowledged each."),
+    Entry("consume", "soma.cli.events:consume",
+          "Print one JSON object per record: topic, partition, offset, key, headers and the decoded value."),
+    Entry("settings", "soma.cli.settings_cmd:show",
+          "Print the effective settings (environment and .env applied; secrets masked)."),
+    Entry("demo", "bench.cli:demo",
+          "Drive two tenants through the running platform and show what happened at each hop."),
+    Entry("stack", "soma.cli.stack:app",
+          "Provision, start, stop and check the local Kafka / PostgreSQL / Redis stack."),
+    Entry("topics", "soma.cli.topics:app",
+          "Create catalog topics, compare catalog vs broker, render docs/topics.md."),
+    Entry("schemas", "soma.cli.schemas:app",
+          "Check schema changes against released versions; release new versions."),
+    Entry("db", "soma.cli.db:app",
+          "Database migrations (Alembic): the only way the schema changes."),
+    Entry("outbox", "soma.cli.outbox_group:app",
+          "The transactional outbox: emit events into it, relay it to Kafka."),
+    Entry("admin", "soma.cli.outbox_admin:admin_app",
+          "The outbox admin HTTP API (inspection and replay)."),
+    Entry("config", "soma.cli.config_cmd:app",
+          "Live settings: publish changes on config_updates and show the effective values."),
+    Entry("bench", "bench.cli:app",
+          "Benchmarks against the running platform (loopback only)."),
+)
+
+app = LazyGroup(
     name="soma",
+    entries=COMMANDS,
     help="Soma Event Platform: Avro events on Kafka, a transactional outbox, Faust streams.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
 )
-app.add_typer(stack.app, name="stack")
-app.add_typer(topics.app, name="topics")
-app.add_typer(schemas.app, name="schemas")
-app.add_typer(db.app, name="db")
-app.add_typer(outbox.app, name="outbox")
-outbox.app.command("list")(outbox_admin.list_events)
-outbox.app.command("stats")(outbox_admin.stats)
-outbox.app.command("replay")(outbox_admin.replay)
-app.add_typer(outbox_admin.admin_app, name="admin")
-app.command("up")(platform.up)
-app.command("down")(platform.down)
-app.command("ps")(platform.ps)
-app.command("health")(platform.health)
-app.command("produce")(events.produce)
-app.command("consume")(events.consume)
-app.command("settings")(settings_cmd.show)
-app.add_typer(config_cmd.app, name="config")
-app.command("demo")(demo.demo)
-app.add_typer(bench_cmd.app, name="bench")
 
 
 def main() -> None:

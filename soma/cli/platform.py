@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import signal
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -16,13 +12,11 @@ from rich.table import Column, Table
 from soma.cli.context import console, err_console, settings
 
 if TYPE_CHECKING:
-    from soma.ops.supervisor.spec import ComponentSpec
     from soma.ops.supervisor.state import Paths, PlatformState
     from soma.settings import Settings
 
 STYLE = {"ready": "green", "starting": "yellow", "waiting": "yellow", "pending": "yellow", "unready": "red",
          "backoff": "red", "stopping": "yellow", "stopped": "dim", "disabled": "dim", "gone": "red"}
-log = logging.getLogger("soma.supervisor")
 
 
 def _report(line: str) -> None:
@@ -86,116 +80,32 @@ def _paths() -> Paths:
     return Paths.of(settings())
 
 
-def _components(config: Settings) -> list[ComponentSpec]:
-    from soma.ops.supervisor.spec import platform_components, resolve
+class _Out:
+    """Bring-up's progress and warnings on stderr (dim, yellow), its results on stdout."""
 
-    return resolve(platform_components(config))
+    def progress(self, line: str) -> None:
+        _report(line)
 
+    def warning(self, line: str) -> None:
+        err_console.print(f"[yellow]{line}[/]", soft_wrap=True)
 
-def _child_env(config: Settings) -> dict[str, str]:
-    # Children run in the state dir: make a relative state dir absolute for them.
-    return config.child_env(SOMA_STATE_DIR=str(config.state_dir.resolve()), PYTHONUNBUFFERED="1")
-
-
-def _prepare(config: Settings, timeout: float) -> None:
-    """The infrastructure first: the stack (external services are only checked), migrations, topics."""
-    from soma.cli import db
-    from soma.contracts.catalog import load_catalog
-    from soma.contracts.topics import ensure
-    from soma.ops import stack
-
-    for health in stack.up(config, report=_report, timeout_s=timeout):
-        _report(f"{health.service}: healthy at {health.address} ({health.detail})")
-    db.upgrade("head")
-    states = ensure(config, load_catalog())
-    counts: dict[str, int] = {}
-    for topic_state in states:
-        counts[topic_state.state] = counts.get(topic_state.state, 0) + 1
-        if topic_state.state == "drift":
-            err_console.print(f"[yellow]topics: {topic_state.topic}: drift: {topic_state.detail}[/]", soft_wrap=True)
-    _report("topics: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-
-
-def _foreground(config: Settings, timeout: float) -> None:
-    from soma.ops.supervisor.runner import Supervisor
-    from soma.ops.supervisor.state import PlatformState, write_state
-
-    paths = _paths()
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.pid_file.write_text(f"{os.getpid()}\n")
-    specs = _components(config)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    try:
-        supervisor = Supervisor(config, specs, paths, _child_env(config),
-                                on_ready=lambda state: print_summary(state, config))
-        supervisor.publish("preparing", "stack, migrations, topics")
-        try:
-            _prepare(config, timeout)
-        except BaseException as exc:
-            from soma.errors import SomaError
-
-            reason = str(exc) if isinstance(exc, SomaError) else type(exc).__name__
-            write_state(paths.state_file, PlatformState(os.getpid(), "failed", supervisor.state.components, reason))
-            raise
-        supervisor.install_signal_handlers()
-        supervisor.publish(detail="")
-        supervisor.run()
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            if int(paths.pid_file.read_text().strip()) == os.getpid():
-                paths.pid_file.unlink()
-
-
-def _tail(path: os.PathLike[str], lines: int = 15) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return "\n".join(handle.read().decode(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+    def result(self, line: str) -> None:
+        console.print(line)
 
 
 def _detach(config: Settings, timeout: float) -> None:
-    from soma.ops.processes import is_running
-    from soma.ops.supervisor.state import read_state
+    from soma.ops.supervisor.bringup import BringupFailed, start_detached
 
-    paths = _paths()
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.state_file.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "soma", "up"]
-    pid = paths.supervisor().start(argv, paths.log_file, env=config.child_env(PYTHONUNBUFFERED="1"))
-    _report(f"supervisor started, pid {pid}; log {paths.log_file}")
-    deadline = time.monotonic() + timeout
-    seen: dict[str, str] = {}
-    state = None
-    while time.monotonic() < deadline:
-        state = read_state(paths.state_file)
-        if not is_running(pid):
-            tail = _tail(paths.log_file)
-            err_console.print(tail, soft_wrap=True, markup=False, highlight=False)
-            detail = state.detail if state is not None and state.phase == "failed" else "see its log"
-            raise typer.Exit(_fail(f"the supervisor exited during start-up: {detail} ({paths.log_file})"))
-        if state is not None:
-            for c in state.components:
-                if seen.get(c.name) != c.state:
-                    seen[c.name] = c.state
-                    _report(f"{c.name}: {c.state}{f' ({c.detail})' if c.detail else ''}")
-            enabled = [c for c in state.components if c.state != "disabled"]
-            if state.phase == "running" and enabled and all(c.state == "ready" for c in enabled):
-                print_summary(state, config)
-                return
-        time.sleep(0.5)
-    late = [c for c in state.components if c.state not in ("ready", "disabled")] if state else []
-    for c in late:
-        err_console.print(f"soma up: {c.name} not ready after {timeout:.0f}s: {c.state}"
-                          f"{f' ({c.detail})' if c.detail else ''}; log {c.log_file}", soft_wrap=True)
-    phase = f"still {state.phase}" if state else "no state yet"
-    raise typer.Exit(_fail(f"not ready after {timeout:.0f}s ({phase}): "
-                           f"{', '.join(c.name for c in late) or 'the supervisor'}; it keeps running: `soma ps`, "
-                           "`soma down`"))
+    try:
+        state = start_detached(config, timeout, _Out())
+    except BringupFailed as failed:
+        if failed.tail is not None:
+            err_console.print(failed.tail, soft_wrap=True, markup=False, highlight=False)
+        for c in failed.late:
+            err_console.print(f"soma up: {c.name} not ready after {timeout:.0f}s: {c.state}"
+                              f"{f' ({c.detail})' if c.detail else ''}; log {c.log_file}", soft_wrap=True)
+        raise typer.Exit(_fail(failed.message)) from None
+    print_summary(state, config)
 
 
 def _fail(message: str) -> int:
@@ -224,14 +134,16 @@ def up(
     if detach:
         _detach(config, wait)
     else:
-        _foreground(config, wait)
+        from soma.ops.supervisor.bringup import run_foreground
+
+        run_foreground(config, wait, _Out(), on_ready=lambda state: print_summary(state, config))
 
 
 def down(
     stack: bool = typer.Option(False, "--stack", help="Also stop the local Kafka/PostgreSQL/Redis `soma up` started."),
 ) -> None:
     """Stop a running platform (its supervisor stops the components); the stack stays up unless --stack."""
-    from soma.ops.processes import is_running
+    from soma.ops.processes import kill_leftover, stop_process
     from soma.ops.supervisor.state import read_state
 
     config = settings()
@@ -241,24 +153,14 @@ def down(
     if pid is None:
         console.print("soma down: the platform is not running")
     else:
-        os.kill(pid, signal.SIGTERM)
         wait_s = config.supervisor_stop_grace_s + 15
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and is_running(pid):
-            time.sleep(0.1)
-        if is_running(pid):
+        if stop_process(pid, wait_s):
             err_console.print(f"soma down: the supervisor (pid {pid}) did not stop within {wait_s:.0f}s: SIGKILL")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         console.print(f"soma down: supervisor {pid} stopped")
     # Whatever a dead or killed supervisor left behind: by pid, only if the command line still matches.
     for c in (state.components if state else []):
-        if c.pid is not None and is_running(c.pid, c.marker):
+        if c.pid is not None and kill_leftover(c.pid, c.marker):
             err_console.print(f"soma down: {c.name} (pid {c.pid}) outlived its supervisor: SIGKILL")
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(c.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(c.pid, signal.SIGKILL)
     paths.pid_file.unlink(missing_ok=True)
     if stack:
         from soma.ops import stack as local_stack
@@ -298,24 +200,11 @@ def ps() -> None:
 
 def health() -> None:
     """Stack health plus every component's /readyz in one table; exit 1 naming whatever is not ready."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from soma.ops import stack
     from soma.ops.supervisor.local_token import with_local_admin_token
-    from soma.ops.supervisor.probe import fetch
-    from soma.ops.supervisor.state import read_state
+    from soma.ops.supervisor.probe import check_platform
 
-    config = with_local_admin_token(settings())
-    specs = _components(config)
-    paths = _paths()
-    state = read_state(paths.state_file) if paths.supervisor().pid() is not None else None
-    timeout = max(2.0, config.health_check_timeout_s * 4 + 1)
-    with ThreadPoolExecutor(max_workers=len(specs) + 1) as pool:
-        stack_rows = pool.submit(stack.status, config)
-        probes = {s.name: pool.submit(fetch, s.ready_url, timeout) for s in specs if not s.disabled}
-        infra = stack_rows.result()
-        results = {name: future.result() for name, future in probes.items()}
-    supervised = {c.name: c for c in state.components} if state else {}
+    checked = check_platform(with_local_admin_token(settings()))
+    infra, specs, results, supervised = checked.infra, checked.specs, checked.probes, checked.supervised
     table = Table("component", "status", Column("address", overflow="fold"), Column("detail", overflow="fold"),
                   title="soma health")
     failures: list[str] = []

@@ -11,12 +11,22 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from soma.errors import StackError
+
+if TYPE_CHECKING:
+    from soma.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]  # the source checkout: the soma command's working directory
+SOMA = [sys.executable, "-m", "soma"]  # the soma command, as a child of this interpreter
 
 
 @dataclass(frozen=True)
@@ -154,3 +164,77 @@ def run_bounded(
         out, err = proc.communicate()
         raise StackError(f"{Path(argv[0]).name} timed out after {timeout_s:.0f}s: {err.strip()[-300:]}") from None
     return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+
+
+def stop_process(pid: int, wait_s: float) -> bool:
+    """SIGTERM `pid` and wait up to `wait_s` for it to go; SIGKILL it if it does not. True when it was killed."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and is_running(pid):
+        time.sleep(0.1)
+    if not is_running(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def kill_leftover(pid: int, marker: str) -> bool:
+    """SIGKILL `pid` and its process group when it still runs with `marker` in its command line; True if so.
+
+    For what a dead or killed supervisor left behind: its children lead their own groups.
+    """
+    if not is_running(pid, marker):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def run_soma(settings: Settings, *args: str, timeout_s: float = 120.0, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the `soma` command as a bounded child with these settings (and `env`) in its environment."""
+    return run_bounded([*SOMA, *args], timeout_s=timeout_s, env=settings.child_env(**env), cwd=REPO)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+@contextmanager
+def background(
+    argv: Sequence[str], log_file: Path, env: Mapping[str, str], max_lifetime_s: float = 600.0,
+    grace_s: float = 10.0, cwd: Path = REPO,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A long-running child (e.g. a `faust worker`) in its own process group, output to `log_file`.
+
+    At exit: SIGTERM to the group, `grace_s`, then SIGKILL. A watchdog SIGKILLs the group
+    once it is `max_lifetime_s` old, so even a hung caller cannot leave it behind.
+    """
+    with log_file.open("wb") as log:
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=dict(env), cwd=cwd, start_new_session=True,
+        )
+        watchdog = threading.Timer(max_lifetime_s, _kill_group, args=(proc.pid,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            yield proc
+        finally:
+            watchdog.cancel()
+            if is_running(proc.pid):
+                terminate(proc.pid, grace_s, group=True)
+            proc.wait(timeout=10)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2, what: str = "condition") -> None:
+    """Poll `predicate` until it holds; `TimeoutError` naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not reached within {timeout_s}s")

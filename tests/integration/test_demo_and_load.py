@@ -1,5 +1,5 @@
 """`soma demo` and `soma bench load` against the real platform: relay, admin API and the five streams
-as bounded child processes on free ports (tests/support/platform.py), in a schema of their own."""
+as bounded child processes on free ports (soma/ops/local_platform.py), in a schema of their own."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from soma.ops.local_platform import STREAMS, platform_settings, running_platform
 from soma.settings import Settings
 from tests.support.outbox_relay import own_schema
-from tests.support.platform import STREAMS, platform_settings, running_platform
 from tests.support.procs import run_soma
 
 LOGS = Path(".soma/test-logs/platform")

@@ -1,65 +1,28 @@
-"""Bounded subprocesses for tests: every child has a hard timeout and is SIGKILLed at the latest at teardown."""
+"""Bounded subprocesses for tests: every child has a hard timeout and is SIGKILLed at the latest at teardown.
+
+The machinery lives in soma/ops/processes.py (the benchmarks use it too); here a child gets a
+test's settings as its environment.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from soma.ops.processes import is_running, run_bounded, terminate
+from soma.ops import processes
+from soma.ops.processes import REPO, SOMA, run_soma, wait_for
 from soma.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
-SOMA = [sys.executable, "-m", "soma"]
-
-
-def run_soma(settings: Settings, *args: str, timeout_s: float = 120.0, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the `soma` CLI as a real subprocess with these settings in its environment."""
-    return run_bounded([*SOMA, *args], timeout_s=timeout_s, env=settings.child_env(**env), cwd=REPO)
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+__all__ = ["REPO", "SOMA", "background", "run_soma", "wait_for"]
 
 
 @contextmanager
 def background(
     argv: Sequence[str], settings: Settings, log_file: Path, max_lifetime_s: float = 600.0, grace_s: float = 10.0
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A long-running child (e.g. a `faust worker`) in its own process group.
-
-    At exit: SIGTERM to the group, `grace_s`, then SIGKILL. A watchdog SIGKILLs the group
-    once it is `max_lifetime_s` old, so even a hung test cannot leave it behind.
-    """
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=settings.child_env(), cwd=REPO, start_new_session=True,
-        )
-        watchdog = threading.Timer(max_lifetime_s, _kill_group, args=(proc.pid,))
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            yield proc
-        finally:
-            watchdog.cancel()
-            if is_running(proc.pid):
-                terminate(proc.pid, grace_s, group=True)
-            proc.wait(timeout=10)
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval_s)
-    raise TimeoutError(f"{what} not reached within {timeout_s}s")
+    """A long-running child (e.g. a `faust worker`) in its own process group, with `settings` as its environment."""
+    with processes.background(argv, log_file, settings.child_env(), max_lifetime_s=max_lifetime_s,
+                              grace_s=grace_s) as proc:
+        yield proc

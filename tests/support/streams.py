@@ -1,71 +1,30 @@
-"""Helpers for stream integration tests: start `faust ... worker` children, produce, collect."""
+"""Helpers for stream integration tests: produce and collect (the stream workers: soma/ops/local_platform.py)."""
 
 from __future__ import annotations
 
-import random
-import socket
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import ConsumedEvent, EventConsumer, EventProducer
+from soma.ops.local_platform import free_port_base, stream_process, wait_ready
 from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings
 from tests.support.go_tools import go_installed
-from tests.support.procs import background
+
+__all__ = ["FAUST", "OPA_VERSION", "Bus", "free_port_base", "opa_binary", "port_of", "stream_process", "wait_ready"]
 
 FAUST = str(Path(sys.executable).parent / "faust")
 OPA_VERSION = "v1.4.2"
 
 
-def free_port_base(span: int = 5) -> int:
-    """A base port with `span` free ports above it."""
-    for _ in range(50):
-        base = random.randint(20000, 40000)
-        ok = True
-        for port in range(base, base + span):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range found")
-
-
 def port_of(settings: Settings, name: str) -> int:
     return stream_topology(name).web_port(settings)
-
-
-@contextmanager
-def stream_process(name: str, settings: Settings, log_dir: Path, max_lifetime_s: float = 900.0) -> Iterator[Any]:
-    """`faust -A streams.<name> worker` as a bounded child; yields the Popen."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    argv = [FAUST, "-A", f"streams.{name}", "--quiet", "worker", "-l", "info"]
-    log_file = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-    with background(argv, settings, log_file, max_lifetime_s=max_lifetime_s, grace_s=10.0) as proc:
-        yield proc
-
-
-def wait_ready(settings: Settings, name: str, timeout_s: float = 60.0) -> None:
-    url = f"http://127.0.0.1:{port_of(settings, name)}/ready"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"stream {name} not ready within {timeout_s}s ({url})")
 
 
 class Bus:

@@ -1,4 +1,4 @@
-"""Fetch a component's `/readyz`: the HTTP status and its JSON body, bounded by a timeout."""
+"""Fetch a component's `/readyz`: the HTTP status and its JSON body, bounded by a timeout; the whole platform's."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from soma.ops.stack import ServiceStatus
+    from soma.ops.supervisor.spec import ComponentSpec
+    from soma.ops.supervisor.state import ComponentState
+    from soma.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,34 @@ def fetch(url: str, timeout_s: float) -> Probe:
     except ValueError:
         body = {}
     return Probe(status == 200, status, body if isinstance(body, dict) else {})
+
+
+@dataclass(frozen=True)
+class PlatformHealth:
+    """`soma health`'s view: the stack, every component's probe, and what the supervisor says of each."""
+
+    infra: list[ServiceStatus]
+    specs: list[ComponentSpec]  # in start order; a disabled one has no probe
+    probes: dict[str, Probe]
+    supervised: dict[str, ComponentState]  # empty when no supervisor runs
+
+
+def check_platform(config: Settings) -> PlatformHealth:
+    """Check the stack and probe every enabled component's /readyz, all at once (bounded)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from soma.ops import stack
+    from soma.ops.supervisor.bringup import components
+    from soma.ops.supervisor.state import Paths, read_state
+
+    specs = components(config)
+    paths = Paths.of(config)
+    state = read_state(paths.state_file) if paths.supervisor().pid() is not None else None
+    timeout = max(2.0, config.health_check_timeout_s * 4 + 1)
+    with ThreadPoolExecutor(max_workers=len(specs) + 1) as pool:
+        stack_rows = pool.submit(stack.status, config)
+        probes = {s.name: pool.submit(fetch, s.ready_url, timeout) for s in specs if not s.disabled}
+        infra = stack_rows.result()
+        results = {name: future.result() for name, future in probes.items()}
+    supervised = {c.name: c for c in state.components} if state else {}
+    return PlatformHealth(infra, specs, results, supervised)

@@ -94,10 +94,17 @@ def _tool(bin_dir: Path, script: str, module: str) -> tuple[str, ...]:
     return (str(path),) if path.exists() else (sys.executable, "-m", module)
 
 
+def stream_argv(name: str, bin_dir: Path | None = None) -> tuple[str, ...]:
+    """The command line of stream `name`'s worker."""
+    faust = _tool(bin_dir or Path(sys.executable).parent, "faust", "faust")
+    # --quiet: no banner on stdout, so the stream's log is JSON lines only (soma.observability.logs)
+    return (*faust, "-A", f"streams.{name}", "--quiet", "worker", "-l", "info")
+
+
 def platform_components(settings: Settings, bin_dir: Path | None = None) -> list[ComponentSpec]:
     """Every component of the platform, in declared order (paths relative to this interpreter)."""
     bin_dir = bin_dir or Path(sys.executable).parent
-    soma, faust = _tool(bin_dir, "soma", "soma"), _tool(bin_dir, "faust", "faust")
+    soma = _tool(bin_dir, "soma", "soma")
     specs = [
         ComponentSpec(
             "relay", (*soma, "outbox", "relay"),
@@ -110,8 +117,7 @@ def platform_components(settings: Settings, bin_dir: Path | None = None) -> list
     ]
     for stream in STREAMS:
         specs.append(ComponentSpec(
-            # --quiet: no banner on stdout, so the stream's log is JSON lines only (soma.observability.logs)
-            stream.component, (*faust, "-A", f"streams.{stream.name}", "--quiet", "worker", "-l", "info"),
+            stream.component, stream_argv(stream.name, bin_dir),
             stream.base_url(settings), f"streams.{stream.name}", depends_on=stream.depends_on,
         ))
     return specs

@@ -19,9 +19,9 @@ from soma.ops.supervisor.runner import Supervisor
 from soma.ops.supervisor.spec import ComponentSpec
 from soma.ops.supervisor.state import Paths, PlatformState, read_state
 from soma.settings import load_settings
-from tests.support.procs import wait_for
+from tests.support.procs import REPO, wait_for
 
-FAKE = str(Path(__file__).resolve().parents[1] / "support" / "fake_component.py")
+FAKE = str(REPO / "tests" / "support" / "fake_component.py")
 
 
 def _free_port() -> int:

@@ -1,4 +1,8 @@
-"""`soma bench load`: a bounded, loopback-only load run through the running platform (bench/load.py)."""
+"""The bench layer's commands, named in soma/cli/__init__.py's table and loaded when they run.
+
+`soma demo`: a short scenario through the running platform, shown hop by hop (bench/demo/).
+`soma bench load`: a bounded, loopback-only load run through the running platform (bench/load.py).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,48 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from soma.cli.context import console, settings
+from soma.cli.context import console, err_console, settings
 
 app = typer.Typer(help="Benchmarks against the running platform (loopback only).", no_args_is_help=True)
+
+
+def demo(
+    hop_timeout: float = typer.Option(30.0, "--hop-timeout", min=1.0, max=300.0,
+                                      help="Longest wait for each hop, in seconds."),
+    enable_cog: bool = typer.Option(True, "--enable-cog/--no-enable-cog",
+                                    help="Switch ENABLE_COG_THREADS on for the demo tenant (a tenant-scoped "
+                                         "live update); off: leave it as configured."),
+    skip_preflight: bool = typer.Option(False, "--skip-preflight", help="Do not check the processes first."),
+) -> None:
+    """Drive two tenants through the running platform and show what happened at each hop.
+
+    Chat with a tool call, leader changes and segments, a live config change, an admin replay.
+    Needs the relay, the admin API (a SOMA_ADMIN_TOKENS token with the admin scope) and the five
+    streams running with these settings (`soma up`). Exits 1 naming any hop that did not happen in time.
+    """
+    from bench.demo.endpoints import preflight, where_to_look
+    from bench.demo.hops import hop_table, missed, verdict
+    from bench.demo.scenario import Demo
+
+    s = settings()
+    if not skip_preflight:
+        checks = preflight(s)
+        if missed(checks):
+            console.print(hop_table(checks, title="soma demo: the platform is not up"))
+            console.print("[red]start it first: soma up (or see README, Usage)[/red]")
+            raise typer.Exit(1)
+    run = Demo(s, hop_timeout_s=hop_timeout, enable_cog=enable_cog,
+               report=lambda hop: err_console.print(f"  {hop.status:<7} {hop.step}: {hop.hop}", style="dim"))
+    console.print(f"soma demo: tenants {run.acme} and {run.globex}")
+    hops = run.run()
+    console.print(hop_table(hops))
+    line = verdict(hops)
+    console.print(line, style="bold red" if missed(hops) else "bold green")
+    console.print("where to look:")
+    for text in where_to_look(s, run.acme, run.globex):
+        console.print(f"  {text}")
+    if missed(hops):
+        raise typer.Exit(1)
 
 
 def _ms(summary: dict[str, Any], key: str) -> str:
