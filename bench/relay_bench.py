@@ -47,8 +47,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from bench.machine import describe
-from outbox.relay import Relay
-from outbox.wakeup import Wakeup
+from outbox.relay.service import Relay
+from outbox.relay.wakeup import Wakeup
 from outbox.writer import Emission, OutboxWriter
 from soma.clients import database_engine, kafka_admin, kafka_producer
 from soma.contracts.catalog import load_catalog

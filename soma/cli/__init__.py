@@ -12,14 +12,14 @@ import sys
 
 import typer
 
+from outbox import cli as outbox_cli
+from outbox.admin import cli as admin_cli
 from soma.cli import (
     bench_cmd,
     config_cmd,
     db,
     demo,
     events,
-    outbox,
-    outbox_admin,
     platform,
     schemas,
     settings_cmd,
@@ -39,11 +39,8 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(topics.app, name="topics")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(db.app, name="db")
-app.add_typer(outbox.app, name="outbox")
-outbox.app.command("list")(outbox_admin.list_events)
-outbox.app.command("stats")(outbox_admin.stats)
-outbox.app.command("replay")(outbox_admin.replay)
-app.add_typer(outbox_admin.admin_app, name="admin")
+app.add_typer(outbox_cli.app, name="outbox")
+app.add_typer(admin_cli.app, name="admin")
 app.command("up")(platform.up)
 app.command("down")(platform.down)
 app.command("ps")(platform.ps)

@@ -394,7 +394,7 @@ class Demo:
                      note="after a missed hop" if chain.broken else f"not seen within {self.hop_timeout_s:.0f}s"))
 
     def replay(self) -> None:
-        from outbox.auth import token_covering
+        from outbox.admin.auth import token_covering
         from soma.ops.supervisor.local_token import with_local_admin_token
 
         step = "replay (admin API)"

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from outbox.api import create_app
-from outbox.auth import Principal
-from outbox.filters import OutboxFilter
+from outbox.admin.api import create_app
+from outbox.admin.auth import Principal
+from outbox.admin.filters import OutboxFilter
 from outbox.models import OutboxEvent
 from soma.clients import database_engine
 from soma.contracts.catalog import load_catalog
@@ -395,19 +395,19 @@ def test_replay_is_all_or_nothing(
     admin_settings: Settings, engine: Engine, fresh: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failure after the copies (here: while auditing) leaves no copy, no audit row, no audit event."""
-    import outbox.replay
+    import outbox.admin.replay
 
     tenant, _ = fresh
     ids = seed(engine, tenant, 2500, status="sent")  # several copy statements (CHUNK rows each)
-    real_record = outbox.replay.record
+    real_record = outbox.admin.replay.record
 
     def record_then_fail(*args: Any, **kwargs: Any) -> None:
         real_record(*args, **kwargs)
         raise RuntimeError("the database went away after the audit row")
 
-    monkeypatch.setattr(outbox.replay, "record", record_then_fail)
+    monkeypatch.setattr(outbox.admin.replay, "record", record_then_fail)
     progress: list[tuple[int, int]] = []
-    replayer = outbox.replay.Replayer(
+    replayer = outbox.admin.replay.Replayer(
         database_engine(admin_settings), admin_settings, load_catalog(), Codec(load_catalog(), admin_settings)
     )
     before = count_all(engine)

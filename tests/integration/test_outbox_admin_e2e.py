@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateSchema, DropSchema
 
-from outbox.api import create_app
+from outbox.admin.api import create_app
 from outbox.models import OutboxEvent
 from outbox.writer import OutboxWriter
 from soma.clients import database_engine

@@ -21,7 +21,7 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
 from sqlalchemy import Engine
 
-from outbox.api import create_app
+from outbox.admin.api import create_app
 from soma.clients import database_engine
 from soma.settings import Settings
 from tests.support.outbox_admin import ACME_TOKEN, ADMIN_TOKEN, forget, migrate, seed, tenants, with_tokens

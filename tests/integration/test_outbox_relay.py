@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from outbox.claim import explain_claim
-from outbox.policy import FairShare
+from outbox.relay.claim import explain_claim
+from outbox.relay.policy import FairShare
 from outbox.writer import Emission, OutboxWriter
 from soma.clients import database_engine
 from soma.contracts.catalog import load_catalog

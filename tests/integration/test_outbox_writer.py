@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from outbox.errors import EmitError
 from outbox.models import OutboxEvent
-from outbox.wakeup import Wakeup
+from outbox.relay.wakeup import Wakeup
 from outbox.writer import Emission, OutboxWriter
 from soma.clients import database_engine
 from soma.contracts.catalog import load_catalog

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from bench.load import MAX_DURATION_S, MAX_RATE, LoadRefused, Series, check_target, is_loopback, percentiles
 from bench.proc_usage import cpu_seconds, discover, from_state_file, hwm_mib, name_of, parse_pids, rss_mib
-from outbox.auth import token_covering
+from outbox.admin.auth import token_covering
 from soma.cli.hops import MISSED, SEEN, SKIPPED, Hop, format_latency, hop_table, missed, verdict
 from soma.settings import Settings
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from outbox.auth import Principal, TokenRegistry, authorize_ids, fingerprint, parse_scopes
+from outbox.admin.auth import Principal, TokenRegistry, authorize_ids, fingerprint, parse_scopes
 from outbox.errors import AccessDenied, InvalidFilter, RowsNotFound
 from soma.errors import SettingsError
 from soma.settings import load_settings

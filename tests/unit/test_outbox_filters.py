@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from outbox.errors import InvalidFilter
-from outbox.filters import (
+from outbox.admin.filters import (
     MAX_ID,
     build_filter,
     check_ids,
@@ -17,6 +16,7 @@ from outbox.filters import (
     encode_cursor,
     parse_ids,
 )
+from outbox.errors import InvalidFilter
 
 TOPICS = frozenset({"chat.messages", "outbox.audit"})
 

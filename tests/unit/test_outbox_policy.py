@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from outbox.claim import ClaimedRow
 from outbox.errors import RelayError
-from outbox.metrics import RelayMetrics
-from outbox.outcome import RetryPolicy, judge
-from outbox.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, backoff_delay, parse_tenant_map
-from outbox.publisher import Batch
+from outbox.relay.claim import ClaimedRow
+from outbox.relay.judge import RetryPolicy, judge
+from outbox.relay.metrics import RelayMetrics
+from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, backoff_delay, parse_tenant_map
+from outbox.relay.publisher import Batch
 from soma.settings import load_settings
 
 

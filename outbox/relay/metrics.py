@@ -1,18 +1,24 @@
-"""The relay's Prometheus metrics and the small HTTP server for /metrics, /healthz and /readyz."""
+"""The relay's Prometheus metrics, its own totals, and the small HTTP server for /metrics, /healthz and /readyz."""
 
 from __future__ import annotations
 
 import json
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 from soma.observability.metrics import ServiceRegistry
+
+if TYPE_CHECKING:
+    from outbox.relay.judge import Outcome
 
 # Commit-to-acknowledgement latency: fine buckets below 100 ms, where the target lives.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -64,6 +70,48 @@ class RelayMetrics:
             self.pending.labels(tenant).set(0)
             self.oldest_age.labels(tenant).set(0)
         self._seen_tenants |= current
+
+    def record(self, outcome: Outcome) -> None:
+        """Count a judged batch: latencies, and rows published, failed and dead per tenant and topic."""
+        for latency in outcome.latencies:
+            self.latency.observe(latency)
+        for counter, counts in ((self.published, outcome.published), (self.failed, outcome.failed),
+                                (self.dead, outcome.dead)):
+            for (tenant, topic), n in counts.items():
+                counter.labels(tenant, topic).inc(n)
+
+
+@dataclass
+class RelayStats:
+    """What one relay did, for its last log line (and `--drain` callers such as the bench)."""
+
+    published: int = 0
+    failed: int = 0
+    dead: int = 0
+    claims: int = 0
+    first_claim_at: float | None = None
+    last_commit_at: float | None = None
+
+    def record(self, outcome: Outcome) -> None:
+        self.published += len(outcome.sent_ids)
+        self.failed += sum(outcome.failed.values())
+        self.dead += sum(outcome.dead.values())
+
+    def rate(self) -> float:
+        if self.first_claim_at is None or self.last_commit_at is None or self.last_commit_at <= self.first_claim_at:
+            return 0.0
+        return self.published / (self.last_commit_at - self.first_claim_at)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM (ru_maxrss would include the parent's RSS before exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -13,28 +13,26 @@ import contextlib
 import logging
 import math
 import random
-import resource
 import signal
 import threading
 import time
 from collections import Counter
 from concurrent import futures
-from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 
 import psycopg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from outbox.claim import Claim, any_due, claim, pending_by_tenant
 from outbox.errors import RelayError
-from outbox.metrics import Heartbeat, MetricsServer, RelayMetrics
-from outbox.outcome import Committer, Outcome, RetryPolicy, judge
-from outbox.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, parse_tenant_map
-from outbox.publisher import Batch, Publisher
-from outbox.wakeup import Wakeup
-from soma.clients import database_engine, database_errors
+from outbox.relay.claim import Claim, any_due, claim, pending_by_tenant, relay_engine
+from outbox.relay.committer import Committer
+from outbox.relay.judge import Outcome, RetryPolicy, judge
+from outbox.relay.metrics import Heartbeat, MetricsServer, RelayMetrics, RelayStats, peak_rss_mb
+from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, parse_tenant_map
+from outbox.relay.publisher import Batch, Publisher
+from outbox.relay.wakeup import Wakeup
+from soma.clients import database_errors
 from soma.errors import InfrastructureUnavailable
 from soma.observability.logs import log_context
 from soma.observability.readiness import Readiness
@@ -51,32 +49,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS: VmHWM (ru_maxrss would include the parent's RSS before exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def relay_engine(settings: Settings, pool_size: int) -> Engine:
-    """The relay's engine.
-
-    JIT off: the claim's cost estimate would trigger ~200 ms of compiling per claim.
-    synchronous_commit off: the relay's transactions only record delivery reports; one lost in
-    a PostgreSQL crash means that row is published again (at least once, as after a relay
-    crash), and commits no longer wait for a WAL flush each (tiny batches at low rates made
-    the flushes, one after the other, the relay's bottleneck and its latency tail).
-    """
-    options = settings.sqlalchemy_engine_options()
-    connect_args = dict(options.get("connect_args", {}))
-    connect_args["options"] = (str(connect_args.get("options", "")) + " -cjit=off -csynchronous_commit=off").strip()
-    return database_engine(settings, connect_args=connect_args, pool_size=pool_size, max_overflow=2)
-
-
 def _log_batch(batch: Batch, outcome: Outcome) -> None:
     """Per tenant and topic: a warning with the first error of its failed rows; published counts at DEBUG."""
     first: dict[tuple[str, str], str] = {}
@@ -91,21 +63,6 @@ def _log_batch(batch: Batch, outcome: Outcome) -> None:
         for (tenant, topic), n in outcome.published.items():
             with log_context(tenant=tenant):
                 log.debug("relay: published %d row(s) to %s", n, topic)
-
-
-@dataclass
-class RelayStats:
-    published: int = 0
-    failed: int = 0
-    dead: int = 0
-    claims: int = 0
-    first_claim_at: float | None = None
-    last_commit_at: float | None = None
-
-    def rate(self) -> float:
-        if self.first_claim_at is None or self.last_commit_at is None or self.last_commit_at <= self.first_claim_at:
-            return 0.0
-        return self.published / (self.last_commit_at - self.first_claim_at)
 
 
 class Relay:
@@ -354,22 +311,12 @@ class Relay:
             if delay > 0:
                 self.retry_times.add(math.ceil((now + delay) / RETRY_BUCKET_S) * RETRY_BUCKET_S)
         self._parts()[2].submit(outcome)
-        m = self.metrics
-        for latency in outcome.latencies:
-            m.latency.observe(latency)
-        for (tenant, topic), n in outcome.published.items():
-            m.published.labels(tenant, topic).inc(n)
-        for (tenant, topic), n in outcome.failed.items():
-            m.failed.labels(tenant, topic).inc(n)
-        for (tenant, topic), n in outcome.dead.items():
-            m.dead.labels(tenant, topic).inc(n)
-        self.stats.published += len(outcome.sent_ids)
-        self.stats.failed += sum(outcome.failed.values())
-        self.stats.dead += sum(outcome.dead.values())
+        self.metrics.record(outcome)
+        self.stats.record(outcome)
         _log_batch(batch, outcome)
         for tenant, circuit in self.circuits.by_tenant.items():
             if circuit.state is CircuitState.OPEN and tenant not in opened_before:
-                m.circuit_opened.labels(tenant).inc()
+                self.metrics.circuit_opened.labels(tenant).inc()
                 with log_context(tenant=tenant):
                     log.warning("relay: circuit of tenant %r open (%d consecutive failures)", tenant, circuit.failures)
         self._export_circuits()
@@ -421,7 +368,7 @@ class Relay:
         self.readiness.close()
         self.engine.dispose()
         self.heartbeat.beat("stopped")
-        peak_mb = _peak_rss_mb()
+        peak_mb = peak_rss_mb()
         log.info(
             "relay: stopped; published %d, failed %d, dead %d in %d claims (%.0f rows/s); peak RSS %.0f MB",
             self.stats.published, self.stats.failed, self.stats.dead, self.stats.claims, self.stats.rate(), peak_mb,

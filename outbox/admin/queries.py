@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import ColumnElement, Connection, func, select
 from sqlalchemy.exc import ProgrammingError
 
+from outbox.admin.filters import OutboxFilter, encode_cursor
 from outbox.errors import OutboxNotMigrated
-from outbox.filters import OutboxFilter, encode_cursor
-from outbox.models import STATUSES, OutboxEvent
+from outbox.models import STATUSES, OutboxEvent, Status
 from soma.clients import database_errors
 from soma.settings import Settings
 
@@ -39,9 +40,10 @@ def admin_db_errors(settings: Settings) -> Iterator[None]:
             raise
 
 
-@dataclass(frozen=True)
-class OutboxRow:
-    """One outbox row as an admin sees it (the payload only by size)."""
+class OutboxRow(BaseModel):
+    """One outbox row as an admin sees it (the payload only by size); also the API's row schema."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     tenant_id: str
@@ -51,7 +53,7 @@ class OutboxRow:
     headers: dict[str, str]
     event_type: str
     event_id: str
-    status: str
+    status: Status
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
@@ -59,7 +61,7 @@ class OutboxRow:
     sent_at: datetime | None
     partition: int | None
     offset: int | None
-    payload_size: int
+    payload_size: int = Field(description="Bytes of the encoded Avro value.")
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def rows_by_id(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, str
 
 def row_view(row: OutboxRow) -> dict[str, Any]:
     """A row as JSON-ready values (CLI --json)."""
-    view: dict[str, Any] = dict(row.__dict__)
+    view: dict[str, Any] = row.model_dump()
     for name in ("next_attempt_at", "created_at", "sent_at"):
         value = view[name]
         view[name] = value.isoformat() if value is not None else None

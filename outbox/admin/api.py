@@ -16,7 +16,7 @@ rows. Bad fields get 422 naming the field, in FastAPI's ``{"detail": [{"loc", "m
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import asdict, astuple, dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -27,23 +27,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, create_model
 from sqlalchemy import Engine
 
-from outbox.api_metrics import install_metrics
-from outbox.api_models import (
-    ErrorOut,
-    HealthOut,
-    PageOut,
-    ReplayByFilterIn,
-    ReplayByIdsIn,
-    ReplayOut,
-    StatsOut,
-    Status,
-    Tenant,
-    Timestamp,
-    ValidationOut,
-)
-from outbox.auth import Principal, TokenRegistry
-from outbox.errors import AccessDenied, InvalidFilter, OutboxError, OutboxNotMigrated, ReplayTooLarge, RowsNotFound
-from outbox.filters import (
+from outbox.admin.auth import Principal, TokenRegistry
+from outbox.admin.filters import (
     CURSOR_PATTERN,
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -52,8 +37,23 @@ from outbox.filters import (
     check_tenant,
     decode_cursor,
 )
-from outbox.inspect import admin_db_errors, list_events, stats
-from outbox.replay import Replayer, ReplayResult
+from outbox.admin.metrics import install_metrics
+from outbox.admin.models import (
+    ErrorOut,
+    HealthOut,
+    PageOut,
+    ReplayByFilterIn,
+    ReplayByIdsIn,
+    ReplayOut,
+    StatsOut,
+    Tenant,
+    Timestamp,
+    ValidationOut,
+)
+from outbox.admin.queries import admin_db_errors, list_events, stats
+from outbox.admin.replay import Replayer, ReplayResult
+from outbox.errors import AccessDenied, InvalidFilter, OutboxError, OutboxNotMigrated, ReplayTooLarge, RowsNotFound
+from outbox.models import Status
 from soma.clients import database_engine
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
@@ -137,6 +137,17 @@ def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
+@dataclass(frozen=True)
+class FilterQuery:
+    """A list or stats request's filter fields, as FastAPI validated them (not yet checked)."""
+
+    tenant: str
+    status: str | None
+    topic: str | None
+    since: datetime | None
+    until: datetime | None
+
+
 def _replay_out(result: ReplayResult) -> ReplayOut:
     return ReplayOut.model_validate(asdict(result))
 
@@ -192,35 +203,41 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         caller.require(check_tenant(tenant))  # scope before anything else about the tenant's rows
         return build_filter(tenant, status=status, topic=topic, since=since, until=until, known_topics=topics)
 
-    @router.get("", response_model=PageOut, summary="List a tenant's outbox rows, by id")
-    def list_rows(
-        caller: Caller,
+    # The query's filter fields, declared once for list and stats. Only collected here: the scope
+    # and filter checks run in the route, after FastAPI has validated every field of the request.
+    def filter_query(
         tenant: Annotated[Tenant, Query()],
         status: Status | None = None,
         topic: Topic | None = None,  # type: ignore[valid-type]
         since: Timestamp | None = None,
         until: Timestamp | None = None,
+    ) -> FilterQuery:
+        return FilterQuery(tenant, status, topic, since, until)
+
+    def page_query(
         cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    ) -> tuple[str | None, int]:
+        return cursor, limit
+
+    Filter = Annotated[FilterQuery, Depends(filter_query)]
+
+    @router.get("", response_model=PageOut, summary="List a tenant's outbox rows, by id")
+    def list_rows(
+        caller: Caller, query: Filter, page_at: Annotated[tuple[str | None, int], Depends(page_query)]
     ) -> PageOut:
-        flt = scoped_filter(caller, tenant, status, topic, since, until)
+        flt = scoped_filter(caller, *astuple(query))
+        cursor, limit = page_at
         after = decode_cursor(cursor)
         with admin_db_errors(settings), db.connect() as conn:
             page = list_events(conn, flt, after_id=after, limit=limit)
         return PageOut.model_validate(
-            {"tenant": tenant, "items": [asdict(row) for row in page.items], "next_cursor": page.next_cursor}
+            {"tenant": query.tenant, "items": [row.model_dump() for row in page.items], "next_cursor": page.next_cursor}
         )
 
     @router.get("/stats", response_model=StatsOut, summary="Counts by status and topic for a tenant")
-    def row_stats(
-        caller: Caller,
-        tenant: Annotated[Tenant, Query()],
-        status: Status | None = None,
-        topic: Topic | None = None,  # type: ignore[valid-type]
-        since: Timestamp | None = None,
-        until: Timestamp | None = None,
-    ) -> StatsOut:
-        flt = scoped_filter(caller, tenant, status, topic, since, until)
+    def row_stats(caller: Caller, query: Filter) -> StatsOut:
+        flt = scoped_filter(caller, *astuple(query))
         with admin_db_errors(settings), db.connect() as conn:
             result = stats(conn, flt)
         return StatsOut.model_validate(asdict(result))

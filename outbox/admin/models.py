@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from outbox.filters import MAX_TENANT_LENGTH, TENANT_PATTERN
+from outbox.admin.filters import MAX_TENANT_LENGTH, TENANT_PATTERN
+from outbox.admin.queries import OutboxRow
+from outbox.models import Status
 
-Status = Literal["pending", "sent", "failed", "dead"]
 Tenant = Annotated[
     str, Field(min_length=1, max_length=MAX_TENANT_LENGTH, pattern=TENANT_PATTERN, description="Tenant id.")
 ]
@@ -40,24 +41,10 @@ def _iso_8601_only(value: Any) -> Any:
 Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 
 
-class OutboxRowOut(BaseModel):
-    id: int
-    tenant_id: str
-    dedupe_key: str
-    topic: str
-    key: str
-    headers: dict[str, str]
-    event_type: str
-    event_id: str
-    status: Status
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
-    partition: int | None
-    offset: int | None
-    payload_size: int = Field(description="Bytes of the encoded Avro value.")
+# A row in a page: the queries' own row model, under the schema name the API has always had
+# (no docstring: it would become the schema's description).
+class OutboxRowOut(OutboxRow):
+    pass
 
 
 class PageOut(BaseModel):

@@ -1,19 +1,22 @@
 """`soma outbox list|stats|replay` and `soma admin serve`: the outbox's admin side from a terminal.
 
-The commands share their implementation with the HTTP API (outbox.inspect, outbox.replay),
+The commands share their implementation with the HTTP API (outbox.admin.queries, .replay),
 imported when a command runs. A terminal user holds the database credentials, so it acts
-on any tenant (one per command); its audit name is ``cli:<os user>``.
+on any tenant (one per command); its audit name is ``cli:<os user>``. `app` is the
+`soma admin` group; list, stats and replay join the `soma outbox` group (outbox.cli).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import os
 import pwd
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -22,10 +25,10 @@ from soma.cli.context import console, err_console, settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from outbox.auth import Principal
-    from outbox.filters import OutboxFilter
+    from outbox.admin.auth import Principal
+    from outbox.admin.filters import OutboxFilter
 
-admin_app = typer.Typer(help="The outbox admin HTTP API (inspection and replay).", no_args_is_help=True)
+app = typer.Typer(help="The outbox admin HTTP API (inspection and replay).", no_args_is_help=True)
 
 LONG_REPLAY = 1000  # rows from which a replay shows a progress bar
 
@@ -45,18 +48,41 @@ def _actor() -> str:
 
 
 def _principal() -> Principal:
-    from outbox.auth import Principal
+    from outbox.admin.auth import Principal
 
     return Principal(actor=_actor(), all_tenants=True)
 
 
 def _filter(tenant: str, status: str | None, topic: str | None, since: str | None, until: str | None) -> OutboxFilter:
-    from outbox.filters import build_filter
+    from outbox.admin.filters import build_filter
     from soma.contracts.catalog import load_catalog
 
     return build_filter(
         tenant, status=status, topic=topic, since=since, until=until, known_topics=frozenset(load_catalog().topics)
     )
+
+
+# The filter options of list and stats, in this order, ahead of each command's own.
+_FILTER_OPTIONS = [
+    inspect.Parameter("tenant", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=TenantOpt, annotation=str),
+    *(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=str | None)
+      for name, option in (("status", StatusOpt), ("topic", TopicOpt), ("since", SinceOpt), ("until", UntilOpt))),
+]
+
+
+def _with_filter(command: Callable[..., None]) -> Callable[..., None]:
+    """`command(flt, **own)` as a typer command whose options are the filter's, then its own ones."""
+    own = list(inspect.signature(command).parameters.values())[1:]  # annotations as text: typer resolves them
+
+    @functools.wraps(command)
+    def run(tenant: str, status: str | None, topic: str | None, since: str | None, until: str | None,
+            **options: Any) -> None:
+        command(_filter(tenant, status, topic, since, until), **options)
+
+    params = [*_FILTER_OPTIONS, *own]
+    cast(Any, run).__signature__ = inspect.Signature(params, return_annotation=None)
+    run.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return run
 
 
 @contextmanager
@@ -74,12 +100,9 @@ def _print_json(value: Any) -> None:
     console.print_json(json.dumps(value, default=str))
 
 
+@_with_filter
 def list_events(
-    tenant: str = TenantOpt,
-    status: str | None = StatusOpt,
-    topic: str | None = TopicOpt,
-    since: str | None = SinceOpt,
-    until: str | None = UntilOpt,
+    flt: OutboxFilter,
     limit: int = typer.Option(100, "--limit", min=1, max=1000, help="Rows per page (1-1000)."),
     cursor: str | None = typer.Option(None, "--cursor", help="next_cursor of the previous page."),
     as_json: bool = JsonOpt,
@@ -87,16 +110,15 @@ def list_events(
     """List one tenant's outbox rows, by id, a page at a time."""
     from rich.table import Table
 
-    from outbox.filters import decode_cursor
-    from outbox.inspect import admin_db_errors, row_view
-    from outbox.inspect import list_events as query
+    from outbox.admin.filters import decode_cursor
+    from outbox.admin.queries import admin_db_errors, row_view
+    from outbox.admin.queries import list_events as query
 
-    flt = _filter(tenant, status, topic, since, until)
     after = decode_cursor(cursor)
     with _engine() as engine, admin_db_errors(settings()), engine.connect() as conn:
         page = query(conn, flt, after_id=after, limit=limit)
     if as_json:
-        _print_json({"tenant": tenant, "items": [row_view(r) for r in page.items], "next_cursor": page.next_cursor})
+        _print_json({"tenant": flt.tenant, "items": [row_view(r) for r in page.items], "next_cursor": page.next_cursor})
         return
     table = Table("id", "status", "topic", "event_id", "attempts", "created_at", "sent_at", "last_error")
     for row in page.items:
@@ -111,30 +133,23 @@ def list_events(
         console.print(f"more rows: --cursor {page.next_cursor}")
 
 
-def stats(
-    tenant: str = TenantOpt,
-    status: str | None = StatusOpt,
-    topic: str | None = TopicOpt,
-    since: str | None = SinceOpt,
-    until: str | None = UntilOpt,
-    as_json: bool = JsonOpt,
-) -> None:
+@_with_filter
+def stats(flt: OutboxFilter, as_json: bool = JsonOpt) -> None:
     """Counts of one tenant's outbox rows by status and topic, the oldest waiting row, most attempts."""
     from dataclasses import asdict
 
     from rich.table import Table
 
-    from outbox.inspect import admin_db_errors
-    from outbox.inspect import stats as query
+    from outbox.admin.queries import admin_db_errors
+    from outbox.admin.queries import stats as query
     from outbox.models import STATUSES
 
-    flt = _filter(tenant, status, topic, since, until)
     with _engine() as engine, admin_db_errors(settings()), engine.connect() as conn:
         result = query(conn, flt)
     if as_json:
         _print_json(asdict(result))
         return
-    table = Table("topic", *STATUSES, title=f"outbox of tenant {tenant}: {result.total} row(s)")
+    table = Table("topic", *STATUSES, title=f"outbox of tenant {flt.tenant}: {result.total} row(s)")
     for name, counts in result.by_topic.items():
         table.add_row(name, *(str(counts.get(s, 0)) for s in STATUSES))
     table.add_row("[b]all[/b]", *(f"[b]{result.by_status.get(s, 0)}[/b]" for s in STATUSES))
@@ -185,9 +200,9 @@ def replay(
     """
     from dataclasses import asdict
 
+    from outbox.admin.filters import parse_ids
+    from outbox.admin.replay import Replayer
     from outbox.errors import InvalidFilter
-    from outbox.filters import parse_ids
-    from outbox.replay import Replayer
     from soma.contracts.catalog import load_catalog
     from soma.contracts.codec import Codec
 
@@ -224,7 +239,7 @@ def replay(
         console.print(f"audit event {result.audit_event_id}")
 
 
-@admin_app.command("serve")
+@app.command("serve")
 def serve(
     host: str | None = typer.Option(None, "--host", help="Listen address (default SOMA_ADMIN_HOST)."),
     port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Port (default SOMA_ADMIN_PORT)."),
@@ -232,7 +247,7 @@ def serve(
     """Serve the admin HTTP API (OpenAPI at /docs and /openapi.json) until SIGINT/SIGTERM."""
     import uvicorn
 
-    from outbox.api import create_app
+    from outbox.admin.api import create_app
     from soma.observability.logs import configure_logging
 
     current = settings()

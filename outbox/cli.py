@@ -1,4 +1,8 @@
-"""`soma outbox emit|relay`: write an event through the transactional outbox, and run the relay."""
+"""`soma outbox`: write an event through the transactional outbox (emit), run the relay, and the
+admin's list|stats|replay (outbox.admin.cli). `app` is the whole group; `soma.cli` mounts it.
+
+Each command imports its implementation when it runs, so `soma --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 
 import typer
 
+from outbox.admin import cli as admin_cli
 from soma.cli.context import settings
 
 app = typer.Typer(help="The transactional outbox: emit events into it, relay it to Kafka.", no_args_is_help=True)
@@ -60,7 +65,7 @@ def emit(
     from sqlalchemy.orm import Session
 
     from outbox.writer import Emission, OutboxWriter
-    from soma.cli.events import _parse_json_lines
+    from soma.cli.context import parse_json_lines
     from soma.clients import database_engine, database_errors
     from soma.contracts.catalog import load_catalog
     from soma.contracts.codec import Codec
@@ -72,7 +77,7 @@ def emit(
     codec = Codec(catalog, config)
     writer = OutboxWriter(catalog, codec, config)
     # --tenant fills tenant_id (a different tenant_id in the JSON is refused by prepare).
-    event = codec.from_json(topic, {"tenant_id": tenant, **_parse_json_lines(value_json, None)[0]})
+    event = codec.from_json(topic, {"tenant_id": tenant, **parse_json_lines(value_json, None)[0]})
     emission = Emission(topic, event, tenant, dedupe_key, key, _headers(header) or None)
     engine = database_engine(config)
     try:
@@ -101,7 +106,7 @@ def relay(
     them, release every other claim, exit 0. A SIGKILL loses nothing either: unacknowledged
     rows are still pending and the next relay claims them.
     """
-    from outbox.relay import Relay
+    from outbox.relay.service import Relay
     from soma.observability import telemetry
     from soma.observability.logs import configure_logging
 
@@ -123,3 +128,9 @@ def relay(
         config.outbox_relay_pipeline_depth,
     )
     relay_.run(drain=drain)
+
+
+# The admin's terminal side, after emit and relay (the order `soma outbox --help` lists them in).
+app.command("list")(admin_cli.list_events)
+app.command("stats")(admin_cli.stats)
+app.command("replay")(admin_cli.replay)

@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, String, Text, cast, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 
-from outbox.audit import AuditEntry, new_event_id, record
-from outbox.auth import Principal, authorize_ids
+from outbox.admin.audit import AuditEntry, new_event_id, record
+from outbox.admin.auth import Principal, authorize_ids
+from outbox.admin.filters import OutboxFilter, check_ids, check_tenant
+from outbox.admin.queries import admin_db_errors, matching_rows, rows_by_id
 from outbox.errors import InvalidFilter, OutboxError, ReplayTooLarge
-from outbox.filters import OutboxFilter, check_ids, check_tenant
-from outbox.inspect import admin_db_errors, matching_rows, rows_by_id
 from outbox.models import OutboxEvent
 from soma.contracts.catalog import Catalog
 from soma.contracts.codec import Codec

@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from opentelemetry.trace import Span, SpanKind, Tracer
 from sqlalchemy import Connection
 
-from outbox.claim import ClaimedRow
+from outbox.relay.claim import ClaimedRow
 from soma.clients import kafka_producer
 from soma.observability import telemetry
 from soma.settings import Settings

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from json import loads
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, TextClause, text
 
-from outbox.policy import ClaimPlan
+from outbox.relay.policy import ClaimPlan
+from soma.clients import database_engine
+from soma.settings import Settings
 
 # Tenants with due-or-retrying rows are found by a loose index scan of ix_outbox_events_due
 # (one index probe per tenant, however many rows it holds), in round-robin order: those after
@@ -147,6 +149,21 @@ SELECT tenant_id, count(*) AS pending,
 )
 
 
+def relay_engine(settings: Settings, pool_size: int) -> Engine:
+    """The relay's engine.
+
+    JIT off: the claim's cost estimate would trigger ~200 ms of compiling per claim.
+    synchronous_commit off: the relay's transactions only record delivery reports; one lost in
+    a PostgreSQL crash means that row is published again (at least once, as after a relay
+    crash), and commits no longer wait for a WAL flush each (tiny batches at low rates made
+    the flushes, one after the other, the relay's bottleneck and its latency tail).
+    """
+    options = settings.sqlalchemy_engine_options()
+    connect_args = dict(options.get("connect_args", {}))
+    connect_args["options"] = (str(connect_args.get("options", "")) + " -cjit=off -csynchronous_commit=off").strip()
+    return database_engine(settings, connect_args=connect_args, pool_size=pool_size, max_overflow=2)
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedRow:
     id: int
@@ -188,24 +205,22 @@ def claim(conn: Connection, plan: ClaimPlan) -> Claim:
     return Claim(rows, visited, last_visited)
 
 
+def _update(conn: Connection, statement: TextClause, **columns: Sequence[Any]) -> None:
+    """One UPDATE for a whole batch: each column's values as a PostgreSQL array (nothing when no ids)."""
+    if columns["ids"]:
+        conn.execute(statement, {name: list(values) for name, values in columns.items()})
+
+
 def mark_sent(
     conn: Connection, ids: Sequence[int], partitions: Sequence[int], offsets: Sequence[int], acked_at: Sequence[float]
 ) -> None:
-    if ids:
-        conn.execute(
-            MARK_SENT,
-            {"ids": list(ids), "partitions": list(partitions), "offsets": list(offsets), "acked_at": list(acked_at)},
-        )
+    _update(conn, MARK_SENT, ids=ids, partitions=partitions, offsets=offsets, acked_at=acked_at)
 
 
 def mark_failed(
     conn: Connection, ids: Sequence[int], statuses: Sequence[str], errors: Sequence[str], delays: Sequence[float]
 ) -> None:
-    if ids:
-        conn.execute(
-            MARK_FAILED,
-            {"ids": list(ids), "statuses": list(statuses), "errors": list(errors), "delays": list(delays)},
-        )
+    _update(conn, MARK_FAILED, ids=ids, statuses=statuses, errors=errors, delays=delays)
 
 
 def any_due(conn: Connection) -> bool:
