@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.schema import CreateSchema, DropSchema
 
 from outbox.admin.api import create_app
 from outbox.models import OutboxEvent
@@ -23,25 +20,9 @@ from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import EventConsumer
 from soma.settings import Settings
-from tests.support.outbox_admin import ADMIN_TOKEN, migrate, with_tokens
+from tests.support.outbox_admin import ADMIN_TOKEN, with_tokens
 from tests.support.procs import run_soma
 from tests.support.samples import sample
-
-
-@pytest.fixture
-def own_schema(settings: Settings) -> Iterator[Settings]:
-    name = f"adm_{uuid.uuid4().hex[:8]}"
-    engine = database_engine(settings)
-    with engine.begin() as conn:
-        conn.execute(CreateSchema(name))
-    try:
-        isolated = settings.model_copy(update={"database_schema": name})
-        migrate(isolated)
-        yield isolated
-    finally:
-        with engine.begin() as conn:
-            conn.execute(DropSchema(name, cascade=True, if_exists=True))
-        engine.dispose()
 
 
 def _drain(settings: Settings) -> None:
@@ -49,8 +30,8 @@ def _drain(settings: Settings) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_a_replayed_record_reaches_kafka_with_replay_of_and_the_original_dedupe_key(own_schema: Settings) -> None:
-    settings = own_schema
+def test_a_replayed_record_reaches_kafka_with_replay_of_and_the_original_dedupe_key(own_db: Settings) -> None:
+    settings = own_db
     tenant = f"e2e-{uuid.uuid4().hex[:8]}"
     ensured = run_soma(settings, "topics", "ensure", timeout_s=120)
     assert ensured.returncode == 0, ensured.stderr

@@ -26,11 +26,8 @@ from tests.support.outbox_admin import (
     GLOBEX_TOKEN,
     audits_of,
     count_all,
-    forget,
-    migrate,
     rows_of,
     seed,
-    tenants,
     with_tokens,
 )
 
@@ -50,36 +47,14 @@ ADMIN, ACME, GLOBEX = auth(ADMIN_TOKEN), auth(ACME_TOKEN), auth(GLOBEX_TOKEN)
 
 
 @pytest.fixture(scope="module")
-def names(run_id: str) -> tuple[str, str]:
-    return tenants(run_id)
-
-
-@pytest.fixture(scope="module")
-def admin_settings(settings: Settings, names: tuple[str, str]) -> Settings:
-    migrate(settings)
-    return with_tokens(settings, *names)
-
-
-@pytest.fixture(scope="module")
-def engine(admin_settings: Settings, names: tuple[str, str]) -> Iterator[Engine]:
-    engine = database_engine(admin_settings)
-    yield engine
-    forget(engine, names)
-    engine.dispose()
+def admin_settings(outbox_db: Settings, names: tuple[str, str]) -> Settings:
+    return with_tokens(outbox_db, *names)
 
 
 @pytest.fixture(scope="module")
 def client(admin_settings: Settings, engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(admin_settings), raise_server_exceptions=False) as client:
         yield client
-
-
-@pytest.fixture
-def fresh(run_id: str, engine: Engine) -> Iterator[tuple[str, str]]:
-    """Two tenants of this test only (the tokens' tenants are the module's: see `names`)."""
-    pair = tenants(run_id)
-    yield pair
-    forget(engine, pair)
 
 
 def _field_named(response: Any, field: str) -> bool:
@@ -158,9 +133,9 @@ def test_replaying_ids_outside_the_token_scope_is_refused_whole(
 
 
 def test_an_admin_token_gets_404_for_unknown_ids_and_422_for_mixed_tenants(
-    client: TestClient, engine: Engine, fresh: tuple[str, str]
+    client: TestClient, engine: Engine, pair: tuple[str, str]
 ) -> None:
-    a, b = fresh
+    a, b = pair
     ids_a, ids_b = seed(engine, a, 1), seed(engine, b, 1)
     before = count_all(engine)
     response = client.post("/admin/outbox/replay", json={"ids": [*ids_a, 2**52]}, headers=ADMIN)
@@ -173,8 +148,8 @@ def test_an_admin_token_gets_404_for_unknown_ids_and_422_for_mixed_tenants(
 
 
 # --- Listing and statistics ----------------------------------------------------------------
-def test_list_pages_by_id_with_an_opaque_cursor(client: TestClient, engine: Engine, fresh: tuple[str, str]) -> None:
-    tenant, other = fresh
+def test_list_pages_by_id_with_an_opaque_cursor(client: TestClient, engine: Engine, pair: tuple[str, str]) -> None:
+    tenant, other = pair
     ids = seed(engine, tenant, 5)
     seed(engine, other, 3)
     seen: list[int] = []
@@ -197,8 +172,8 @@ def test_list_pages_by_id_with_an_opaque_cursor(client: TestClient, engine: Engi
     assert "payload" not in item
 
 
-def test_list_filters(client: TestClient, engine: Engine, fresh: tuple[str, str]) -> None:
-    tenant, _ = fresh
+def test_list_filters(client: TestClient, engine: Engine, pair: tuple[str, str]) -> None:
+    tenant, _ = pair
     old = datetime(2026, 1, 1, tzinfo=UTC)
     failed = seed(engine, tenant, 2, status="failed", topic="tool.requests", created_at=old)
     sent = seed(engine, tenant, 3, status="sent")
@@ -216,8 +191,8 @@ def test_list_filters(client: TestClient, engine: Engine, fresh: tuple[str, str]
     assert ids(status="dead") == []
 
 
-def test_stats(client: TestClient, engine: Engine, fresh: tuple[str, str]) -> None:
-    tenant, _ = fresh
+def test_stats(client: TestClient, engine: Engine, pair: tuple[str, str]) -> None:
+    tenant, _ = pair
     seed(engine, tenant, 2, status="failed", topic="tool.requests", created_at=datetime(2026, 1, 1, tzinfo=UTC))
     seed(engine, tenant, 3, status="sent")
     seed(engine, tenant, 1)
@@ -376,9 +351,9 @@ def test_replay_by_filter_and_dry_run(
 
 
 def test_a_replay_over_the_row_bound_is_refused_whole(
-    admin_settings: Settings, engine: Engine, fresh: tuple[str, str]
+    admin_settings: Settings, engine: Engine, pair: tuple[str, str]
 ) -> None:
-    tenant, _ = fresh
+    tenant, _ = pair
     seed(engine, tenant, 4, status="dead")
     small = admin_settings.model_copy(update={"admin_replay_max_rows": 3})
     with TestClient(create_app(small), raise_server_exceptions=False) as client:
@@ -392,12 +367,12 @@ def test_a_replay_over_the_row_bound_is_refused_whole(
 
 
 def test_replay_is_all_or_nothing(
-    admin_settings: Settings, engine: Engine, fresh: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    admin_settings: Settings, engine: Engine, pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failure after the copies (here: while auditing) leaves no copy, no audit row, no audit event."""
     import outbox.admin.replay
 
-    tenant, _ = fresh
+    tenant, _ = pair
     ids = seed(engine, tenant, 2500, status="sent")  # several copy statements (CHUNK rows each)
     real_record = outbox.admin.replay.record
 
@@ -425,9 +400,9 @@ def test_replay_is_all_or_nothing(
 
 
 def test_replayed_rows_are_ordinary_pending_rows_for_the_relay(
-    client: TestClient, engine: Engine, fresh: tuple[str, str]
+    client: TestClient, engine: Engine, pair: tuple[str, str]
 ) -> None:
-    tenant, _ = fresh
+    tenant, _ = pair
     [original] = seed(engine, tenant, 1, status="dead")
     result = client.post("/admin/outbox/replay", json={"ids": [original], "tenant": tenant}, headers=ADMIN).json()
     replay_id = result["sample"][0]["replay_id"]

@@ -1,18 +1,13 @@
-"""The relay's pure decisions: backoff, circuits, fair shares, poll pacing, verdicts on a batch."""
+"""The relay's pure decisions: backoff, circuits, fair shares, poll pacing."""
 
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import pytest
 
 from outbox.errors import RelayError
-from outbox.relay.claim import ClaimedRow
-from outbox.relay.judge import RetryPolicy, judge
-from outbox.relay.metrics import RelayMetrics
 from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, backoff_delay, parse_tenant_map
-from outbox.relay.publisher import Batch
 from soma.settings import load_settings
 
 
@@ -154,69 +149,3 @@ def test_poll_pacer_doubles_to_the_cap_and_resets_on_rows() -> None:
     assert [pacer.next_wait() for _ in range(5)] == [0.002, 0.004, 0.008, 0.01, 0.01]
     pacer.found_rows()
     assert pacer.next_wait() == 0.002
-
-
-# --- verdicts on a batch -------------------------------------------------------------------
-def _row(i: int, tenant: str, attempts: int = 0) -> ClaimedRow:
-    return ClaimedRow(i, tenant, "chat.messages", f"{tenant}:s", {"tenant": tenant}, b"v", attempts, 1000.0)
-
-
-def _report(batch: Batch, index: int, error: str | None = None, partition: int = 0, offset: int = 0) -> None:
-    class Msg:
-        def partition(self) -> int:
-            return partition
-
-        def offset(self) -> int:
-            return offset
-
-    class Err:
-        def name(self) -> str:
-            return "_MSG_TIMED_OUT"
-
-        def str(self) -> str:
-            return error or ""
-
-    batch.on_delivery(index, Err() if error else None, Msg())  # type: ignore[arg-type]
-
-
-def _batch(rows: list[ClaimedRow], produced: int | None = None) -> Batch:
-    conn: Any = None
-    batch = Batch(conn, rows)
-    batch.produced = batch.outstanding = len(rows) if produced is None else produced
-    batch.closed = True
-    return batch
-
-
-def test_judge_sorts_rows_by_report() -> None:
-    rows = [_row(1, "a"), _row(2, "a", attempts=1), _row(3, "b", attempts=2), _row(4, "b")]
-    batch = _batch(rows, produced=3)
-    _report(batch, 0, partition=2, offset=41)
-    _report(batch, 1, error="Local: Message timed out")
-    _report(batch, 2, error="Local: Message timed out")
-    assert batch.complete
-    circuits = Circuits(threshold=1, reset_s=10)
-    outcome = judge(batch, RetryPolicy(1.0, 60.0, max_attempts=3), circuits, random.Random(0), now=50.0)
-    assert outcome.sent_ids == [1]
-    assert outcome.sent_partitions == [2]
-    assert outcome.sent_offsets == [41]
-    assert outcome.fail_ids == [2, 3]
-    assert outcome.fail_statuses == ["failed", "dead"]  # row 3 used its third and last attempt
-    assert outcome.fail_errors[0] == "_MSG_TIMED_OUT: Local: Message timed out"
-    assert 1.0 <= outcome.fail_delays[0] <= 2.0
-    assert outcome.fail_delays[1] == 0.0
-    assert outcome.unreported_tenants == {"b"}  # row 4 was never produced: left pending
-    assert outcome.published == {("a", "chat.messages"): 1}
-    assert outcome.dead == {("b", "chat.messages"): 1}
-    assert circuits.get("a").state is CircuitState.OPEN  # its last report was a failure (threshold 1)
-    assert outcome.latencies
-    assert outcome.latencies[0] > 0
-
-
-def test_pending_gauges_fall_to_zero_for_tenants_with_nothing_left() -> None:
-    metrics = RelayMetrics()
-    metrics.set_pending([("a", 5, 1.5), ("b", 1, 0.2)])
-    metrics.set_pending([("a", 2, 0.5)])
-    assert metrics.registry.get_sample_value("outbox_pending", {"service": "relay", "tenant": "b"}) == 0
-    assert metrics.registry.get_sample_value("outbox_pending", {"service": "relay", "tenant": "a"}) == 2
-    age = metrics.registry.get_sample_value("outbox_oldest_pending_age_seconds", {"service": "relay", "tenant": "b"})
-    assert age == 0

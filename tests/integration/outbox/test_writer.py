@@ -6,7 +6,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -16,21 +15,11 @@ from outbox.errors import EmitError
 from outbox.models import OutboxEvent
 from outbox.relay.wakeup import Wakeup
 from outbox.writer import Emission, OutboxWriter
-from soma.clients import database_engine
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.settings import Settings
-from tests.support.outbox_relay import migrate
 from tests.support.procs import run_soma
 from tests.support.samples import sample
-
-
-@pytest.fixture(scope="module")
-def engine(settings: Settings) -> Iterator[Engine]:
-    migrate(settings)
-    engine = database_engine(settings)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

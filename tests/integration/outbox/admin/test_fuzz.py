@@ -22,32 +22,17 @@ from schemathesis import GenerationMode
 from sqlalchemy import Engine
 
 from outbox.admin.api import create_app
-from soma.clients import database_engine
 from soma.settings import Settings
-from tests.support.outbox_admin import ACME_TOKEN, ADMIN_TOKEN, forget, migrate, seed, tenants, with_tokens
+from tests.support.outbox_admin import ACME_TOKEN, ADMIN_TOKEN, seed, with_tokens
 
 EXAMPLES = 60  # per operation and mode
 HEADER_SETS = [{"Authorization": f"Bearer {ADMIN_TOKEN}"}, {"Authorization": f"Bearer {ACME_TOKEN}"}, {}]
 
 
 @pytest.fixture(scope="module")
-def names(run_id: str) -> tuple[str, str]:
-    return tenants(run_id)
-
-
-@pytest.fixture(scope="module")
-def engine(settings: Settings, names: tuple[str, str]) -> Iterator[Engine]:
-    migrate(settings)
-    engine = database_engine(settings)
+def app(outbox_db: Settings, names: tuple[str, str], engine: Engine) -> FastAPI:
     seed(engine, names[0], 3, status="failed")
-    yield engine
-    forget(engine, names)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def app(settings: Settings, names: tuple[str, str], engine: Engine) -> FastAPI:
-    return create_app(with_tokens(settings, *names), engine=engine)
+    return create_app(with_tokens(outbox_db, *names), engine=engine)
 
 
 def _operations(app: FastAPI) -> list[Any]:

@@ -9,7 +9,6 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from sqlalchemy.orm import Session
 from outbox.relay.claim import explain_claim
 from outbox.relay.policy import FairShare
 from outbox.writer import Emission, OutboxWriter
-from soma.clients import database_engine
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.topics import ensure
@@ -29,7 +27,6 @@ from tests.support.outbox_relay import (
     create_topic,
     insert_rows,
     metrics_url,
-    own_schema,
     relay_process,
     relay_settings,
     scrape,
@@ -38,19 +35,6 @@ from tests.support.outbox_relay import (
 )
 from tests.support.procs import wait_for
 from tests.support.samples import sample
-
-
-@pytest.fixture(scope="module")
-def relay_db(settings: Settings) -> Iterator[Settings]:
-    with own_schema(settings, "relay") as own:
-        yield own
-
-
-@pytest.fixture(scope="module")
-def engine(relay_db: Settings) -> Iterator[Engine]:
-    engine = database_engine(relay_db)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -70,11 +54,11 @@ def _sent_rows(engine: Engine) -> dict[str, tuple[int, int]]:
 
 
 def test_relay_publishes_key_headers_and_value_and_records_where(
-    relay_db: Settings, engine: Engine, tmp_path: Path
+    outbox_db: Settings, engine: Engine, tmp_path: Path
 ) -> None:
     catalog = load_catalog()
-    ensure(relay_db, catalog)
-    writer = OutboxWriter(catalog, Codec(catalog, relay_db), relay_db)
+    ensure(outbox_db, catalog)
+    writer = OutboxWriter(catalog, Codec(catalog, outbox_db), outbox_db)
     run = uuid.uuid4().hex[:6]
     tenants = [f"acme-{run}", f"globex-{run}"]
     emissions = [Emission("chat.messages", sample("chat.messages", tenant=t, n=i), t, f"order-{i}")
@@ -84,7 +68,7 @@ def test_relay_publishes_key_headers_and_value_and_records_where(
     with Session(engine) as session, session.begin():  # a repeat of one dedupe key: no second event
         writer.write(session, emissions[:1])
     # The idle timeout is long: a prompt publish later on can only come from the writer's NOTIFY.
-    config = relay_settings(relay_db, outbox_relay_idle_timeout_s=120, outbox_relay_gauge_interval_s=0.3)
+    config = relay_settings(outbox_db, outbox_relay_idle_timeout_s=120, outbox_relay_gauge_interval_s=0.3)
     log_file = tmp_path / "relay.log"
     with relay_process(config, log_file) as proc:
         url = metrics_url(log_file)
@@ -111,10 +95,10 @@ def test_relay_publishes_key_headers_and_value_and_records_where(
         )).scalar_one()
     assert late_ms < 1000
 
-    codec = Codec(catalog, relay_db)
+    codec = Codec(catalog, outbox_db)
     with engine.connect() as conn:
         sent = set(conn.execute(text('SELECT "partition", "offset" FROM outbox_events WHERE status = \'sent\'')))
-    records = [r for r in consume_all(relay_db, "chat.messages")
+    records = [r for r in consume_all(outbox_db, "chat.messages")
                if r.headers.get("tenant") in tenants]
     assert len(records) == 31
     assert Counter((r.headers["tenant"], r.headers["dedupe-key"]) for r in records).most_common(1)[0][1] == 1
@@ -126,9 +110,9 @@ def test_relay_publishes_key_headers_and_value_and_records_where(
     assert {(r.partition, r.offset) for r in records} == sent
 
 
-def test_two_relays_publish_20000_rows_exactly_once(relay_db: Settings, engine: Engine, tmp_path: Path) -> None:
-    topic = create_topic(relay_db, partitions=6)
-    config = relay_settings(relay_db, outbox_relay_poll_max_s=0.05)
+def test_two_relays_publish_20000_rows_exactly_once(outbox_db: Settings, engine: Engine, tmp_path: Path) -> None:
+    topic = create_topic(outbox_db, partitions=6)
+    config = relay_settings(outbox_db, outbox_relay_poll_max_s=0.05)
     logs = [tmp_path / "relay-1.log", tmp_path / "relay-2.log"]
     with relay_process(config, logs[0]) as first, relay_process(config, logs[1]) as second:
         metrics_url(logs[0])
@@ -139,7 +123,7 @@ def test_two_relays_publish_20000_rows_exactly_once(relay_db: Settings, engine: 
             proc.send_signal(signal.SIGTERM)
         assert first.wait(30) == 0
         assert second.wait(30) == 0
-    counts = Counter(r.headers["dedupe-key"] for r in consume_all(relay_db, topic))
+    counts = Counter(r.headers["dedupe-key"] for r in consume_all(outbox_db, topic))
     expected = {f"{prefix}{i}" for prefix in prefixes for i in range(1, 5001)}
     assert set(counts) == expected
     assert max(counts.values()) == 1, "a row was published twice"
@@ -150,10 +134,10 @@ def test_two_relays_publish_20000_rows_exactly_once(relay_db: Settings, engine: 
     assert min(shares) > 0, f"both relays should have published: {shares}"
 
 
-def test_relay_sigkilled_mid_batch_loses_nothing(relay_db: Settings, engine: Engine, tmp_path: Path) -> None:
-    topic = create_topic(relay_db, partitions=3)
+def test_relay_sigkilled_mid_batch_loses_nothing(outbox_db: Settings, engine: Engine, tmp_path: Path) -> None:
+    topic = create_topic(outbox_db, partitions=3)
     prefix = insert_rows(engine, "tenant-k", 40_000, topic)
-    config = relay_settings(relay_db, outbox_relay_batch_size=500)
+    config = relay_settings(outbox_db, outbox_relay_batch_size=500)
     with relay_process(config, tmp_path / "relay-1.log") as proc:
         wait_for(lambda: status_counts(engine).get("sent", 0) >= 5000, 60, interval_s=0.02, what="5,000 sent")
         os.killpg(proc.pid, signal.SIGKILL)
@@ -164,7 +148,7 @@ def test_relay_sigkilled_mid_batch_loses_nothing(relay_db: Settings, engine: Eng
         wait_for(lambda: status_counts(engine) == {"sent": 40_000}, 90, what="all 40,000 sent after restart")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    counts = Counter(r.headers["dedupe-key"] for r in consume_all(relay_db, topic))
+    counts = Counter(r.headers["dedupe-key"] for r in consume_all(outbox_db, topic))
     assert set(counts) == {f"{prefix}{i}" for i in range(1, 40_001)}  # nothing lost (duplicates allowed)
     duplicates = sum(counts.values()) - 40_000
     print(f"killed with {left} rows pending; {duplicates} records published twice")  # shown with -rP
@@ -172,19 +156,19 @@ def test_relay_sigkilled_mid_batch_loses_nothing(relay_db: Settings, engine: Eng
 
 
 def test_sigterm_records_in_flight_deliveries_and_releases_the_rest(
-    relay_db: Settings, engine: Engine, tmp_path: Path
+    outbox_db: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    topic = create_topic(relay_db, partitions=3)
+    topic = create_topic(outbox_db, partitions=3)
     insert_rows(engine, "tenant-t", 40_000, topic)
     log_file = tmp_path / "relay.log"
-    with relay_process(relay_settings(relay_db, outbox_relay_batch_size=500), log_file) as proc:
+    with relay_process(relay_settings(outbox_db, outbox_relay_batch_size=500), log_file) as proc:
         wait_for(lambda: status_counts(engine).get("sent", 0) >= 5000, 60, interval_s=0.02, what="5,000 sent")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     counts = status_counts(engine)
     assert counts.get("pending", 0) > 0, "the relay should have been stopped mid-stream"
     sent = _sent_rows(engine)
-    published = consume_all(relay_db, topic)
+    published = consume_all(outbox_db, topic)
     # Every record the broker acknowledged is marked sent, with its partition/offset, and nothing else.
     assert {r.headers["dedupe-key"]: (r.partition, r.offset) for r in published} == sent
     assert _published(log_file) == len(sent)
@@ -192,9 +176,9 @@ def test_sigterm_records_in_flight_deliveries_and_releases_the_rest(
         conn.execute(text("SELECT id FROM outbox_events WHERE status = 'pending' FOR UPDATE NOWAIT")).all()
 
 
-def test_small_tenant_is_not_stuck_behind_a_big_one(relay_db: Settings, engine: Engine, tmp_path: Path) -> None:
+def test_small_tenant_is_not_stuck_behind_a_big_one(outbox_db: Settings, engine: Engine, tmp_path: Path) -> None:
     """100,000 pending rows of one tenant, then 100 of another: the 100 go out before the big one's 5,000th."""
-    topic = create_topic(relay_db, partitions=1)  # one partition: offsets give the publish order
+    topic = create_topic(outbox_db, partitions=1)  # one partition: offsets give the publish order
     payload = b"\xc3\x01" + os.urandom(1024)
     big, small = "a-big", "z-small"  # the small one sorts last and its rows are the newest: no head start
     insert_rows(engine, big, 100_000, topic, payload=payload, key="same")
@@ -212,12 +196,12 @@ def test_small_tenant_is_not_stuck_behind_a_big_one(relay_db: Settings, engine: 
     touched = int(buffers.group(1)) + int(buffers.group(2) or 0)
     assert touched < 5000, f"the claim touched {touched} pages: it should not walk the big tenant's rows\n{plan}"
 
-    config = relay_settings(relay_db, outbox_relay_tenant_quota=20)
+    config = relay_settings(outbox_db, outbox_relay_tenant_quota=20)
     with relay_process(config, tmp_path / "relay.log") as proc:
         wait_for(lambda: status_counts(engine, small).get("sent") == 100, 60, what="small tenant published")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    records = sorted(consume_all(relay_db, topic),
+    records = sorted(consume_all(outbox_db, topic),
                      key=lambda r: r.offset)
     order = [r.headers["tenant"] for r in records]
     last_small = max(i for i, tenant in enumerate(order) if tenant == small)
@@ -228,14 +212,14 @@ def test_small_tenant_is_not_stuck_behind_a_big_one(relay_db: Settings, engine: 
 
 
 def test_failing_tenant_opens_its_circuit_and_goes_dead_without_holding_up_others(
-    relay_db: Settings, engine: Engine, tmp_path: Path
+    outbox_db: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    good_topic = create_topic(relay_db)
+    good_topic = create_topic(outbox_db)
     missing_topic = f"t.relay.missing.{uuid.uuid4().hex[:6]}"  # never created: every delivery times out
     insert_rows(engine, "bad", 3, missing_topic)
     insert_rows(engine, "good", 200, good_topic)
     config = relay_settings(
-        relay_db, outbox_relay_delivery_timeout_s=1.5, outbox_relay_max_attempts=2, outbox_relay_retry_base_s=0.1,
+        outbox_db, outbox_relay_delivery_timeout_s=1.5, outbox_relay_max_attempts=2, outbox_relay_retry_base_s=0.1,
         outbox_relay_retry_max_s=0.2, outbox_relay_circuit_failures_by_tenant="bad=1",
         outbox_relay_circuit_reset_s_by_tenant="bad=0.3", outbox_relay_idle_timeout_s=0.5,
     )

@@ -13,41 +13,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from soma.clients import database_engine
 from soma.errors import InfrastructureUnavailable
 from soma.observability.health import kafka_round_trip
 from soma.ops.stack.kafka import LocalKafka
 from soma.settings import Settings
-from tests.support.outbox_relay import (
-    consume_all,
-    create_topic,
-    insert_rows,
-    metrics_url,
-    own_schema,
-    relay_process,
-    relay_settings,
-    scrape,
-    status_counts,
-)
+from tests.support import outbox_relay as rig  # the relay test rig: rows in, relay processes, records out
 from tests.support.procs import REPO, wait_for
 
 pytestmark = pytest.mark.disruptive
 
 OUTAGE_S = 30.0
 TENANTS = ("acme", "globex", "initech")
-
-
-@pytest.fixture(scope="module")
-def outage_db(settings: Settings) -> Iterator[Settings]:
-    with own_schema(settings, "outage") as own:
-        yield own
-
-
-@pytest.fixture(scope="module")
-def engine(outage_db: Settings) -> Iterator[Engine]:
-    engine = database_engine(outage_db)
-    yield engine
-    engine.dispose()
 
 
 def _kafka_healthy(settings: Settings) -> bool:
@@ -73,40 +49,40 @@ def broker(stack: Settings) -> Iterator[LocalKafka]:
 
 
 def test_broker_outage_loses_nothing_and_circuits_open_then_close(
-    outage_db: Settings, engine: Engine, broker: LocalKafka, tmp_path: Path
+    outbox_db: Settings, engine: Engine, broker: LocalKafka, tmp_path: Path
 ) -> None:
-    topic = create_topic(outage_db, partitions=3)
-    config = relay_settings(
-        outage_db, outbox_relay_delivery_timeout_s=3, outbox_relay_circuit_failures=3,
+    topic = rig.create_topic(outbox_db, partitions=3)
+    config = rig.relay_settings(
+        outbox_db, outbox_relay_delivery_timeout_s=3, outbox_relay_circuit_failures=3,
         outbox_relay_circuit_reset_s=2, outbox_relay_retry_base_s=0.5, outbox_relay_retry_max_s=2,
         outbox_relay_max_attempts=1000, outbox_relay_idle_timeout_s=1, outbox_relay_gauge_interval_s=0.5,
     )
     log_file = tmp_path / "relay.log"
     prefixes = []
-    with relay_process(config, log_file) as proc:
-        url = metrics_url(log_file)
-        prefixes += [insert_rows(engine, tenant, 100, topic) for tenant in TENANTS]
-        wait_for(lambda: status_counts(engine).get("sent") == 300, 30, what="300 rows sent before the outage")
+    with rig.relay_process(config, log_file) as proc:
+        url = rig.metrics_url(log_file)
+        prefixes += [rig.insert_rows(engine, tenant, 100, topic) for tenant in TENANTS]
+        wait_for(lambda: rig.status_counts(engine).get("sent") == 300, 30, what="300 rows sent before the outage")
 
         stopped_at = time.monotonic()
         broker.daemon.stop()
         # Services keep committing while the broker is away: the outbox absorbs it.
-        prefixes += [insert_rows(engine, tenant, 100, topic) for tenant in TENANTS]
-        wait_for(lambda: all(scrape(url).get(f'outbox_circuit_state{{tenant="{t}"}}') == 2 for t in TENANTS),
+        prefixes += [rig.insert_rows(engine, tenant, 100, topic) for tenant in TENANTS]
+        wait_for(lambda: all(rig.scrape(url).get(f'outbox_circuit_state{{tenant="{t}"}}') == 2 for t in TENANTS),
                  25, interval_s=0.5, what="every tenant's circuit open")
-        during = scrape(url)
-        assert status_counts(engine).get("pending", 0) + status_counts(engine).get("failed", 0) > 0
+        during = rig.scrape(url)
+        assert rig.status_counts(engine).get("pending", 0) + rig.status_counts(engine).get("failed", 0) > 0
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped_at)))
         broker.start()
-        wait_for(lambda: _kafka_healthy(outage_db), 90, interval_s=1, what="kafka healthy after restart")
+        wait_for(lambda: _kafka_healthy(outbox_db), 90, interval_s=1, what="kafka healthy after restart")
 
-        wait_for(lambda: status_counts(engine) == {"sent": 600}, 90, interval_s=0.5, what="all 600 rows sent")
-        wait_for(lambda: all(scrape(url).get(f'outbox_circuit_state{{tenant="{t}"}}') == 0 for t in TENANTS),
+        wait_for(lambda: rig.status_counts(engine) == {"sent": 600}, 90, interval_s=0.5, what="all 600 rows sent")
+        wait_for(lambda: all(rig.scrape(url).get(f'outbox_circuit_state{{tenant="{t}"}}') == 0 for t in TENANTS),
                  10, what="every circuit closed again")
         # The pending gauges are recounted every SOMA_OUTBOX_RELAY_GAUGE_INTERVAL_S: wait for a recount.
-        wait_for(lambda: all(scrape(url).get(f'outbox_pending{{tenant="{t}"}}') == 0 for t in TENANTS),
+        wait_for(lambda: all(rig.scrape(url).get(f'outbox_pending{{tenant="{t}"}}') == 0 for t in TENANTS),
                  30, what="pending gauges recounted to 0")
-        after = scrape(url)
+        after = rig.scrape(url)
         proc.terminate()
         assert proc.wait(30) == 0
 
@@ -116,5 +92,5 @@ def test_broker_outage_loses_nothing_and_circuits_open_then_close(
         assert after[f'outbox_published_total{{tenant="{tenant}",topic="{topic}"}}'] == 200
         assert after[f'outbox_pending{{tenant="{tenant}"}}'] == 0
     assert after.get(f'outbox_dead_total{{tenant="{TENANTS[0]}",topic="{topic}"}}', 0) == 0
-    keys = {r.headers["dedupe-key"] for r in consume_all(outage_db, topic)}
+    keys = {r.headers["dedupe-key"] for r in rig.consume_all(outbox_db, topic)}
     assert keys == {f"{prefix}{i}" for prefix in prefixes for i in range(1, 101)}

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from soma.clients import database_engine
 from soma.ops.processes import run_bounded
 from soma.settings import Settings
 from tests.support.outbox_admin import (
@@ -27,11 +25,8 @@ from tests.support.outbox_admin import (
     ADMIN_TOKEN,
     audits_of,
     count_all,
-    forget,
-    migrate,
     rows_of,
     seed,
-    tenants,
     with_tokens,
 )
 from tests.support.procs import REPO, background, wait_for
@@ -60,48 +55,28 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def migrated(settings: Settings) -> Settings:
-    migrate(settings)
-    return settings
-
-
-@pytest.fixture(scope="module")
-def engine(migrated: Settings) -> Iterator[Engine]:
-    engine = database_engine(migrated)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def pair(run_id: str, engine: Engine) -> Iterator[tuple[str, str]]:
-    names = tenants(run_id)
-    yield names
-    forget(engine, names)
-
-
-def test_list_pages_and_stats(migrated: Settings, engine: Engine, pair: tuple[str, str]) -> None:
+def test_list_pages_and_stats(outbox_db: Settings, engine: Engine, pair: tuple[str, str]) -> None:
     tenant, other = pair
     ids = seed(engine, tenant, 3, status="failed")
     seed(engine, other, 2)
-    first = as_json(soma(migrated, "outbox", "list", "--tenant", tenant, "--limit", "2", "--json"))
+    first = as_json(soma(outbox_db, "outbox", "list", "--tenant", tenant, "--limit", "2", "--json"))
     assert [item["id"] for item in first["items"]] == ids[:2]
-    rest = as_json(soma(migrated, "outbox", "list", "--tenant", tenant, "--cursor", first["next_cursor"], "--json"))
+    rest = as_json(soma(outbox_db, "outbox", "list", "--tenant", tenant, "--cursor", first["next_cursor"], "--json"))
     assert [item["id"] for item in rest["items"]] == ids[2:]
     assert rest["next_cursor"] is None
-    table = soma(migrated, "outbox", "list", "--tenant", tenant, "--status", "failed")
+    table = soma(outbox_db, "outbox", "list", "--tenant", tenant, "--status", "failed")
     assert table.returncode == 0
     assert all(str(i) in table.stdout for i in ids)
-    stats = as_json(soma(migrated, "outbox", "stats", "--tenant", tenant, "--json"))
+    stats = as_json(soma(outbox_db, "outbox", "stats", "--tenant", tenant, "--json"))
     assert stats["total"] == 3
     assert stats["by_topic"] == {"chat.messages": {"failed": 3}}
-    assert "chat.messages" in soma(migrated, "outbox", "stats", "--tenant", tenant).stdout
+    assert "chat.messages" in soma(outbox_db, "outbox", "stats", "--tenant", tenant).stdout
 
 
-def test_replay_by_ids_then_by_filter(migrated: Settings, engine: Engine, pair: tuple[str, str]) -> None:
+def test_replay_by_ids_then_by_filter(outbox_db: Settings, engine: Engine, pair: tuple[str, str]) -> None:
     tenant, _ = pair
     ids = seed(engine, tenant, 3, status="dead")
-    result = as_json(soma(migrated, "outbox", "replay", "--tenant", tenant, "--ids", f"{ids[0]},{ids[1]}", "--json"))
+    result = as_json(soma(outbox_db, "outbox", "replay", "--tenant", tenant, "--ids", f"{ids[0]},{ids[1]}", "--json"))
     assert result["count"] == 2
     copies = [row for row in rows_of(engine, tenant) if "replay-of" in row["headers"]]
     assert sorted(int(row["headers"]["replay-of"]) for row in copies) == ids[:2]
@@ -110,20 +85,20 @@ def test_replay_by_ids_then_by_filter(migrated: Settings, engine: Engine, pair: 
     assert audit["actor"] == f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
 
     before = count_all(engine)
-    dry = soma(migrated, "outbox", "replay", "--tenant", tenant, "--status", "dead", "--dry-run")
+    dry = soma(outbox_db, "outbox", "replay", "--tenant", tenant, "--status", "dead", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "would replay 3 row(s)" in dry.stdout
     assert count_all(engine) == before
-    done = soma(migrated, "outbox", "replay", "--tenant", tenant, "--status", "dead", "--topic", "chat.messages")
+    done = soma(outbox_db, "outbox", "replay", "--tenant", tenant, "--status", "dead", "--topic", "chat.messages")
     assert "replayed 3 row(s)" in done.stdout
     assert count_all(engine) == (before[0] + 3 + 1, before[1] + 1)
 
 
-def test_a_long_replay_shows_progress(migrated: Settings, engine: Engine, pair: tuple[str, str]) -> None:
+def test_a_long_replay_shows_progress(outbox_db: Settings, engine: Engine, pair: tuple[str, str]) -> None:
     tenant, _ = pair
     seed(engine, tenant, 2200, status="sent")
     started = time.monotonic()
-    result = soma(migrated, "outbox", "replay", "--tenant", tenant, "--status", "sent")
+    result = soma(outbox_db, "outbox", "replay", "--tenant", tenant, "--status", "sent")
     assert result.returncode == 0, result.stderr
     assert "replayed 2200 row(s)" in result.stdout
     assert "replaying" in result.stderr  # the rich progress bar (rendered once when not on a terminal)
@@ -144,21 +119,21 @@ def test_a_long_replay_shows_progress(migrated: Settings, engine: Engine, pair: 
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(
-    migrated: Settings, engine: Engine, pair: tuple[str, str], args: list[str], expected: str
+    outbox_db: Settings, engine: Engine, pair: tuple[str, str], args: list[str], expected: str
 ) -> None:
     tenant, _ = pair
     before = count_all(engine)
-    line = one_line_error(soma(migrated, "outbox", args[0], "--tenant", tenant, *args[1:]))
+    line = one_line_error(soma(outbox_db, "outbox", args[0], "--tenant", tenant, *args[1:]))
     assert line.startswith("soma: error: ")
     assert expected in line
     assert count_all(engine) == before
 
 
-def test_replay_refuses_another_tenants_ids(migrated: Settings, engine: Engine, pair: tuple[str, str]) -> None:
+def test_replay_refuses_another_tenants_ids(outbox_db: Settings, engine: Engine, pair: tuple[str, str]) -> None:
     tenant, other = pair
     own, theirs = seed(engine, tenant, 1), seed(engine, other, 1)
     before = count_all(engine)
-    line = one_line_error(soma(migrated, "outbox", "replay", "--tenant", tenant, "--ids", f"{own[0]},{theirs[0]}"))
+    line = one_line_error(soma(outbox_db, "outbox", "replay", "--tenant", tenant, "--ids", f"{own[0]},{theirs[0]}"))
     assert "invalid ids: 1 id(s) belong to another tenant" in line
     assert count_all(engine) == before
 
@@ -170,11 +145,11 @@ def _free_port() -> int:
 
 
 def test_admin_serve_answers_with_tokens_and_stops_on_sigterm(
-    migrated: Settings, engine: Engine, pair: tuple[str, str], tmp_path: Path
+    outbox_db: Settings, engine: Engine, pair: tuple[str, str], tmp_path: Path
 ) -> None:
     tenant, other = pair
     seed(engine, tenant, 2)
-    configured = with_tokens(migrated, tenant, other, admin_shutdown_timeout_s=3.0)
+    configured = with_tokens(outbox_db, tenant, other, admin_shutdown_timeout_s=3.0)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "admin.log"
@@ -209,9 +184,9 @@ def test_admin_serve_answers_with_tokens_and_stops_on_sigterm(
     assert ACME_TOKEN not in text
 
 
-def test_admin_serve_without_tokens_refuses_to_start(migrated: Settings) -> None:
-    line = one_line_error(soma(migrated, "admin", "serve", "--port", str(_free_port()), timeout_s=60))
+def test_admin_serve_without_tokens_refuses_to_start(outbox_db: Settings) -> None:
+    line = one_line_error(soma(outbox_db, "admin", "serve", "--port", str(_free_port()), timeout_s=60))
     assert line == "soma: error: SOMA_ADMIN_TOKENS is not set: the admin API has no anonymous access"
-    bad = migrated.model_copy(update={"admin_tokens": SecretStr("short=admin")})
+    bad = outbox_db.model_copy(update={"admin_tokens": SecretStr("short=admin")})
     line = one_line_error(soma(bad, "admin", "serve", "--port", str(_free_port()), timeout_s=60))
     assert line.startswith("soma: error: invalid setting SOMA_ADMIN_TOKENS: entry 1: a token must be")
