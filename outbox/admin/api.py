@@ -16,7 +16,7 @@ rows. Bad fields get 422 naming the field, in FastAPI's ``{"detail": [{"loc", "m
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -137,17 +137,6 @@ def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
-@dataclass(frozen=True)
-class FilterQuery:
-    """A list or stats request's filter fields, as FastAPI validated them (not yet checked)."""
-
-    tenant: str
-    status: str | None
-    topic: str | None
-    since: datetime | None
-    until: datetime | None
-
-
 def _replay_out(result: ReplayResult) -> ReplayOut:
     return ReplayOut.model_validate(asdict(result))
 
@@ -203,41 +192,41 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         caller.require(check_tenant(tenant))  # scope before anything else about the tenant's rows
         return build_filter(tenant, status=status, topic=topic, since=since, until=until, known_topics=topics)
 
-    # The query's filter fields, declared once for list and stats. Only collected here: the scope
-    # and filter checks run in the route, after FastAPI has validated every field of the request.
-    def filter_query(
+    # The query's filter fields, declared once for list and stats. The scope and filter checks are
+    # deferred to the route: they run after FastAPI has validated every field of the request.
+    async def filter_query(  # async: no I/O, so no thread hop
         tenant: Annotated[Tenant, Query()],
         status: Status | None = None,
         topic: Topic | None = None,  # type: ignore[valid-type]
         since: Timestamp | None = None,
         until: Timestamp | None = None,
-    ) -> FilterQuery:
-        return FilterQuery(tenant, status, topic, since, until)
+    ) -> Callable[[Principal], OutboxFilter]:
+        return lambda caller: scoped_filter(caller, tenant, status, topic, since, until)
 
-    def page_query(
+    async def page_query(
         cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     ) -> tuple[str | None, int]:
         return cursor, limit
 
-    Filter = Annotated[FilterQuery, Depends(filter_query)]
+    Filter = Annotated[Callable[[Principal], OutboxFilter], Depends(filter_query)]
 
     @router.get("", response_model=PageOut, summary="List a tenant's outbox rows, by id")
     def list_rows(
-        caller: Caller, query: Filter, page_at: Annotated[tuple[str | None, int], Depends(page_query)]
+        caller: Caller, checked: Filter, page_at: Annotated[tuple[str | None, int], Depends(page_query)]
     ) -> PageOut:
-        flt = scoped_filter(caller, *astuple(query))
+        flt = checked(caller)
         cursor, limit = page_at
         after = decode_cursor(cursor)
         with admin_db_errors(settings), db.connect() as conn:
             page = list_events(conn, flt, after_id=after, limit=limit)
         return PageOut.model_validate(
-            {"tenant": query.tenant, "items": [row.model_dump() for row in page.items], "next_cursor": page.next_cursor}
+            {"tenant": flt.tenant, "items": [row.model_dump() for row in page.items], "next_cursor": page.next_cursor}
         )
 
     @router.get("/stats", response_model=StatsOut, summary="Counts by status and topic for a tenant")
-    def row_stats(caller: Caller, query: Filter) -> StatsOut:
-        flt = scoped_filter(caller, *astuple(query))
+    def row_stats(caller: Caller, checked: Filter) -> StatsOut:
+        flt = checked(caller)
         with admin_db_errors(settings), db.connect() as conn:
             result = stats(conn, flt)
         return StatsOut.model_validate(asdict(result))

@@ -140,7 +140,7 @@ class Circuits:
 
 @dataclass(frozen=True)
 class ClaimPlan:
-    """What one claim asks of the database (see `outbox.claim.CLAIM_SQL`).
+    """What one claim asks of the database (see `outbox.relay.claim.CLAIM_SQL`).
 
     Up to `max_tenants` tenants with due rows are visited in round-robin order, starting after
     the cursor `after` and wrapping around. Each gets `quota` rows per round (its override or

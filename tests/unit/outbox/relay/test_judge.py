@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import random
+from pathlib import Path
 from typing import Any
 
 from outbox.relay.claim import ClaimedRow
@@ -66,3 +68,16 @@ def test_judge_sorts_rows_by_report() -> None:
     assert outcome.latencies[0] > 0
 
 
+def test_the_judge_and_the_policy_import_nothing_that_does_io() -> None:
+    """Decisions only: no database, broker or network module at run time (type-only imports excepted)."""
+    allowed = {
+        "__future__", "random", "collections", "collections.abc", "dataclasses", "typing", "enum",
+        "outbox.errors", "outbox.relay.policy", "soma.settings",
+    }
+    for name in ("judge", "policy"):
+        tree = ast.parse((Path(__file__).parents[4] / "outbox" / "relay" / f"{name}.py").read_text())
+        imported = {
+            (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name) or ""
+            for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
+        }
+        assert imported <= allowed, f"{name}: {sorted(imported - allowed)}"
