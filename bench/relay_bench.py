@@ -43,8 +43,8 @@ from sqlalchemy.orm import Session
 
 from bench.machine import describe
 from bench.relay_rows import TENANTS, TOPIC, bench_environment, copy_rows, one_kb_events, truncate
-from outbox.relay import Relay
-from outbox.wakeup import Wakeup
+from outbox.relay.service import Relay
+from outbox.relay.wakeup import Wakeup
 from outbox.writer import Emission, OutboxWriter
 from soma.clients import database_engine, kafka_producer
 from soma.contracts.catalog import load_catalog

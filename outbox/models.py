@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -30,7 +30,8 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-STATUSES = ("pending", "sent", "failed", "dead")
+Status = Literal["pending", "sent", "failed", "dead"]
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 class Base(DeclarativeBase):

@@ -148,7 +148,7 @@ class Demo(CogSteps):
                   self._replica(self.globex, ["chat:s-1:000000000001"]), t_g)
 
     def replay(self) -> None:
-        from outbox.auth import token_covering
+        from outbox.admin.auth import token_covering
         from soma.ops.supervisor.local_token import with_local_admin_token
 
         step = "replay (admin API)"

@@ -6,33 +6,10 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from soma.cli.context import console, settings
-
-
-def _parse_json_lines(value_json: str | None, file: Path | None) -> list[dict[str, Any]]:
-    from soma.errors import EventValidationError
-
-    if (value_json is None) == (file is None):
-        raise typer.BadParameter("give exactly one of --value-json or --file")
-    if file is not None:
-        text = sys.stdin.read() if str(file) == "-" else file.read_text()
-        sources = [(f"{file}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    else:
-        sources = [("--value-json", value_json or "")]
-    values = []
-    for where, text in sources:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise EventValidationError(f"{where}: not JSON: {exc.msg} at column {exc.colno}") from exc
-        if not isinstance(value, dict):
-            raise EventValidationError(f"{where}: expected a JSON object, got {type(value).__name__}")
-        values.append(value)
-    return values
+from soma.cli.context import console, parse_json_lines, settings
 
 
 def produce(
@@ -58,7 +35,7 @@ def produce(
     # --tenant fills tenant_id when the JSON leaves it out (prepare refuses a mismatch).
     events = [
         producer.codec.from_json(topic, {"tenant_id": tenant, **value})
-        for value in _parse_json_lines(value_json, file)
+        for value in parse_json_lines(value_json, file)
     ]
     records = [producer.prepare(topic, event, tenant=tenant, key=key) for event in events]
     for delivered in producer.send_all(records):

@@ -1,4 +1,7 @@
-"""Helpers for the outbox admin tests: migrate the run's schema, seed rows, read them back, clean up."""
+"""Helpers for the outbox admin tests: tenants and tokens, seed rows, read them back, clean up.
+
+The schema is migrated by the `outbox_db` fixture (tests/integration/outbox/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,13 @@ import os
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-from alembic import command
-from alembic.config import Config
 from pydantic import SecretStr
 from sqlalchemy import Engine, delete, func, insert, select
 
 from outbox.models import AdminAudit, OutboxEvent
 from soma.settings import Settings
-from tests.support.procs import REPO
 
 # Tokens of the admin API in these tests (>= 16 visible ASCII characters each).
 ADMIN_TOKEN = "adm-7c1d9e2f4a6b8c0d"
@@ -39,15 +37,6 @@ def with_tokens(settings: Settings, acme: str, globex: str, **extra: Any) -> Set
         GLOBEX_TOKEN: {"scope": f"tenant:{globex}", "name": "globex-ops"},
     }
     return settings.model_copy(update={"admin_tokens": SecretStr(json.dumps(tokens)), **extra})
-
-
-def migrate(settings: Settings) -> None:
-    """`alembic upgrade head` in the run's schema (migrations/env.py reads the settings from the environment)."""
-    config = Config(str(Path(REPO) / "alembic.ini"))
-    config.attributes["configure_logger"] = False
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SOMA_DATABASE_SCHEMA", settings.database_schema or "public")
-        command.upgrade(config, "head")
 
 
 def seed(

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from outbox.api_metrics import AdminMetrics
-from outbox.metrics import RelayMetrics
+from outbox.admin.metrics import AdminMetrics
+from outbox.relay.metrics import RelayMetrics
 from soma.observability.metrics import metric_names
 from soma.ops.supervisor.spec import STREAMS
 from soma.settings import Settings

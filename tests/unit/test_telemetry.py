@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 
-from outbox.claim import ClaimedRow
-from outbox.publisher import Batch, Publisher
+from outbox.relay.claim import ClaimedRow
+from outbox.relay.publisher import Batch, Publisher
 from outbox.writer import Emission, OutboxWriter
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec

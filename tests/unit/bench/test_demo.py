@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from bench.demo.hops import MISSED, SEEN, SKIPPED, Hop, format_latency, hop_table, missed, verdict
-from outbox.auth import token_covering
+from outbox.admin.auth import token_covering
 from soma.settings import Settings
 
 

@@ -1,0 +1,263 @@
+"""The admin HTTP API: inspect and replay one tenant's outbox rows, behind scoped bearer tokens.
+
+    GET  /admin/outbox               rows of a tenant (filters, cursor pagination)
+    GET  /admin/outbox/stats         counts by status and topic
+    POST /admin/outbox/replay        replay rows by id
+    POST /admin/outbox/replay/tenant replay rows by filter (dry_run to preview)
+    GET  /healthz                    alive (no token, no data)
+    GET  /readyz                     database reachable and migrated (no token, no data)
+
+Every /admin path needs ``Authorization: Bearer <token>`` (401 otherwise, checked before
+routing and any request parsing or validation); a token scoped to other tenants gets 403 naming nothing of the
+rows. Bad fields get 422 naming the field, in FastAPI's ``{"detail": [{"loc", "msg",
+"type"}]}`` shape, without echoing the input. The OpenAPI schema is at /openapi.json.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field, create_model
+from sqlalchemy import Engine
+
+from outbox.admin.auth import Principal, TokenRegistry
+from outbox.admin.filters import (
+    CURSOR_PATTERN,
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    OutboxFilter,
+    build_filter,
+    check_tenant,
+    decode_cursor,
+)
+from outbox.admin.metrics import install_metrics
+from outbox.admin.models import (
+    ErrorOut,
+    HealthOut,
+    PageOut,
+    ReplayByFilterIn,
+    ReplayByIdsIn,
+    ReplayOut,
+    StatsOut,
+    Tenant,
+    Timestamp,
+    ValidationOut,
+)
+from outbox.admin.queries import admin_db_errors, list_events, stats
+from outbox.admin.replay import Replayer, ReplayResult
+from outbox.errors import AccessDenied, InvalidFilter, OutboxError, OutboxNotMigrated, ReplayTooLarge, RowsNotFound
+from outbox.models import Status
+from soma.clients import database_engine
+from soma.contracts.catalog import load_catalog
+from soma.contracts.codec import Codec
+from soma.errors import InfrastructureUnavailable
+from soma.observability.readiness import Readiness
+from soma.settings import Settings
+
+log = logging.getLogger("outbox.api")
+
+UNAUTHORIZED = "missing or invalid bearer token"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "A request body that cannot be parsed at all."},
+    401: {"model": ErrorOut, "description": "No token, or not a configured one."},
+    403: {"model": ErrorOut, "description": "The token's scope does not cover the tenant or rows."},
+    422: {"model": ValidationOut, "description": "A malformed field; `loc` names it."},
+    503: {"model": ErrorOut, "description": "The database is unreachable or not migrated."},
+}
+
+
+def _validation(location: str, field: str | None, message: str, kind: str = "value_error") -> JSONResponse:
+    loc = [location] if field is None else [location, field]
+    return JSONResponse(status_code=422, content={"detail": [{"loc": loc, "msg": message, "type": kind}]})
+
+
+def _unauthorized() -> JSONResponse:
+    return JSONResponse(status_code=401, content={"detail": UNAUTHORIZED}, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
+    @app.middleware("http")
+    async def authenticate_first(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # Before routing, body parsing and validation: an anonymous caller learns nothing about
+        # the request's shape (the route dependency then resolves the same token to a principal).
+        if request.url.path.startswith("/admin") and registry.authenticate(_bearer(request)) is None:
+            return _unauthorized()
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        items = [
+            {"loc": [p if isinstance(p, int) else str(p) for p in error.get("loc", ())],
+             "msg": str(error.get("msg", "invalid")), "type": str(error.get("type", "value_error"))}
+            for error in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": items})
+
+    @app.exception_handler(InvalidFilter)
+    async def invalid_filter(request: Request, exc: InvalidFilter) -> JSONResponse:
+        return _validation("query" if request.method == "GET" else "body", exc.field, exc.reason)
+
+    @app.exception_handler(ReplayTooLarge)
+    async def too_large(request: Request, exc: ReplayTooLarge) -> JSONResponse:
+        return _validation("body", None, str(exc))
+
+    @app.exception_handler(AccessDenied)
+    async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
+        actor = getattr(request.state, "actor", "?")
+        log.warning("admin request refused (403): %s %s by %s", request.method, request.url.path, actor)
+        return JSONResponse(status_code=403, content={"detail": str(exc)})
+
+    @app.exception_handler(RowsNotFound)
+    async def not_found(request: Request, exc: RowsNotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(OutboxNotMigrated)
+    async def not_migrated(request: Request, exc: OutboxNotMigrated) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+    @app.exception_handler(InfrastructureUnavailable)
+    async def unavailable(request: Request, exc: InfrastructureUnavailable) -> JSONResponse:
+        log.error("admin request failed: %s", exc)  # the address stays in the log, not the response
+        return JSONResponse(status_code=503, content={"detail": "the database is unavailable"})
+
+    @app.exception_handler(OutboxError)
+    async def conflict(request: Request, exc: OutboxError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+
+def _replay_out(result: ReplayResult) -> ReplayOut:
+    return ReplayOut.model_validate(asdict(result))
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """The admin API over `settings`' database. Raises `SettingsError` when no token is configured."""
+    registry = TokenRegistry.from_settings(settings)
+    catalog = load_catalog()
+    topics = frozenset(catalog.topics)
+    # The catalog's topics as an enum, so the OpenAPI schema says exactly which values are accepted.
+    Topic = Literal[tuple(sorted(topics))]  # type: ignore[valid-type]
+    FilterBody = create_model(
+        "ReplayByFilterIn", __base__=ReplayByFilterIn,
+        topic=(Topic | None, Field(None, description="Only this catalog topic.")),  # type: ignore[arg-type]
+    )
+    db = engine if engine is not None else database_engine(settings)
+    replayer = Replayer(db, settings, catalog, Codec(catalog, settings))
+    bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="A token of SOMA_ADMIN_TOKENS.")
+
+    readiness = Readiness(settings, "admin-api", ("postgresql",), tables=("outbox_events",))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        readiness.close()
+        if engine is None:
+            db.dispose()
+
+    app = FastAPI(
+        title="Soma outbox admin API",
+        version="1",
+        description="Inspect and replay one tenant's transactional-outbox rows. Every replay is audited.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app, registry)
+
+    def principal(
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+    ) -> Principal:
+        found = registry.authenticate(_bearer(request))  # the parsing the middleware used
+        if found is None:
+            raise HTTPException(status_code=401, detail=UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        request.state.actor = found.actor  # for the 403 log line: a name, never the token
+        return found
+
+    Caller = Annotated[Principal, Depends(principal)]
+    router = APIRouter(prefix="/admin/outbox", tags=["outbox"], responses=ERRORS)
+
+    def scoped_filter(
+        caller: Principal, tenant: str, status: str | None, topic: str | None,
+        since: datetime | None, until: datetime | None,
+    ) -> OutboxFilter:
+        caller.require(check_tenant(tenant))  # scope before anything else about the tenant's rows
+        return build_filter(tenant, status=status, topic=topic, since=since, until=until, known_topics=topics)
+
+    # The query's filter fields, declared once for list and stats. The scope and filter checks are
+    # deferred to the route: they run after FastAPI has validated every field of the request.
+    async def filter_query(  # async: no I/O, so no thread hop
+        tenant: Annotated[Tenant, Query()],
+        status: Status | None = None,
+        topic: Topic | None = None,  # type: ignore[valid-type]
+        since: Timestamp | None = None,
+        until: Timestamp | None = None,
+    ) -> Callable[[Principal], OutboxFilter]:
+        return lambda caller: scoped_filter(caller, tenant, status, topic, since, until)
+
+    async def page_query(
+        cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    ) -> tuple[str | None, int]:
+        return cursor, limit
+
+    Filter = Annotated[Callable[[Principal], OutboxFilter], Depends(filter_query)]
+
+    @router.get("", response_model=PageOut, summary="List a tenant's outbox rows, by id")
+    def list_rows(
+        caller: Caller, checked: Filter, page_at: Annotated[tuple[str | None, int], Depends(page_query)]
+    ) -> PageOut:
+        flt = checked(caller)
+        cursor, limit = page_at
+        after = decode_cursor(cursor)
+        with admin_db_errors(settings), db.connect() as conn:
+            page = list_events(conn, flt, after_id=after, limit=limit)
+        return PageOut.model_validate(
+            {"tenant": flt.tenant, "items": [row.model_dump() for row in page.items], "next_cursor": page.next_cursor}
+        )
+
+    @router.get("/stats", response_model=StatsOut, summary="Counts by status and topic for a tenant")
+    def row_stats(caller: Caller, checked: Filter) -> StatsOut:
+        flt = checked(caller)
+        with admin_db_errors(settings), db.connect() as conn:
+            result = stats(conn, flt)
+        return StatsOut.model_validate(asdict(result))
+
+    @router.post(
+        "/replay", response_model=ReplayOut, summary="Replay rows by id (one tenant, all or nothing)",
+        responses={404: {"model": ErrorOut, "description": "Unknown ids (all-tenant tokens only)."}},
+    )
+    def replay_ids(caller: Caller, body: ReplayByIdsIn) -> ReplayOut:
+        return _replay_out(replayer.by_ids(caller, body.ids, tenant=body.tenant, dry_run=body.dry_run))
+
+    @router.post("/replay/tenant", response_model=ReplayOut, summary="Replay a tenant's rows by filter")
+    def replay_filter(caller: Caller, body: FilterBody) -> ReplayOut:
+        flt = scoped_filter(caller, body.tenant, body.status, body.topic, body.since, body.until)
+        return _replay_out(replayer.by_filter(caller, flt, dry_run=body.dry_run))
+
+    app.include_router(router)
+
+    @app.get("/healthz", response_model=HealthOut, tags=["health"])
+    def health() -> HealthOut:
+        """Alive: the process answers (no dependency is checked)."""
+        return HealthOut(status="ok")
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "A dependency is not ready."}})
+    def ready() -> JSONResponse:
+        """Ready: PostgreSQL reachable and migrated. Each check by name, with a one-line detail."""
+        report = readiness.report()
+        if report["ready"]:
+            return JSONResponse(report)
+        failed = "; ".join(f"{name}: {c['detail']}" for name, c in report["checks"].items() if not c["ok"])
+        return JSONResponse(report | {"detail": f"not ready: {failed}"}, status_code=503)
+
+    app.state.metrics = install_metrics(app)  # outermost: counts the requests authentication refuses too
+    return app

@@ -1,0 +1,169 @@
+"""Replay: copy chosen rows of one tenant into new pending outbox rows, audited, all or nothing.
+
+A replay row keeps the original's tenant, topic, key, payload, event type, event id and
+headers (so the ``dedupe-key`` header stays the original's and idempotent consumers stay
+correct), adds ``replay-of: <original row id>``, and gets the row dedupe key
+``replay:<audit event id>:<original id>``. The relay publishes it like any other row.
+The copies, the `admin_audit` row and the AdminAudit event are one transaction.
+
+A dry run only reads: it reports what would be copied and writes nothing, not even an
+audit row (nothing happened to audit).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, String, Text, cast, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
+
+from outbox.admin.audit import AuditEntry, new_event_id, record
+from outbox.admin.auth import Principal, authorize_ids
+from outbox.admin.filters import OutboxFilter, check_ids, check_tenant
+from outbox.admin.queries import admin_db_errors, matching_rows, rows_by_id
+from outbox.errors import InvalidFilter, OutboxError, ReplayTooLarge
+from outbox.models import OutboxEvent
+from soma.contracts.catalog import Catalog
+from soma.contracts.codec import Codec
+from soma.contracts.events import HEADER_REPLAY_OF
+from soma.settings import Settings, env_name
+
+log = logging.getLogger("outbox.replay")
+
+ACTION = "outbox.replay"
+CHUNK = 1000  # rows copied per statement (and per progress step)
+SAMPLE = 20  # (original, replay) id pairs a result shows
+AUDITED_IDS = 100  # original ids the audit details list
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    tenant: str
+    dry_run: bool
+    count: int
+    by_topic: dict[str, int]
+    sample: list[dict[str, int | None]]  # {"original_id": ..., "replay_id": ... (None on a dry run)}
+    audit_event_id: str | None
+    selection: dict[str, Any] = field(default_factory=dict)
+
+
+def _copy(conn: Connection, tenant: str, ids: Sequence[int], audit_event_id: str) -> list[tuple[int, int]]:
+    """INSERT ... SELECT the replay copies of `ids` (of `tenant` only); (original id, replay id) pairs."""
+    original_id = cast(OutboxEvent.id, Text)
+    source = (
+        select(
+            OutboxEvent.tenant_id,
+            (literal(f"replay:{audit_event_id}:", String) + original_id).label("dedupe_key"),
+            OutboxEvent.topic,
+            OutboxEvent.key,
+            OutboxEvent.headers.op("||", return_type=JSONB)(
+                func.jsonb_build_object(cast(literal(HEADER_REPLAY_OF, String), Text), original_id)
+            ).label("headers"),
+            OutboxEvent.payload,
+            OutboxEvent.event_type,
+            OutboxEvent.event_id,
+            literal("pending", String).label("status"),
+        )
+        .where(OutboxEvent.tenant_id == tenant, OutboxEvent.id.in_(list(ids)))
+        .order_by(OutboxEvent.id)
+    )
+    columns = ["tenant_id", "dedupe_key", "topic", "key", "headers", "payload", "event_type", "event_id", "status"]
+    statement = (
+        insert(OutboxEvent)
+        .from_select(columns, source)
+        .returning(OutboxEvent.id, OutboxEvent.headers[HEADER_REPLAY_OF].astext)
+    )
+    return sorted((int(original), int(replay_id)) for replay_id, original in conn.execute(statement))
+
+
+class Replayer:
+    """Replays for the CLI and the HTTP API: one implementation, one transaction per replay."""
+
+    def __init__(self, engine: Engine, settings: Settings, catalog: Catalog, codec: Codec) -> None:
+        self.engine, self.settings, self.catalog, self.codec = engine, settings, catalog, codec
+
+    def by_ids(
+        self,
+        principal: Principal,
+        ids: Sequence[int],
+        *,
+        tenant: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> ReplayResult:
+        """Replay these rows. All must be one tenant's (`tenant`, when given) and in the caller's scope."""
+        wanted = check_ids(ids, self.settings.admin_replay_max_rows)
+        if tenant is not None:
+            check_tenant(tenant)
+        with admin_db_errors(self.settings), self.engine.begin() as conn:
+            found = rows_by_id(conn, wanted)
+            target = authorize_ids(principal, wanted, {i: t for i, (t, _) in found.items()}, tenant)
+            chosen = [(i, found[i][1]) for i in sorted(wanted)]
+            selection = {"mode": "ids", "requested": len(wanted)}
+            return self._run(conn, principal, target, chosen, selection, dry_run, progress)
+
+    def by_filter(
+        self, principal: Principal, flt: OutboxFilter, *, dry_run: bool = False, progress: Progress | None = None
+    ) -> ReplayResult:
+        """Replay every row of `flt` (a status is required, so a replay never means "everything")."""
+        principal.require(flt.tenant)
+        if flt.status is None:
+            raise InvalidFilter("status", "required to replay by filter (pending, sent, failed or dead)")
+        limit = self.settings.admin_replay_max_rows
+        with admin_db_errors(self.settings), self.engine.begin() as conn:
+            chosen = matching_rows(conn, flt, limit=limit + 1)
+            if len(chosen) > limit:
+                raise ReplayTooLarge(
+                    f"the filter matches more than {limit} rows ({env_name('admin_replay_max_rows')}): "
+                    "narrow it with topic, since or until"
+                )
+            selection = {"mode": "filter", "filter": flt.describe()}
+            return self._run(conn, principal, flt.tenant, chosen, selection, dry_run, progress)
+
+    def _run(
+        self,
+        conn: Connection,
+        principal: Principal,
+        tenant: str,
+        chosen: list[tuple[int, str]],
+        selection: dict[str, Any],
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> ReplayResult:
+        by_topic = dict(sorted(Counter(topic for _, topic in chosen).items()))
+        if dry_run:
+            sample: list[dict[str, int | None]] = [{"original_id": i, "replay_id": None} for i, _ in chosen[:SAMPLE]]
+            return ReplayResult(tenant, True, len(chosen), by_topic, sample, None, selection)
+        event_id = new_event_id()
+        total = len(chosen)
+        pairs: list[tuple[int, int]] = []
+        if progress is not None:
+            progress(0, total)
+        for start in range(0, total, CHUNK):
+            pairs += _copy(conn, tenant, [i for i, _ in chosen[start : start + CHUNK]], event_id)
+            if progress is not None:
+                progress(len(pairs), total)
+        if len(pairs) != total:  # a row vanished between choosing and copying: roll everything back
+            raise OutboxError(f"{total - len(pairs)} chosen row(s) disappeared during the replay; nothing replayed")
+        details = {
+            **selection,
+            "count": total,
+            "by_topic": by_topic,
+            "original_ids": [i for i, _ in chosen[:AUDITED_IDS]],
+            "original_ids_truncated": total > AUDITED_IDS,
+            "replay_id_range": [min(r for _, r in pairs), max(r for _, r in pairs)] if pairs else [],
+        }
+        entry = AuditEntry(
+            actor=principal.actor, action=ACTION, tenant=tenant, outcome="ok" if total else "nothing_matched",
+            details=details, event_id=event_id,
+        )
+        record(conn, entry, catalog=self.catalog, codec=self.codec, settings=self.settings)
+        log.info("replay %s by %s: %d row(s) of tenant %s", event_id, principal.actor, total, tenant)
+        sample = [{"original_id": o, "replay_id": r} for o, r in pairs[:SAMPLE]]
+        return ReplayResult(tenant, False, total, by_topic, sample, event_id, selection)

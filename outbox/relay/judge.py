@@ -1,0 +1,77 @@
+"""What the broker's reports on a batch mean for its rows, the circuits and the metrics.
+
+`judge` decides (sent, failed with a backoff, or dead; which rows were never reported and stay
+as they were). Decisions only: no database, no broker, no clock of its own (`now` is given),
+so it is unit-tested like `policy`. `committer` writes the decisions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from outbox.relay.policy import Circuits, backoff_delay
+
+if TYPE_CHECKING:  # only the type: the batch is read, never sent, here
+    from outbox.relay.publisher import Batch
+
+
+@dataclass
+class Outcome:
+    """The decisions on one batch, ready to be written."""
+
+    batch: Batch
+    sent_ids: list[int] = field(default_factory=list)
+    sent_partitions: list[int] = field(default_factory=list)
+    sent_offsets: list[int] = field(default_factory=list)
+    sent_acked_at: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    fail_ids: list[int] = field(default_factory=list)
+    fail_statuses: list[str] = field(default_factory=list)
+    fail_errors: list[str] = field(default_factory=list)
+    fail_delays: list[float] = field(default_factory=list)
+    published: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    dead: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unreported_tenants: set[str] = field(default_factory=set)
+    committed: bool = False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_s: float
+    max_s: float
+    max_attempts: int
+
+
+def judge(batch: Batch, retry: RetryPolicy, circuits: Circuits, rng: random.Random, now: float) -> Outcome:
+    """Sort every row of `batch` by its delivery report and feed the tenants' circuits."""
+    out = Outcome(batch)
+    for index, row in enumerate(batch.rows):
+        if index >= batch.produced or batch.acked_at[index] == 0.0:
+            out.unreported_tenants.add(row.tenant_id)  # never produced, or no report yet: released at commit
+            continue
+        error = batch.errors[index]
+        circuit = circuits.get(row.tenant_id)
+        if error is None:
+            out.sent_ids.append(row.id)
+            out.sent_partitions.append(batch.partitions[index])
+            out.sent_offsets.append(batch.offsets[index])
+            out.sent_acked_at.append(batch.acked_at[index])
+            out.latencies.append(max(0.0, batch.acked_at[index] - row.created_epoch))
+            out.published[(row.tenant_id, row.topic)] += 1
+            circuit.success()
+            continue
+        attempts = row.attempts + 1
+        is_dead = attempts >= retry.max_attempts
+        out.fail_ids.append(row.id)
+        out.fail_statuses.append("dead" if is_dead else "failed")
+        out.fail_errors.append(error)
+        out.fail_delays.append(0.0 if is_dead else backoff_delay(attempts, retry.base_s, retry.max_s, rng))
+        (out.dead if is_dead else out.failed)[(row.tenant_id, row.topic)] += 1
+        circuit.failure(now)
+    for tenant in out.unreported_tenants:
+        circuits.get(tenant).released()
+    return out

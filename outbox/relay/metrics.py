@@ -1,0 +1,173 @@
+"""The relay's Prometheus metrics, its own totals, and the small HTTP server for /metrics, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import json
+import resource
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+
+from soma.observability.metrics import ServiceRegistry
+
+if TYPE_CHECKING:
+    from outbox.relay.judge import Outcome
+
+# Commit-to-acknowledgement latency: fine buckets below 100 ms, where the target lives.
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class RelayMetrics:
+    """Every metric the relay exports, in a registry of its own (several relays may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = ServiceRegistry("relay")
+        r = self.registry
+        self.pending = Gauge(
+            "outbox_pending", "Rows not yet published (pending or waiting for a retry)", ["tenant"], registry=r
+        )
+        self.oldest_age = Gauge(
+            "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished row", ["tenant"], registry=r
+        )
+        self.published = Counter(
+            "outbox_published", "Rows the broker acknowledged", ["tenant", "topic"], registry=r
+        )
+        self.failed = Counter(
+            "outbox_failed", "Failed delivery attempts (the row is retried later)", ["tenant", "topic"], registry=r
+        )
+        self.dead = Counter(
+            "outbox_dead", "Rows parked as dead after their last allowed attempt", ["tenant", "topic"], registry=r
+        )
+        self.latency = Histogram(
+            "outbox_publish_latency_seconds", "From the row's insert to the broker's acknowledgement",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.circuit = Gauge(
+            "outbox_circuit_state", "Circuit of a tenant: 0 closed, 1 half-open, 2 open", ["tenant"], registry=r
+        )
+        self.circuit_opened = Counter(
+            "outbox_circuit_opened", "Times a tenant's circuit opened", ["tenant"], registry=r
+        )
+        self.claims = Counter("outbox_claims", "Claims the relay ran, by outcome", ["outcome"], registry=r)
+        self.in_flight = Gauge("outbox_in_flight_rows", "Claimed rows awaiting the broker", registry=r)
+        self._seen_tenants: set[str] = set()
+
+    def set_pending(self, rows: Iterable[tuple[str, int, float]]) -> None:
+        """Replace the per-tenant gauges; tenants with nothing left read 0 (their series stay)."""
+        current = set()
+        for tenant, count, age in rows:
+            current.add(tenant)
+            self.pending.labels(tenant).set(count)
+            self.oldest_age.labels(tenant).set(age)
+        for tenant in self._seen_tenants - current:
+            self.pending.labels(tenant).set(0)
+            self.oldest_age.labels(tenant).set(0)
+        self._seen_tenants |= current
+
+    def record(self, outcome: Outcome) -> None:
+        """Count a judged batch: latencies, and rows published, failed and dead per tenant and topic."""
+        for latency in outcome.latencies:
+            self.latency.observe(latency)
+        for counter, counts in ((self.published, outcome.published), (self.failed, outcome.failed),
+                                (self.dead, outcome.dead)):
+            for (tenant, topic), n in counts.items():
+                counter.labels(tenant, topic).inc(n)
+
+
+@dataclass
+class RelayStats:
+    """What one relay did, for its last log line (and `--drain` callers such as the bench)."""
+
+    published: int = 0
+    failed: int = 0
+    dead: int = 0
+    claims: int = 0
+    first_claim_at: float | None = None
+    last_commit_at: float | None = None
+
+    def record(self, outcome: Outcome) -> None:
+        self.published += len(outcome.sent_ids)
+        self.failed += sum(outcome.failed.values())
+        self.dead += sum(outcome.dead.values())
+
+    def rate(self) -> float:
+        if self.first_claim_at is None or self.last_commit_at is None or self.last_commit_at <= self.first_claim_at:
+            return 0.0
+        return self.published / (self.last_commit_at - self.first_claim_at)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM (ru_maxrss would include the parent's RSS before exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class MetricsServer:
+    """Serves /metrics (Prometheus text), /healthz (200 while the relay loop is alive) and /readyz
+    (200 when `ready()` says so: the loop, Kafka and PostgreSQL) on a thread."""
+
+    def __init__(
+        self, metrics: RelayMetrics, host: str, port: int, health: Callable[[], dict[str, Any]],
+        ready: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        metrics_app = make_wsgi_app(metrics.registry)
+        probes = {"/healthz": (health, "ok"), "/readyz": (ready or health, "ready" if ready else "ok")}
+
+        def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            probe = probes.get(str(environ.get("PATH_INFO")))
+            if probe is not None:
+                report = probe[0]()
+                status = "200 OK" if report.get(probe[1]) else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json")])
+                return [json.dumps(report).encode()]
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+        self._server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="relay-metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Heartbeat:
+    """The relay loop touches it every turn; /healthz reports stale after `stale_s`."""
+
+    def __init__(self, stale_s: float) -> None:
+        self.stale_s, self.last = stale_s, time.monotonic()
+        self.state = "starting"
+
+    def beat(self, state: str) -> None:
+        self.last, self.state = time.monotonic(), state
+
+    def report(self) -> dict[str, Any]:
+        age = time.monotonic() - self.last
+        return {"ok": age < self.stale_s and self.state != "stopped", "state": self.state, "loop_age_s": round(age, 3)}
+
+    def check(self) -> tuple[bool, str]:
+        """The loop as a readiness check: ok and a one-line detail."""
+        report = self.report()
+        return bool(report["ok"]), f"loop {report['state']}, last turn {report['loop_age_s']}s ago"

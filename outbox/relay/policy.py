@@ -1,0 +1,227 @@
+"""The relay's decisions, as plain functions and classes: backoff, circuits, fair shares, poll pacing.
+
+Nothing here touches the database or the broker, so all of it is unit-tested directly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from outbox.errors import RelayError
+from soma.settings import Settings, env_name
+
+
+def parse_tenant_map(text: str, setting: str) -> dict[str, float]:
+    """``tenant=value,tenant=value`` (an empty string: no overrides) as a dict; names `setting` on error."""
+    result: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        tenant, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not sep or not tenant.strip() or number < 0:
+            raise RelayError(f"invalid setting {env_name(setting)}: expected tenant=number, got {item!r}")
+        result[tenant.strip()] = number
+    return result
+
+
+def backoff_delay(attempts: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Seconds before the next attempt of a row that has failed `attempts` times (>= 1).
+
+    Exponential (base * 2**(attempts-1), capped) with "equal jitter": a uniform pick in
+    [delay/2, delay], so retries of many rows spread out but never come back at once.
+    """
+    exponent = min(max(attempts, 1) - 1, 62)
+    delay = min(cap_s, base_s * (2.0**exponent))
+    return (rng or random).uniform(delay / 2, delay)
+
+
+class CircuitState(IntEnum):
+    """Exported as the value of the `outbox_circuit_state` gauge."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+@dataclass
+class Circuit:
+    """One tenant's breaker: opens after `threshold` consecutive failures, probes after `reset_s`."""
+
+    threshold: int
+    reset_s: float
+    state: CircuitState = CircuitState.CLOSED
+    failures: int = 0
+    opened_at: float = 0.0
+    probing: bool = False  # a half-open probe row is in flight
+
+    def allowance(self, now: float) -> int | None:
+        """Rows this tenant may have claimed now: None = its normal share, 0 = none, 1 = one probe."""
+        if self.state is CircuitState.OPEN and now - self.opened_at >= self.reset_s:
+            self.state = CircuitState.HALF_OPEN
+        if self.state is CircuitState.CLOSED:
+            return None
+        if self.state is CircuitState.OPEN or self.probing:
+            return 0
+        return 1
+
+    def claimed(self, rows: int) -> None:
+        if self.state is CircuitState.HALF_OPEN and rows:
+            self.probing = True
+
+    def success(self) -> None:
+        self.state, self.failures, self.probing = CircuitState.CLOSED, 0, False
+
+    def failure(self, now: float) -> None:
+        self.failures += 1
+        self.probing = False
+        if self.state is CircuitState.HALF_OPEN or (
+            self.state is CircuitState.CLOSED and self.failures >= self.threshold
+        ):
+            self.state, self.opened_at = CircuitState.OPEN, now
+
+    def released(self) -> None:
+        """The probe row went back unsent (shutdown): let another probe go."""
+        self.probing = False
+
+    def reopens_at(self) -> float | None:
+        return self.opened_at + self.reset_s if self.state is CircuitState.OPEN else None
+
+
+@dataclass
+class Circuits:
+    """Every tenant's circuit, created on first use with that tenant's configured thresholds."""
+
+    threshold: int
+    reset_s: float
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    resets: Mapping[str, float] = field(default_factory=dict)
+    by_tenant: dict[str, Circuit] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Circuits:
+        return cls(
+            threshold=settings.outbox_relay_circuit_failures,
+            reset_s=settings.outbox_relay_circuit_reset_s,
+            thresholds=parse_tenant_map(
+                settings.outbox_relay_circuit_failures_by_tenant, "outbox_relay_circuit_failures_by_tenant"
+            ),
+            resets=parse_tenant_map(
+                settings.outbox_relay_circuit_reset_s_by_tenant, "outbox_relay_circuit_reset_s_by_tenant"
+            ),
+        )
+
+    def get(self, tenant: str) -> Circuit:
+        circuit = self.by_tenant.get(tenant)
+        if circuit is None:
+            threshold = max(1, int(self.thresholds.get(tenant, self.threshold)))
+            circuit = Circuit(threshold, self.resets.get(tenant, self.reset_s))
+            self.by_tenant[tenant] = circuit
+        return circuit
+
+    def limits(self, now: float) -> dict[str, int]:
+        """Tenants whose circuit is not closed, with the rows they may have claimed now (0 or 1)."""
+        limits = {}
+        for tenant, circuit in self.by_tenant.items():
+            allowance = circuit.allowance(now)
+            if allowance is not None:
+                limits[tenant] = allowance
+        return limits
+
+    def next_change(self) -> float | None:
+        """The earliest moment an open circuit turns half-open (when the relay should look again)."""
+        times = [t for c in self.by_tenant.values() if (t := c.reopens_at()) is not None]
+        return min(times, default=None)
+
+
+@dataclass(frozen=True)
+class ClaimPlan:
+    """What one claim asks of the database (see `outbox.relay.claim.CLAIM_SQL`).
+
+    Up to `max_tenants` tenants with due rows are visited in round-robin order, starting after
+    the cursor `after` and wrapping around. Each gets `quota` rows per round (its override or
+    the default) and as many rounds as the batch has room for if every visited tenant filled
+    its quota; rows are taken round by round, tenants in visit order, up to `batch_size`.
+    A tenant with a circuit limit gets exactly that many rows (0: skipped, 1: one probe).
+    """
+
+    after: str
+    batch_size: int
+    quota: int
+    max_tenants: int
+    tenants: tuple[str, ...]  # tenants with an override...
+    quotas: tuple[int, ...]  # ...their quota per round...
+    limits: tuple[int, ...]  # ...and their circuit limit (-1: none)
+
+
+class FairShare:
+    """Round-robin over tenants with per-tenant quotas; remembers where the last claim stopped.
+
+    A tenant's share of a claim never depends on how many rows it has waiting, so 1,000,000
+    rows of one tenant cannot push another tenant's 10 behind them; a tenant alone still
+    fills whole batches (its share grows with the rounds the batch has room for).
+    """
+
+    def __init__(self, batch_size: int, quota: int, quotas: Mapping[str, float]) -> None:
+        self.batch_size, self.quota = batch_size, quota
+        self.quotas = {tenant: max(1, int(q)) for tenant, q in quotas.items()}
+        self.cursor = ""
+        # Enough tenants to fill a batch with their quotas (more only adds rows locked but not sent).
+        self.max_tenants = max(1, -(-batch_size // quota))
+
+    def quota_of(self, tenant: str) -> int:
+        return self.quotas.get(tenant, self.quota)
+
+    def plan(self, limits: Mapping[str, int]) -> ClaimPlan:
+        overrides = {t: (q, -1) for t, q in self.quotas.items()}
+        for tenant, limit in limits.items():
+            overrides[tenant] = (self.quota_of(tenant), limit)
+        names = tuple(sorted(overrides))
+        return ClaimPlan(
+            after=self.cursor,
+            batch_size=self.batch_size,
+            quota=self.quota,
+            max_tenants=self.max_tenants,
+            tenants=names,
+            quotas=tuple(overrides[t][0] for t in names),
+            limits=tuple(overrides[t][1] for t in names),
+        )
+
+    def claimed(self, last_served: str | None, rows: int, visited: int, last_visited: str | None) -> None:
+        """Move the cursor for the next claim.
+
+        A full batch stops mid-round: the next claim starts after the last tenant served. A
+        claim that visited as many tenants as it may starts after the last one visited (so the
+        tenants beyond are next, even if this claim found nothing to send). Otherwise every
+        tenant with due rows had its share and the next claim starts from the beginning.
+        """
+        if rows >= self.batch_size and last_served is not None:
+            self.cursor = last_served
+        elif visited >= self.max_tenants and last_visited is not None:
+            self.cursor = last_visited
+        else:
+            self.cursor = ""
+
+
+class PollPacer:
+    """The wait between claims that found nothing while the relay could not go idle.
+
+    Starts at `min_s` and doubles up to `max_s` while claims come back empty; any claim that
+    finds rows resets it, so a steady trickle of writes is picked up within milliseconds.
+    """
+
+    def __init__(self, min_s: float, max_s: float) -> None:
+        self.min_s, self.max_s = min_s, max(min_s, max_s)
+        self.current = min_s
+
+    def found_rows(self) -> None:
+        self.current = self.min_s
+
+    def next_wait(self) -> float:
+        wait = self.current
+        self.current = min(self.max_s, self.current * 2)
+        return wait

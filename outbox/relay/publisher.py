@@ -1,0 +1,143 @@
+"""A claimed batch on its way to the broker: produce every row, collect every delivery report.
+
+The relay's producer is idempotent with `acks=all` (`Settings.producer_config`), so a retry
+inside librdkafka never duplicates or reorders a record. Rows are published exactly as
+stored: key, payload and headers; nothing is re-encoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+from opentelemetry.trace import Span, SpanKind, Tracer
+from sqlalchemy import Connection
+
+from outbox.relay.claim import ClaimedRow
+from soma.clients import kafka_producer
+from soma.observability import telemetry
+from soma.settings import Settings
+
+log = logging.getLogger("outbox.relay")
+
+
+class Batch:
+    """Rows claimed in one transaction (`conn`, still open) and what the broker said about each."""
+
+    def __init__(self, conn: Connection, rows: list[ClaimedRow]) -> None:
+        self.conn, self.rows = conn, rows
+        n = len(rows)
+        self.partitions = [0] * n
+        self.offsets = [0] * n
+        self.acked_at = [0.0] * n
+        self.errors: list[str | None] = [None] * n
+        self.produced = 0  # rows handed to the producer (a prefix of `rows`)
+        self.outstanding = 0  # produced rows still without a delivery report
+        self.closed = False  # no further row of this batch will be produced
+        self.spans: list[Span | None] | None = None  # publish spans, when tracing is on
+
+    @property
+    def complete(self) -> bool:
+        return self.closed and self.outstanding == 0
+
+    def on_delivery(self, index: int, err: KafkaError | None, msg: Message) -> None:
+        self.acked_at[index] = time.time()
+        if err is not None:
+            self.errors[index] = f"{err.name()}: {err.str()}"
+        else:
+            self.partitions[index] = msg.partition() or 0
+            self.offsets[index] = msg.offset() or 0
+        self.outstanding -= 1
+        if self.spans is not None:
+            span = self.spans[index]
+            if span is not None:
+                telemetry.end_delivery(span, self.errors[index], self.partitions[index], self.offsets[index])
+
+
+class Publisher:
+    """The relay's one producer. `fatal` is set when librdkafka reports a fatal error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.fatal: str | None = None
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        def on_error(err: KafkaError) -> None:
+            if err.fatal():
+                self.fatal = err.str()
+                log.error("kafka producer fatal error: %s", err.str())
+
+        timeout_ms = int(self.settings.outbox_relay_delivery_timeout_s * 1000)
+        return kafka_producer(self.settings, **{"message.timeout.ms": timeout_ms, "error_cb": on_error})
+
+    def send(self, batch: Batch, keep_going: Callable[[], bool] = lambda: True) -> None:
+        """Hand every row of `batch` to the producer (waiting for queue space when it is full)."""
+        topic_name = self.settings.topic_name
+        physical: dict[str, str] = {}
+        produce = self._producer.produce
+        tracer = telemetry.tracer()  # None when tracing is off: then no per-row work beyond this check
+        spans: list[Span | None] = [None] * len(batch.rows) if tracer is not None else []
+        if tracer is not None:
+            batch.spans = spans
+        for index, row in enumerate(batch.rows):
+            topic = physical.get(row.topic) or physical.setdefault(row.topic, topic_name(row.topic))
+            if tracer is None:
+                headers: Any = [(name, value.encode()) for name, value in row.headers.items()]
+            else:
+                headers = self._traced(tracer, spans, index, row, topic)
+            callback: Any = partial(batch.on_delivery, index)
+            while True:
+                try:
+                    produce(topic, value=row.payload, key=row.key.encode(), headers=headers, on_delivery=callback)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then retry
+                    self._producer.poll(0.05)
+                    if not keep_going():
+                        batch.closed = True  # the rest stays unproduced and is released at commit
+                        span = spans[index] if spans else None
+                        if span is not None:
+                            telemetry.end_delivery(span, "relay stopping: not produced")
+                        return
+            batch.produced += 1
+            batch.outstanding += 1
+        batch.closed = True
+
+    @staticmethod
+    def _traced(
+        tracer: Tracer, spans: list[Span | None], index: int, row: ClaimedRow, topic: str
+    ) -> list[tuple[str, bytes]]:
+        """Start the row's publish span (child of the trace context stored with the row; it ends in
+        the delivery callback) and return the row's headers carrying the span's own context."""
+        span = tracer.start_span(f"publish {row.topic}", context=telemetry.extract(row.headers),
+                                 kind=SpanKind.PRODUCER)
+        if span.is_recording():
+            span.set_attributes(telemetry.messaging_attributes("publish", topic, key=row.key, tenant=row.tenant_id)
+                                | {"soma.outbox.row_id": row.id, "soma.outbox.attempt": row.attempts + 1})
+        spans[index] = span
+        headers = {**row.headers, **telemetry.inject(span)}
+        return [(name, value.encode()) for name, value in headers.items()]
+
+    def poll(self, timeout_s: float) -> int:
+        """Serve delivery reports (waits up to `timeout_s` for the first one)."""
+        return int(self._producer.poll(timeout_s))
+
+    def queued(self) -> int:
+        return len(self._producer)
+
+    def renew_if_fatal(self) -> bool:
+        """Replace the producer after a fatal error (call with nothing in flight)."""
+        if self.fatal is None:
+            return False
+        self._producer.purge()
+        self._producer.poll(0)
+        self.fatal = None
+        self._producer = self._new_producer()
+        return True
+
+    def close(self, timeout_s: float) -> None:
+        self._producer.flush(timeout_s)

@@ -1,0 +1,151 @@
+"""The relay's pure decisions: backoff, circuits, fair shares, poll pacing."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from outbox.errors import RelayError
+from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, backoff_delay, parse_tenant_map
+from soma.settings import load_settings
+
+
+# --- settings parsing ----------------------------------------------------------------------
+def test_tenant_map_parses_pairs_and_empty() -> None:
+    assert parse_tenant_map("", "outbox_relay_tenant_quotas") == {}
+    assert parse_tenant_map("acme=500, globex=2.5", "outbox_relay_tenant_quotas") == {"acme": 500, "globex": 2.5}
+
+
+@pytest.mark.parametrize("text", ["acme", "=5", "acme=x", "acme=-1"])
+def test_tenant_map_error_names_the_variable(text: str) -> None:
+    with pytest.raises(RelayError, match="SOMA_OUTBOX_RELAY_TENANT_QUOTAS") as caught:
+        parse_tenant_map(text, "outbox_relay_tenant_quotas")
+    assert "\n" not in str(caught.value)
+
+
+def test_malformed_per_tenant_setting_is_one_line_naming_the_variable() -> None:
+    from soma.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="SOMA_OUTBOX_RELAY_CIRCUIT_FAILURES_BY_TENANT"):
+        load_settings(outbox_relay_circuit_failures_by_tenant="acme:3")
+
+
+# --- backoff -------------------------------------------------------------------------------
+def test_backoff_doubles_with_equal_jitter_and_is_capped() -> None:
+    rng = random.Random(7)
+    for attempts, full in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (50, 60.0)]:
+        for _ in range(50):
+            delay = backoff_delay(attempts, 1.0, 60.0, rng)
+            assert full / 2 <= delay <= full
+    assert backoff_delay(0, 1.0, 60.0, rng) <= 1.0  # a row never attempted waits like a first failure
+    assert backoff_delay(10_000, 1.0, 60.0, rng) <= 60.0  # no overflow on absurd attempt counts
+
+
+def test_backoff_spreads_retries() -> None:
+    rng = random.Random(1)
+    delays = {round(backoff_delay(4, 1.0, 300.0, rng), 3) for _ in range(100)}
+    assert len(delays) > 50
+
+
+# --- circuits ------------------------------------------------------------------------------
+def test_circuit_opens_after_consecutive_failures_only() -> None:
+    circuit = Circuit(threshold=3, reset_s=10)
+    circuit.failure(0)
+    circuit.failure(0)
+    circuit.success()  # not consecutive any more
+    circuit.failure(1)
+    circuit.failure(1)
+    assert circuit.state is CircuitState.CLOSED
+    assert circuit.allowance(1) is None
+    circuit.failure(2)
+    assert circuit.state is CircuitState.OPEN
+    assert circuit.allowance(5) == 0
+    assert circuit.reopens_at() == 12
+
+
+def test_circuit_half_open_probe_then_close() -> None:
+    circuit = Circuit(threshold=1, reset_s=10)
+    circuit.failure(100)
+    assert circuit.allowance(109.9) == 0
+    assert circuit.allowance(110) == 1  # half-open: one probe row
+    assert circuit.state is CircuitState.HALF_OPEN
+    circuit.claimed(1)
+    assert circuit.allowance(111) == 0  # the probe is in flight: nothing more
+    circuit.success()
+    assert circuit.state is CircuitState.CLOSED
+    assert circuit.allowance(111) is None
+
+
+def test_circuit_failed_probe_reopens_for_a_new_interval() -> None:
+    circuit = Circuit(threshold=5, reset_s=10)
+    for _ in range(5):
+        circuit.failure(0)
+    assert circuit.allowance(10) == 1
+    circuit.claimed(1)
+    circuit.failure(12)  # a single failed probe reopens, whatever the threshold
+    assert circuit.state is CircuitState.OPEN
+    assert circuit.reopens_at() == 22
+    assert circuit.allowance(21) == 0
+
+
+def test_circuit_probe_released_unsent_allows_another() -> None:
+    circuit = Circuit(threshold=1, reset_s=1)
+    circuit.failure(0)
+    assert circuit.allowance(2) == 1
+    circuit.claimed(1)
+    circuit.released()
+    assert circuit.allowance(2) == 1
+
+
+def test_circuits_per_tenant_thresholds_from_settings() -> None:
+    settings = load_settings(
+        outbox_relay_circuit_failures=5, outbox_relay_circuit_reset_s=30,
+        outbox_relay_circuit_failures_by_tenant="fragile=1", outbox_relay_circuit_reset_s_by_tenant="fragile=0.5",
+    )
+    circuits = Circuits.from_settings(settings)
+    circuits.get("fragile").failure(0)
+    circuits.get("sturdy").failure(0)
+    assert circuits.limits(0.1) == {"fragile": 0}
+    assert circuits.next_change() == 0.5
+    assert circuits.limits(0.6) == {"fragile": 1}
+    assert circuits.get("sturdy").threshold == 5
+
+
+# --- fair shares ---------------------------------------------------------------------------
+def test_plan_carries_quota_overrides_and_circuit_limits() -> None:
+    fair = FairShare(batch_size=1000, quota=100, quotas={"vip": 400})
+    plan = fair.plan({"broken": 0, "probing": 1})
+    assert plan.after == ""
+    assert plan.batch_size == 1000
+    assert plan.quota == 100
+    assert plan.max_tenants == 10
+    overrides = dict(zip(plan.tenants, zip(plan.quotas, plan.limits, strict=True), strict=True))
+    assert overrides == {"vip": (400, -1), "broken": (100, 0), "probing": (100, 1)}
+
+
+def test_cursor_moves_past_the_last_tenant_served_when_the_batch_is_full() -> None:
+    fair = FairShare(batch_size=10, quota=5, quotas={})
+    fair.claimed("b", rows=10, visited=2, last_visited="b")
+    assert fair.plan({}).after == "b"
+
+
+def test_cursor_moves_past_the_last_tenant_visited_at_the_visit_limit() -> None:
+    fair = FairShare(batch_size=10, quota=5, quotas={})  # visits at most 2 tenants per claim
+    fair.claimed(None, rows=0, visited=2, last_visited="d")  # e.g. both circuits open
+    assert fair.plan({}).after == "d"
+
+
+def test_cursor_restarts_when_every_tenant_had_its_share() -> None:
+    fair = FairShare(batch_size=10, quota=5, quotas={})
+    fair.claimed("b", rows=10, visited=2, last_visited="b")
+    fair.claimed("a", rows=3, visited=1, last_visited="a")
+    assert fair.plan({}).after == ""
+
+
+# --- poll pacing ---------------------------------------------------------------------------
+def test_poll_pacer_doubles_to_the_cap_and_resets_on_rows() -> None:
+    pacer = PollPacer(0.002, 0.01)
+    assert [pacer.next_wait() for _ in range(5)] == [0.002, 0.004, 0.008, 0.01, 0.01]
+    pacer.found_rows()
+    assert pacer.next_wait() == 0.002
