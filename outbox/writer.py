@@ -32,7 +32,7 @@ from soma.contracts.events import (
     OutgoingRecord,
     prepare,
 )
-from soma.errors import SomaError
+from soma.errors import SomaError, first_line
 from soma.observability import telemetry
 from soma.settings import Settings
 
@@ -204,8 +204,7 @@ class OutboxWriter:
                 for row in session.scalars(query):
                     existing[(row.tenant_id, row.dedupe_key)] = row
         except SQLAlchemyError as exc:
-            first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise EmitError(f"outbox insert failed: {first_line}") from exc
+            raise EmitError(f"outbox insert failed: {first_line(exc)}") from exc
         result: list[Emitted] = []
         seen: set[tuple[str, str]] = set()
         for v in values:

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from soma.errors import InfrastructureUnavailable
+from soma.errors import InfrastructureUnavailable, first_line
 from soma.settings import Settings, env_name
 
 if TYPE_CHECKING:
@@ -53,8 +53,7 @@ def database_errors(settings: Settings) -> Iterator[None]:
         yield
     except (OperationalError, InterfaceError) as exc:
         url = settings.sqlalchemy_url()
-        original = getattr(exc, "orig", None) or exc
-        first = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+        first = first_line(exc)
         raise InfrastructureUnavailable(
             f"postgresql: cannot connect to {url.host}:{url.port or 5432}/{url.database} "
             f"({env_name('database_url')}): {first}"

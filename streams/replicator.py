@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 from opentelemetry.trace import SpanKind
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from soma.backoff import Backoff
 from soma.clients import database_engine
+from soma.errors import first_line
 from soma.observability import telemetry
 from streams.app import StreamApp
 from streams.errors import InvalidInput
@@ -44,7 +46,7 @@ async def _until_database_answers(write: Callable[[], T], tenant: str | None) ->
 
     A value the database refuses is the record's own fault: InvalidInput (dead-lettered by the caller).
     """
-    delay = stream.settings.replicator_retry_base_s
+    backoff = Backoff(stream.settings.replicator_retry_base_s, stream.settings.replicator_retry_max_s)
     while True:
         attributes = DB_ATTRIBUTES | {"soma.tenant": tenant or "*"} if stream.tracer else None
         try:
@@ -53,12 +55,12 @@ async def _until_database_answers(write: Callable[[], T], tenant: str | None) ->
                 return await asyncio.to_thread(write)
         except (OperationalError, InterfaceError) as exc:
             stream.metrics.db_retries.inc()
+            delay = backoff.failed()
             log.warning("replicator: PostgreSQL unavailable (%s); retrying in %.1fs",
-                        str(exc.orig or exc).splitlines()[0], delay)
+                        first_line(exc), delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, stream.settings.replicator_retry_max_s)
         except DBAPIError as exc:
-            raise InvalidInput(f"database refused the write: {str(exc.orig or exc).splitlines()[0]}") from exc
+            raise InvalidInput(f"database refused the write: {first_line(exc)}") from exc
 
 
 def _applied(rows: Sequence[Mapping[str, Any]], applied: Sequence[bool]) -> None:

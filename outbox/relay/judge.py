@@ -12,7 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from outbox.relay.policy import Circuits, backoff_delay
+from outbox.relay.policy import Circuits
+from soma.backoff import jittered_delay
 
 if TYPE_CHECKING:  # only the type: the batch is read, never sent, here
     from outbox.relay.publisher import Batch
@@ -69,7 +70,7 @@ def judge(batch: Batch, retry: RetryPolicy, circuits: Circuits, rng: random.Rand
         out.fail_ids.append(row.id)
         out.fail_statuses.append("dead" if is_dead else "failed")
         out.fail_errors.append(error)
-        out.fail_delays.append(0.0 if is_dead else backoff_delay(attempts, retry.base_s, retry.max_s, rng))
+        out.fail_delays.append(0.0 if is_dead else jittered_delay(attempts, retry.base_s, retry.max_s, rng))
         (out.dead if is_dead else out.failed)[(row.tenant_id, row.topic)] += 1
         circuit.failure(now)
     for tenant in out.unreported_tenants:

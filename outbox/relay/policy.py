@@ -5,7 +5,6 @@ Nothing here touches the database or the broker, so all of it is unit-tested dir
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -27,17 +26,6 @@ def parse_tenant_map(text: str, setting: str) -> dict[str, float]:
             raise RelayError(f"invalid setting {env_name(setting)}: expected tenant=number, got {item!r}")
         result[tenant.strip()] = number
     return result
-
-
-def backoff_delay(attempts: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
-    """Seconds before the next attempt of a row that has failed `attempts` times (>= 1).
-
-    Exponential (base * 2**(attempts-1), capped) with "equal jitter": a uniform pick in
-    [delay/2, delay], so retries of many rows spread out but never come back at once.
-    """
-    exponent = min(max(attempts, 1) - 1, 62)
-    delay = min(cap_s, base_s * (2.0**exponent))
-    return (rng or random).uniform(delay / 2, delay)
 
 
 class CircuitState(IntEnum):

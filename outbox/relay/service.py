@@ -33,7 +33,7 @@ from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, Po
 from outbox.relay.publisher import Batch, Publisher
 from outbox.relay.wakeup import Wakeup
 from soma.clients import database_errors
-from soma.errors import InfrastructureUnavailable
+from soma.errors import InfrastructureUnavailable, first_line
 from soma.observability.logs import log_context
 from soma.observability.readiness import Readiness
 from soma.settings import Settings
@@ -42,11 +42,6 @@ log = logging.getLogger("outbox.relay")
 
 STOP_CHECK_S = 0.25  # longest a wait goes without looking at the stop flag
 RETRY_BUCKET_S = 0.1  # retry times are remembered at this resolution (bounded memory)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _log_batch(batch: Batch, outcome: Outcome) -> None:
@@ -199,7 +194,7 @@ class Relay:
             else:
                 self._wait_idle(wakeup)
         except (SQLAlchemyError, psycopg.Error) as exc:
-            log.error("relay: LISTEN connection lost (%s); reconnecting", _first_line(exc))
+            log.error("relay: LISTEN connection lost (%s); reconnecting", first_line(exc))
             wakeup.close()
             self._sleep(self.settings.outbox_relay_poll_max_s)
             with contextlib.suppress(SQLAlchemyError, InfrastructureUnavailable), database_errors(self.settings):
@@ -248,13 +243,13 @@ class Relay:
         try:
             conn = self.engine.connect()
         except SQLAlchemyError as exc:
-            log.error("relay: database unavailable: %s", _first_line(exc))
+            log.error("relay: database unavailable: %s", first_line(exc))
             return None, None
         try:
             conn.begin()
             claimed = claim(conn, plan)
         except SQLAlchemyError as exc:
-            log.error("relay: claim failed: %s", _first_line(exc))
+            log.error("relay: claim failed: %s", first_line(exc))
             with contextlib.suppress(SQLAlchemyError):
                 conn.rollback()
             conn.close()
@@ -338,7 +333,7 @@ class Relay:
                 with self.engine.connect() as conn:
                     self.metrics.set_pending(pending_by_tenant(conn))
             except SQLAlchemyError as exc:
-                log.warning("relay: pending gauges not refreshed: %s", _first_line(exc))
+                log.warning("relay: pending gauges not refreshed: %s", first_line(exc))
             self._stop.wait(self.settings.outbox_relay_gauge_interval_s)
 
     def _shutdown(self) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from outbox.errors import RelayError
+from soma.errors import first_line
 
 LISTEN = text("SELECT outbox_relay_listen()")
 WAIT_IDLE = text("SELECT outbox_relay_wait_idle(:timeout_ms)")
@@ -46,8 +47,9 @@ class Wakeup:
             self.channel = str(self._conn.execute(LISTEN).scalar())
         except ProgrammingError as exc:  # undefined function / table: the schema is not migrated
             self._conn.close()
-            first = str(exc.orig or exc).strip().splitlines()[0]
-            raise RelayError(f"outbox relay: the database is not migrated; run `soma db upgrade` ({first})") from exc
+            raise RelayError(
+                f"outbox relay: the database is not migrated; run `soma db upgrade` ({first_line(exc)})"
+            ) from exc
         self.idle = False
         driver: Any = self._conn.connection.driver_connection
         self._raw: psycopg.Connection[Any] = driver

@@ -15,7 +15,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from sqlalchemy import text
 
 from soma.clients import database_engine, database_errors, kafka_admin, kafka_consumer, kafka_producer, redis_client
-from soma.errors import InfrastructureUnavailable
+from soma.errors import InfrastructureUnavailable, first_line
 from soma.settings import Settings, env_name, mask_url
 
 HEALTH_TOPIC = "__soma_health"
@@ -31,8 +31,7 @@ class Health:
 def _first_line(exc: BaseException) -> str:
     if isinstance(exc, KafkaException) and exc.args and hasattr(exc.args[0], "str"):
         return str(exc.args[0].str())  # KafkaError's own message, without the code wrapper
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
+    return first_line(exc)
 
 
 def kafka_round_trip(settings: Settings) -> Health:

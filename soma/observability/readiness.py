@@ -24,16 +24,12 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from soma.errors import first_line
 from soma.settings import Settings, env_name, mask_url
 
 CheckResult = tuple[bool, str]
 Check = Callable[[], CheckResult]
 KNOWN = ("kafka", "postgresql", "redis", "opa")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 class Readiness:
@@ -78,7 +74,7 @@ class Readiness:
                 try:
                     ok, detail = check()
                 except Exception as exc:  # a check must never take the endpoint down
-                    ok, detail = False, f"{type(exc).__name__}: {_first_line(exc)}"
+                    ok, detail = False, f"{type(exc).__name__}: {first_line(exc, 200)}"
                 checks[name] = {"ok": ok, "detail": detail}
             self._last = {"service": self.service, "ready": all(c["ok"] for c in checks.values()), "checks": checks}
             self._at = time.monotonic()
@@ -123,7 +119,7 @@ class Readiness:
                     text("SELECT to_regclass(:t)"), {"t": t}).scalar_one() is None]
         except SQLAlchemyError as exc:
             original = getattr(exc, "orig", None) or exc
-            return False, f"cannot connect to {where} ({env_name('database_url')}): {_first_line(original)}"
+            return False, f"cannot connect to {where} ({env_name('database_url')}): {first_line(original, 200)}"
         if missing:
             return False, f"table {', '.join(missing)} missing at {where}: run `soma db upgrade`"
         return True, f"SELECT 1 ok at {where}"
@@ -139,7 +135,7 @@ class Readiness:
         try:
             self._redis_client.ping()
         except redis.RedisError as exc:
-            return False, f"unreachable at {where} ({env_name('redis_url')}): {_first_line(exc)}"
+            return False, f"unreachable at {where} ({env_name('redis_url')}): {first_line(exc, 200)}"
         return True, f"PING ok at {where}"
 
     def _opa(self) -> CheckResult:
@@ -148,7 +144,7 @@ class Readiness:
             with urllib.request.urlopen(f"{base}/health", timeout=self.timeout) as response:  # noqa: S310
                 status = int(response.status)
         except OSError as exc:
-            return False, f"unreachable at {base} ({env_name('opa_url')}): {_first_line(exc)}"
+            return False, f"unreachable at {base} ({env_name('opa_url')}): {first_line(exc, 200)}"
         if status != 200:
             return False, f"{base}/health answered {status}"
         return True, f"{base}/health ok"

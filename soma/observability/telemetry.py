@@ -46,7 +46,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from soma import __version__
-from soma.errors import SettingsError
+from soma.errors import SettingsError, first_line
 from soma.settings import Settings, env_name
 
 HEADER_TRACEPARENT = "traceparent"
@@ -185,9 +185,8 @@ def end_on_delivery(span: Span, future: Any) -> Any:
 def fail(span: Span, exc: BaseException) -> None:
     """Mark `span` failed by `exc` (first line of its message as the status description)."""
     if span.is_recording():
-        text = str(exc).strip()
         span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, text.splitlines()[0][:300] if text else type(exc).__name__))
+        span.set_status(Status(StatusCode.ERROR, first_line(exc)))
 
 
 @contextlib.contextmanager

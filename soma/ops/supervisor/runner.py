@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from soma.backoff import Backoff
 from soma.observability.logs import log_line
-from soma.ops.supervisor.backoff import Backoff
 from soma.ops.supervisor.probe import Probe, fetch
 from soma.ops.supervisor.spec import ComponentSpec, resolve, stop_waves
 from soma.ops.supervisor.state import ComponentState, Paths, PlatformState, write_state

@@ -1,13 +1,11 @@
-"""The relay's pure decisions: backoff, circuits, fair shares, poll pacing."""
+"""The relay's pure decisions: circuits, fair shares, poll pacing."""
 
 from __future__ import annotations
-
-import random
 
 import pytest
 
 from outbox.errors import RelayError
-from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, backoff_delay, parse_tenant_map
+from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, parse_tenant_map
 from soma.settings import load_settings
 
 
@@ -29,23 +27,6 @@ def test_malformed_per_tenant_setting_is_one_line_naming_the_variable() -> None:
 
     with pytest.raises(SettingsError, match="SOMA_OUTBOX_RELAY_CIRCUIT_FAILURES_BY_TENANT"):
         load_settings(outbox_relay_circuit_failures_by_tenant="acme:3")
-
-
-# --- backoff -------------------------------------------------------------------------------
-def test_backoff_doubles_with_equal_jitter_and_is_capped() -> None:
-    rng = random.Random(7)
-    for attempts, full in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (50, 60.0)]:
-        for _ in range(50):
-            delay = backoff_delay(attempts, 1.0, 60.0, rng)
-            assert full / 2 <= delay <= full
-    assert backoff_delay(0, 1.0, 60.0, rng) <= 1.0  # a row never attempted waits like a first failure
-    assert backoff_delay(10_000, 1.0, 60.0, rng) <= 60.0  # no overflow on absurd attempt counts
-
-
-def test_backoff_spreads_retries() -> None:
-    rng = random.Random(1)
-    delays = {round(backoff_delay(4, 1.0, 300.0, rng), 3) for _ in range(100)}
-    assert len(delays) > 50
 
 
 # --- circuits ------------------------------------------------------------------------------
