@@ -333,8 +333,8 @@ class LoadRun:
         from bench.machine import describe
         from bench.proc_usage import platform_pids
 
-        pids = self.pids if self.pids is not None else platform_pids(self.settings.state_dir,
-                                                                      self.settings.topic_prefix)
+        pids = self.pids if self.pids is not None else platform_pids(self.settings.stack.state_dir,
+                                                                      self.settings.kafka.topic_prefix)
         observer = Observer(self.settings, self.catalog, self.codec, ["cog.global_frame", "memory.writes"])
         observer.start()
         notes = []

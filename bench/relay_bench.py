@@ -240,7 +240,8 @@ def pgbench_commits(settings: Settings, clients: int, seconds: float) -> float |
     url = settings.sqlalchemy_url()
     script = Path(f"/tmp/relay-bench-{os.getpid()}.sql")  # noqa: S108 - a throwaway script
     script.write_text(PGBENCH_SCRIPT)
-    env = dict(os.environ, PGPASSWORD=url.password or "", PGOPTIONS=f"-c search_path={settings.database_schema}")
+    search_path = f"-c search_path={settings.database.database_schema}"
+    env = dict(os.environ, PGPASSWORD=url.password or "", PGOPTIONS=search_path)
     try:
         result = subprocess.run(
             ["pgbench", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "",

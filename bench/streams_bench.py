@@ -95,10 +95,10 @@ async def baseline(settings: Settings, n: int) -> float:
     catalog = load_catalog()
     codec = Codec(catalog, settings)
     consumer = AIOKafkaConsumer(settings.topic_name("cog.predictor_updates"),
-                                bootstrap_servers=settings.kafka_bootstrap,
+                                bootstrap_servers=settings.kafka.bootstrap,
                                 group_id=f"bench-baseline-{uuid.uuid4().hex[:6]}",
                                 auto_offset_reset="earliest", enable_auto_commit=True)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
     await consumer.start()
     await producer.start()
     states: dict[str, IntegratorState] = {}
@@ -139,7 +139,7 @@ def integrator_throughput(settings: Settings, n: int) -> tuple[float, float]:
         f.result(timeout=30)
     load_updates(settings, n)
     base = asyncio.run(baseline(settings, n))
-    own = settings.model_copy(update={"enable_cog_threads": True, "streams_web_port_base": free_port_base()})
+    own = settings.replace(enable_cog_threads=True, streams_web_port_base=free_port_base())
     with stream_process("integrator", own, LOGS):
         wait_ready(own, "integrator", timeout_s=90)
         first, last = _wait_count(own, "cog.global_frame", n, timeout_s=600)
@@ -147,7 +147,7 @@ def integrator_throughput(settings: Settings, n: int) -> tuple[float, float]:
 
 
 def chat_latency(settings: Settings, rate: float, seconds: float) -> tuple[float, float, int]:
-    own = settings.model_copy(update={"streams_web_port_base": free_port_base()})
+    own = settings.replace(streams_web_port_base=free_port_base())
     catalog = load_catalog()
     producer = EventProducer(own, catalog, Codec(catalog, own))
     tenant = "lat"

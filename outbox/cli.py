@@ -121,11 +121,11 @@ def relay(
     relay_ = Relay(config, serve_metrics=not no_metrics)
     relay_.install_signal_handlers()
     relay_.start()
-    where = f"http://{config.outbox_relay_metrics_host}:{relay_.server.port}" if relay_.server else "off"
+    where = f"http://{config.relay.metrics_host}:{relay_.server.port}" if relay_.server else "off"
     outbox_log.info(
         "relay: started (pid %d); metrics %s; batch %d, tenant quota %d, pipeline depth %d",
-        os.getpid(), where, config.outbox_relay_batch_size, config.outbox_relay_tenant_quota,
-        config.outbox_relay_pipeline_depth,
+        os.getpid(), where, config.relay.batch_size, config.relay.tenant_quota,
+        config.relay.pipeline_depth,
     )
     relay_.run(drain=drain)
 

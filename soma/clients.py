@@ -61,7 +61,7 @@ def database_errors(settings: Settings) -> Iterator[None]:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    timeout = settings.kafka_timeout_s
+    timeout = settings.kafka.timeout_s
     return redis.Redis.from_url(
         settings.redis_url_value(), socket_timeout=timeout, socket_connect_timeout=timeout
     )
@@ -69,7 +69,7 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 def async_redis_client(settings: Settings) -> aioredis.Redis:
     """The asyncio form of `redis_client` (same URL and timeouts)."""
-    timeout = settings.kafka_timeout_s
+    timeout = settings.kafka.timeout_s
     return aioredis.Redis.from_url(
         settings.redis_url_value(), socket_timeout=timeout, socket_connect_timeout=timeout
     )
@@ -81,22 +81,22 @@ def http_client() -> httpx.AsyncClient:
 
 
 def sasl_password(settings: Settings) -> str | None:
-    secret = settings.kafka_sasl_password
+    secret = settings.kafka.sasl_password
     return secret.get_secret_value() if secret is not None else None
 
 
 def aiokafka_security(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for an aiokafka client (empty for PLAINTEXT): the same security protocol and
     SASL credentials `Settings.kafka_config` gives librdkafka, so every client talks to the broker alike."""
-    protocol = settings.kafka_security_protocol
+    protocol = settings.kafka.security_protocol
     if protocol == "PLAINTEXT":
         return {}
     kwargs: dict[str, Any] = {"security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
         kwargs["ssl_context"] = ssl.create_default_context()
     if protocol.startswith("SASL"):
-        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
+        kwargs["sasl_mechanism"] = settings.kafka.sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = settings.kafka.sasl_username
         kwargs["sasl_plain_password"] = sasl_password(settings)
     return kwargs
 
@@ -106,6 +106,6 @@ def aiokafka_reader(settings: Settings, client_id: str, **overrides: Any) -> AIO
     from aiokafka import AIOKafkaConsumer  # imported here: only the stream processes need aiokafka
 
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-        client_id=f"{settings.kafka_client_id}-{client_id}", **(aiokafka_security(settings) | overrides),
+        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False,
+        client_id=f"{settings.kafka.client_id}-{client_id}", **(aiokafka_security(settings) | overrides),
     )

@@ -28,17 +28,17 @@ def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
     catalog = load_catalog()
     codec = Codec(catalog, s)
     physical = s.topic_name("config_updates")
-    consumer = kafka_consumer(s, f"{s.kafka_client_id}-config-reader", **{"enable.auto.commit": False})
+    consumer = kafka_consumer(s, f"{s.kafka.client_id}-config-reader", **{"enable.auto.commit": False})
     updates: list[dict[str, Any]] = []
     try:
         parts = []
         for p in range(catalog.topic("config_updates").partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=s.kafka_timeout_s)
+            low, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=s.kafka.timeout_s)
             if high > low:
                 parts.append((p, low, high))
         consumer.assign([TopicPartition(physical, p, low) for p, low, _ in parts])
         remaining = {p: high for p, _, high in parts}
-        deadline = time.monotonic() + s.kafka_timeout_s * 3
+        deadline = time.monotonic() + s.kafka.timeout_s * 3
         while remaining:
             if time.monotonic() > deadline:
                 raise InfrastructureUnavailable(f"kafka: reading {physical} did not finish in time")
@@ -99,7 +99,7 @@ def effective(s: Settings, tenant: str | None = None) -> Effective:
     """The base settings plus the valid updates on config_updates, as `tenant` (or every tenant) sees them."""
     from soma.live_config import LIVE_FIELDS, LiveConfig
 
-    live = LiveConfig(s)
+    live = LiveConfig(s.streams.live)
     rejected = []
     updates, _ = read_updates(s)
     for update in updates:

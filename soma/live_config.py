@@ -2,9 +2,9 @@
 
 A `ConfigUpdate` names a setting (upper case, without the ``SOMA_`` prefix, e.g.
 ``INTEGRATOR_TEMPERATURE``), an optional tenant scope, a version and a checksum. An update is
-applied only when the setting is live-changeable, the value type-checks against the setting's
-declaration in `Settings`, the version is newer than the one held for that (scope, name), and
-the checksum (sha256 hex of the canonical JSON of the value) matches. A null value resets the
+applied only when the setting is live-changeable (a field marked live, in `LiveSettings`), the
+value type-checks against its declaration, the version is newer than the one held for that
+(scope, name), and the checksum (sha256 hex of the canonical JSON of the value) matches. A null value resets the
 setting to its configured default. Every process mirrors the topic into a `LiveConfig`.
 """
 
@@ -18,25 +18,10 @@ from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from soma.settings import Settings
+from soma.settings import LiveSettings, live_fields
 
-# Settings that may change while a process runs (field names of `Settings`).
-LIVE_FIELDS: frozenset[str] = frozenset({
-    "enable_cog_threads",
-    "integrator_alpha",
-    "integrator_temperature",
-    "opa_fail_mode",
-    "opa_timeout_s",
-    "segmenter_mode",
-    "segmenter_dwell_frames",
-    "segmenter_drop_threshold",
-    "segmenter_hmm_enter_p",
-    "segmenter_hmm_exit_p",
-    "segmenter_hmm_emit_boundary",
-    "segmenter_hmm_emit_steady",
-    "segmenter_hmm_window",
-    "tools_concurrency",
-})
+# Settings that may change while a process runs: the fields marked live in `Settings` (flat names).
+LIVE_FIELDS: frozenset[str] = live_fields()
 
 
 def canonical_json(value: Any) -> str:
@@ -55,14 +40,14 @@ def field_for(name: str) -> str | None:
 
 
 def _adapter(field: str) -> TypeAdapter[Any]:
-    info = Settings.model_fields[field]
+    info = LiveSettings.model_fields[field]
     annotated: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     return TypeAdapter(annotated)
 
 
 def check_value(field: str, value: Any) -> Any:
     """`value` validated against the field's type and constraints; raises ValueError with the reason."""
-    if isinstance(value, float) and value.is_integer() and Settings.model_fields[field].annotation is int:
+    if isinstance(value, float) and value.is_integer() and LiveSettings.model_fields[field].annotation is int:
         value = int(value)
     try:
         return _adapter(field).validate_python(value, strict=True)
@@ -73,7 +58,7 @@ def check_value(field: str, value: Any) -> Any:
 
 def parse_text(field: str, text: str) -> Any:
     """A command-line text as the field's type (booleans: true/false), validated."""
-    annotation = Settings.model_fields[field].annotation
+    annotation = LiveSettings.model_fields[field].annotation
     value: Any = text
     lowered = text.strip().lower()
     if annotation is bool:
@@ -104,8 +89,8 @@ class Decision:
 class LiveConfig:
     """Base settings plus the accepted live overrides, global and per tenant."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: LiveSettings) -> None:
+        self.settings = settings  # only the live section: the rest cannot change
         self._versions: dict[tuple[str | None, str], int] = {}
         self._values: dict[tuple[str | None, str], Any] = {}
 

@@ -45,19 +45,19 @@ class StreamApp(Batches, StateWriter, Health):
         self.settings = settings or load_settings()
         self.catalog = load_catalog()
         self.codec = Codec(self.catalog, self.settings)
-        self.live = LiveConfig(self.settings)
+        self.live = LiveConfig(self.settings.streams.live)
         self.metrics = StreamMetrics(name)
         self.config_loaded = asyncio.Event()
-        self.stall = StallDetector(self.settings.streams_stall_after_s)
+        self.stall = StallDetector(self.settings.streams.stall_after_s)
         self.on_config: list[Callable[[], None]] = []
         self.tracer = telemetry.setup(self.settings, name)
         s = self.settings
         self.readiness = Readiness(s, f"stream-{name}", ("kafka", *needs), tables=tables)
         first = self.catalog.topic(sources[0])
         self.app = faust.App(
-            f"{s.topic_prefix}soma-{name}",
+            f"{s.kafka.topic_prefix}soma-{name}",
             broker=[f"kafka://{host}:{port}" for host, port in s.kafka_servers],
-            broker_client_id=f"{s.kafka_client_id}-{name}",
+            broker_client_id=f"{s.kafka.client_id}-{name}",
             broker_credentials=faust_credentials(s),
             store="memory://",
             autodiscover=False,
@@ -68,9 +68,9 @@ class StreamApp(Batches, StateWriter, Health):
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
-            broker_session_timeout=s.streams_session_timeout_s,
-            broker_heartbeat_interval=min(3.0, s.streams_session_timeout_s / 3),
-            web_host=s.streams_web_host,
+            broker_session_timeout=s.streams.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, s.streams.session_timeout_s / 3),
+            web_host=s.streams.web_host,
             web_port=stream_topology(name).web_port(s),
             web_transport="tcp://",
             logging_config=logging_dict_config(s, f"stream-{name}"),  # JSON lines once the worker starts

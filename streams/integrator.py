@@ -26,13 +26,13 @@ from streams.runtime.state import StagedStates
 stream = StreamApp("integrator", ["cog.predictor_updates"], needs=("redis", "opa"))
 app = stream.app
 tenants = stream.table("tenants")
-policy = LeaderPolicy(stream.settings.opa_url, stream.settings.opa_policy_path)
+policy = LeaderPolicy(stream.settings.streams.opa_url, stream.settings.streams.opa_policy_path)
 _redis: Redis | None = None  # the Redis client, built on first use (on the worker's event loop)
 BATCH = 1000  # most updates per batch (one delivery round trip, one Redis pipeline, one state write per tenant)
 BATCH_WAIT_S = 0.02  # longest wait to fill a batch (adds at most this to the update-to-frame latency)
 # Redeliveries are caught by source offset; the id window only has to catch replays (new offsets,
 # same ids) of recent updates, so it stays short: the tenant's state is rewritten every batch.
-SEEN_WINDOW = min(stream.settings.streams_dedupe_window, 32)
+SEEN_WINDOW = min(stream.settings.streams.dedupe_window, 32)
 
 
 def _redis_client() -> Redis:
@@ -115,7 +115,7 @@ async def process(batch: list[Incoming]) -> None:
             stream.metrics.entropy.labels(tenant).set(frame["entropy"])
             cached = stream.codec.to_json("cog.global_frame", {**frame, "tenant_id": tenant})
             pipe.set(f"global_frame:{tenant}", json.dumps(cached, sort_keys=True),
-                     ex=stream.settings.integrator_frame_ttl_s)
+                     ex=stream.settings.streams.integrator_frame_ttl_s)
         await pipe.execute()
     await stream.write_states(states)
     now = time.time()

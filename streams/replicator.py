@@ -46,7 +46,7 @@ async def _until_database_answers(write: Callable[[], T], tenant: str | None) ->
 
     A value the database refuses is the record's own fault: InvalidInput (dead-lettered by the caller).
     """
-    backoff = Backoff(stream.settings.replicator_retry_base_s, stream.settings.replicator_retry_max_s)
+    backoff = Backoff(stream.settings.streams.replicator_retry_base_s, stream.settings.streams.replicator_retry_max_s)
     while True:
         attributes = DB_ATTRIBUTES | {"soma.tenant": tenant or "*"} if stream.tracer else None
         try:

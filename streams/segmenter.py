@@ -31,7 +31,7 @@ def params_for(tenant: str) -> SegmenterParams:
         emit_boundary=float(p("segmenter_hmm_emit_boundary", tenant)),
         emit_steady=float(p("segmenter_hmm_emit_steady", tenant)),
         window=int(p("segmenter_hmm_window", tenant)),
-        dedupe_window=stream.settings.streams_dedupe_window,
+        dedupe_window=stream.settings.streams.dedupe_window,
     )
 
 

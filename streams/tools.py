@@ -22,12 +22,12 @@ from streams.runtime.records import Incoming
 stream = StreamApp("tools", ["tool.requests"])
 app = stream.app
 registry = ToolRegistry()
-registry.load_plugins(stream.settings.tools_plugins)
+registry.load_plugins(stream.settings.streams.tools_plugins)
 
 
 async def handle(record: Incoming, limit: asyncio.Semaphore) -> None:
     request = record.value
-    timeout_s = min(int(request["timeout_ms"]) / 1000.0, stream.settings.tools_max_timeout_s)
+    timeout_s = min(int(request["timeout_ms"]) / 1000.0, stream.settings.streams.tools_max_timeout_s)
     async with limit:
         outcome = await run_tool(registry, str(request["tool"]), str(request["arguments_json"]), timeout_s)
     stream.metrics.tool_calls.labels(str(request["tool"]), outcome.status, record.tenant).inc()
@@ -52,4 +52,4 @@ async def execute_batch(records: list[Incoming]) -> None:
 
 @app.agent(stream.sources)
 async def execute(events: Any) -> None:
-    await stream.run_batches(events, execute_batch, stream.settings.tools_concurrency, 0.05)
+    await stream.run_batches(events, execute_batch, stream.settings.streams.live.tools_concurrency, 0.05)

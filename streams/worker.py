@@ -28,7 +28,7 @@ from streams.runtime.state import StagedStates
 stream = StreamApp("worker", ["chat.messages", "tool.results"])
 app = stream.app
 sessions = stream.table("sessions")
-responder = load_responder(stream.settings.worker_responder)
+responder = load_responder(stream.settings.streams.worker_responder)
 BATCH = 200  # most records per batch
 BATCH_WAIT_S = 0.002  # longest wait to fill a batch (adds at most this to a quiet stream's latency)
 
@@ -46,7 +46,7 @@ async def process(records: list[Incoming]) -> None:
         key = session_key(record)
         state = staged.get(key)
         new_state, outputs = session.decide(state, record.topic, record.value,
-                                            window=stream.settings.streams_dedupe_window, respond=responder.respond)
+                                            window=stream.settings.streams.dedupe_window, respond=responder.respond)
         if new_state == state:
             stream.metrics.duplicates.inc()
             return

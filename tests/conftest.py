@@ -69,7 +69,7 @@ def run_id() -> str:
 @pytest.fixture(scope="session")
 def settings(stack: Settings, run_id: str) -> Iterator[Settings]:
     """Settings isolated to this run: topic prefix `test.<run>.`, PostgreSQL schema `test_<run>`."""
-    with isolated_run(stack, "test", run_id, kafka_timeout_s=stack.kafka_timeout_s) as isolated:
+    with isolated_run(stack, "test", run_id, kafka_timeout_s=stack.kafka.timeout_s) as isolated:
         yield isolated
 
 

@@ -16,9 +16,9 @@ def _local(host: str) -> str:
 def endpoints(settings: Settings) -> dict[str, str]:
     """Base URLs of the platform's processes (relay metrics, admin API, each stream's web port)."""
     urls = {}
-    if settings.outbox_relay_metrics_port:
-        urls["relay"] = f"http://{_local(settings.outbox_relay_metrics_host)}:{settings.outbox_relay_metrics_port}"
-    urls["admin"] = f"http://{_local(settings.admin_host)}:{settings.admin_port}"
+    if settings.relay.metrics_port:
+        urls["relay"] = f"http://{_local(settings.relay.metrics_host)}:{settings.relay.metrics_port}"
+    urls["admin"] = f"http://{_local(settings.admin.host)}:{settings.admin.port}"
     for stream in STREAMS:
         urls[stream.component] = stream.base_url(settings)
     return urls
@@ -41,7 +41,7 @@ def preflight(settings: Settings) -> list[Hop]:
         ok_path = next((p for p in paths if _get_ok(base + p)), None)
         hops.append(Hop("platform", f"{name} answers", base + (ok_path or paths[-1]), "-",
                         status=SEEN if ok_path else MISSED, note="" if ok_path else "not reachable or not ready"))
-    if not settings.outbox_relay_metrics_port:
+    if not settings.relay.metrics_port:
         hops.append(Hop("platform", "relay answers", "-", "-", status=INFO,
                         note=f"{env_name('outbox_relay_metrics_port')}=0: address unknown, not checked"))
     return hops

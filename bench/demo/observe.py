@@ -62,12 +62,12 @@ class Observer:
         from soma.clients import kafka_consumer
 
         s = self.settings
-        consumer = kafka_consumer(s, f"{s.kafka_client_id}-observe-{uuid.uuid4().hex[:8]}")
+        consumer = kafka_consumer(s, f"{s.kafka.client_id}-observe-{uuid.uuid4().hex[:8]}")
         assignment = []
         try:
             for physical, logical in self._logical.items():
                 for p in range(self.catalog.topic(logical).partitions):
-                    _, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=s.kafka_timeout_s)
+                    _, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=s.kafka.timeout_s)
                     assignment.append(TopicPartition(physical, p, high))
         except Exception as exc:
             consumer.close()

@@ -148,15 +148,15 @@ class Demo(CogSteps):
                   self._replica(self.globex, ["chat:s-1:000000000001"]), t_g)
 
     def replay(self) -> None:
-        from outbox.admin.auth import token_covering
         from soma.ops.supervisor.local_token import with_local_admin_token
+        from soma.settings.tokens import token_covering
 
         step = "replay (admin API)"
         chain = Chain()
         if self.globex_row is None:
             return
         row_id, event_id = self.globex_row
-        configured = with_local_admin_token(self.settings).admin_tokens  # `soma up`'s generated one if unset
+        configured = with_local_admin_token(self.settings).admin.tokens  # `soma up`'s generated one if unset
         raw = configured.get_secret_value() if configured else ""
         token = token_covering(raw, self.globex)
         where = "POST /admin/outbox/replay"

@@ -255,11 +255,11 @@ def serve(
     app = create_app(current)  # no token configured, or a malformed one: one line, before listening
     config = uvicorn.Config(
         app,
-        host=host or current.admin_host,
-        port=port or current.admin_port,
-        timeout_graceful_shutdown=math.ceil(current.admin_shutdown_timeout_s),
+        host=host or current.admin.host,
+        port=port or current.admin.port,
+        timeout_graceful_shutdown=math.ceil(current.admin.shutdown_timeout_s),
         log_config=None,  # uvicorn's loggers (and its access log) propagate to the root handler above
-        log_level=current.log_level.lower(),
+        log_level=current.telemetry.log_level.lower(),
         server_header=False,
     )
     uvicorn.Server(config).run()

@@ -98,7 +98,7 @@ class Replayer:
         progress: Progress | None = None,
     ) -> ReplayResult:
         """Replay these rows. All must be one tenant's (`tenant`, when given) and in the caller's scope."""
-        wanted = check_ids(ids, self.settings.admin_replay_max_rows)
+        wanted = check_ids(ids, self.settings.admin.replay_max_rows)
         if tenant is not None:
             check_tenant(tenant)
         with admin_db_errors(self.settings), self.engine.begin() as conn:
@@ -115,7 +115,7 @@ class Replayer:
         principal.require(flt.tenant)
         if flt.status is None:
             raise InvalidFilter("status", "required to replay by filter (pending, sent, failed or dead)")
-        limit = self.settings.admin_replay_max_rows
+        limit = self.settings.admin.replay_max_rows
         with admin_db_errors(self.settings), self.engine.begin() as conn:
             chosen = matching_rows(conn, flt, limit=limit + 1)
             if len(chosen) > limit:

@@ -9,23 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from outbox.errors import RelayError
-from soma.settings import Settings, env_name
-
-
-def parse_tenant_map(text: str, setting: str) -> dict[str, float]:
-    """``tenant=value,tenant=value`` (an empty string: no overrides) as a dict; names `setting` on error."""
-    result: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        tenant, sep, value = item.partition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = -1.0
-        if not sep or not tenant.strip() or number < 0:
-            raise RelayError(f"invalid setting {env_name(setting)}: expected tenant=number, got {item!r}")
-        result[tenant.strip()] = number
-    return result
+from soma.settings import RelaySettings
 
 
 class CircuitState(IntEnum):
@@ -91,16 +75,12 @@ class Circuits:
     by_tenant: dict[str, Circuit] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Circuits:
+    def from_settings(cls, relay: RelaySettings) -> Circuits:
         return cls(
-            threshold=settings.outbox_relay_circuit_failures,
-            reset_s=settings.outbox_relay_circuit_reset_s,
-            thresholds=parse_tenant_map(
-                settings.outbox_relay_circuit_failures_by_tenant, "outbox_relay_circuit_failures_by_tenant"
-            ),
-            resets=parse_tenant_map(
-                settings.outbox_relay_circuit_reset_s_by_tenant, "outbox_relay_circuit_reset_s_by_tenant"
-            ),
+            threshold=relay.circuit_failures,
+            reset_s=relay.circuit_reset_s,
+            thresholds=relay.circuit_failures_by_tenant,
+            resets=relay.circuit_reset_s_by_tenant,
         )
 
     def get(self, tenant: str) -> Circuit:

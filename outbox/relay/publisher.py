@@ -72,7 +72,7 @@ class Publisher:
                 self.fatal = err.str()
                 log.error("kafka producer fatal error: %s", err.str())
 
-        timeout_ms = int(self.settings.outbox_relay_delivery_timeout_s * 1000)
+        timeout_ms = int(self.settings.relay.delivery_timeout_s * 1000)
         return kafka_producer(self.settings, **{"message.timeout.ms": timeout_ms, "error_cb": on_error})
 
     def send(self, batch: Batch, keep_going: Callable[[], bool] = lambda: True) -> None:

@@ -29,7 +29,7 @@ from outbox.relay.claim import Claim, any_due, claim, pending_by_tenant, relay_e
 from outbox.relay.committer import Committer
 from outbox.relay.judge import Outcome, RetryPolicy, judge
 from outbox.relay.metrics import Heartbeat, MetricsServer, RelayMetrics, RelayStats, peak_rss_mb
-from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, parse_tenant_map
+from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer
 from outbox.relay.publisher import Batch, Publisher
 from outbox.relay.wakeup import Wakeup
 from soma.clients import database_errors
@@ -65,22 +65,22 @@ class Relay:
 
     def __init__(self, settings: Settings, *, serve_metrics: bool = True, rng: random.Random | None = None) -> None:
         self.settings = settings
-        depth = settings.outbox_relay_pipeline_depth
+        depth = settings.relay.pipeline_depth
         # Connections: LISTEN, one per batch in flight or committing, the claim thread, the gauges, spare.
         self.engine: Engine = relay_engine(settings, pool_size=depth + 4)
         self.fair = FairShare(
-            settings.outbox_relay_batch_size,
-            settings.outbox_relay_tenant_quota,
-            parse_tenant_map(settings.outbox_relay_tenant_quotas, "outbox_relay_tenant_quotas"),
+            settings.relay.batch_size,
+            settings.relay.tenant_quota,
+            settings.relay.tenant_quotas,
         )
-        self.circuits = Circuits.from_settings(settings)
-        self.pacer = PollPacer(settings.outbox_relay_poll_min_s, settings.outbox_relay_poll_max_s)
+        self.circuits = Circuits.from_settings(settings.relay)
+        self.pacer = PollPacer(settings.relay.poll_min_s, settings.relay.poll_max_s)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.retry = RetryPolicy(
-            settings.outbox_relay_retry_base_s, settings.outbox_relay_retry_max_s, settings.outbox_relay_max_attempts
+            settings.relay.retry_base_s, settings.relay.retry_max_s, settings.relay.max_attempts
         )
         self.metrics = RelayMetrics()
-        self.heartbeat = Heartbeat(stale_s=max(30.0, settings.outbox_relay_delivery_timeout_s * 2))
+        self.heartbeat = Heartbeat(stale_s=max(30.0, settings.relay.delivery_timeout_s * 2))
         self.readiness = Readiness(settings, "relay", ("kafka", "postgresql"), tables=("outbox_events",),
                                    extra={"loop": self.heartbeat.check})
         self.stats = RelayStats()
@@ -118,13 +118,13 @@ class Relay:
         if self._serve_metrics:
             try:
                 self.server = MetricsServer(
-                    self.metrics, self.settings.outbox_relay_metrics_host, self.settings.outbox_relay_metrics_port,
+                    self.metrics, self.settings.relay.metrics_host, self.settings.relay.metrics_port,
                     self.heartbeat.report, self.readiness.report,
                 )
             except OSError as exc:
                 raise RelayError(
-                    f"outbox relay: cannot serve metrics on {self.settings.outbox_relay_metrics_host}:"
-                    f"{self.settings.outbox_relay_metrics_port} (SOMA_OUTBOX_RELAY_METRICS_PORT): {exc.strerror}"
+                    f"outbox relay: cannot serve metrics on {self.settings.relay.metrics_host}:"
+                    f"{self.settings.relay.metrics_port} (SOMA_OUTBOX_RELAY_METRICS_PORT): {exc.strerror}"
                 ) from exc
         self._gauges = threading.Thread(target=self._refresh_gauges, name="relay-gauges", daemon=True)
         self._gauges.start()
@@ -142,7 +142,7 @@ class Relay:
     # --- the loop --------------------------------------------------------------------------
     def _loop(self, drain: bool) -> None:
         _, publisher, committer = self._parts()
-        depth = self.settings.outbox_relay_pipeline_depth
+        depth = self.settings.relay.pipeline_depth
         while not self._stop.is_set():
             busy = len(self.in_flight) + committer.pending
             self.heartbeat.beat("busy" if busy else ("idle" if self._parts()[0].idle else "polling"))
@@ -190,13 +190,13 @@ class Relay:
             if busy:
                 wakeup.busy()
             elif not wakeup.idle:
-                wakeup.try_idle(self.settings.outbox_relay_poll_max_s)
+                wakeup.try_idle(self.settings.relay.poll_max_s)
             else:
                 self._wait_idle(wakeup)
         except (SQLAlchemyError, psycopg.Error) as exc:
             log.error("relay: LISTEN connection lost (%s); reconnecting", first_line(exc))
             wakeup.close()
-            self._sleep(self.settings.outbox_relay_poll_max_s)
+            self._sleep(self.settings.relay.poll_max_s)
             with contextlib.suppress(SQLAlchemyError, InfrastructureUnavailable), database_errors(self.settings):
                 self.wakeup = Wakeup(self.engine)
 
@@ -208,7 +208,7 @@ class Relay:
     def _wait_idle(self, wakeup: Wakeup) -> None:
         """Idle: wait for a writer's NOTIFY, a retry coming due, a circuit to half-open, or the timeout."""
         now = time.monotonic()
-        deadline = now + self.settings.outbox_relay_idle_timeout_s
+        deadline = now + self.settings.relay.idle_timeout_s
         for moment in (self._next_retry(now), self.circuits.next_change()):
             if moment is not None:
                 deadline = min(deadline, moment)
@@ -266,7 +266,7 @@ class Relay:
         conn, claimed = future.result()
         if claimed is None:
             self.metrics.claims.labels("error").inc()
-            self._sleep(self.settings.outbox_relay_poll_max_s)
+            self._sleep(self.settings.relay.poll_max_s)
             return 0
         rows = claimed.rows
         self.fair.claimed(rows[-1].tenant_id if rows else None, len(rows), claimed.visited, claimed.last_visited)
@@ -334,7 +334,7 @@ class Relay:
                     self.metrics.set_pending(pending_by_tenant(conn))
             except SQLAlchemyError as exc:
                 log.warning("relay: pending gauges not refreshed: %s", first_line(exc))
-            self._stop.wait(self.settings.outbox_relay_gauge_interval_s)
+            self._stop.wait(self.settings.relay.gauge_interval_s)
 
     def _shutdown(self) -> None:
         self.heartbeat.beat("stopping")
@@ -343,7 +343,7 @@ class Relay:
             self._take_claim(self._claim)
             self._claim = None
         self._claims.shutdown(wait=True)
-        deadline = time.monotonic() + self.settings.outbox_relay_delivery_timeout_s + 5
+        deadline = time.monotonic() + self.settings.relay.delivery_timeout_s + 5
         while self.in_flight and time.monotonic() < deadline:
             publisher.poll(0.05)
             self._finish_completed()

@@ -49,7 +49,7 @@ def _versions(config: Settings) -> str:
             return "?"
 
     kafka = LocalKafka(config)
-    broker = f"{kafka.version} (local stack)" if kafka.daemon.pid() is not None else f"at {config.kafka_bootstrap}"
+    broker = f"{kafka.version} (local stack)" if kafka.daemon.pid() is not None else f"at {config.kafka.bootstrap}"
     return (f"soma {of('soma-events')}, faust-streaming {of('faust-streaming')}, confluent-kafka "
             f"{of('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}), Kafka broker {broker}")
 
@@ -61,11 +61,12 @@ def print_summary(state: PlatformState, config: Settings) -> None:
         table.add_row(c.name, str(c.pid or "-"), c.ready_url if c.state != "disabled" else "-",
                       _styled(c.state) + (f" ({c.detail})" if c.detail and c.state != "ready" else ""))
     console.print(table)
-    schema = config.database_schema or "(default search_path)"
-    console.print(f"flags: ENABLE_COG_THREADS={config.enable_cog_threads}, OPA {config.opa_url or 'off'}, "
-                  f"topic prefix {config.topic_prefix or '(none)'}, database schema {schema}", soft_wrap=True)
+    schema = config.database.database_schema or "(default search_path)"
+    live = config.streams.live
+    console.print(f"flags: ENABLE_COG_THREADS={live.enable_cog_threads}, OPA {config.streams.opa_url or 'off'}, "
+                  f"topic prefix {config.kafka.topic_prefix or '(none)'}, database schema {schema}", soft_wrap=True)
     console.print(f"versions: {_versions(config)}", soft_wrap=True)
-    if settings().admin_tokens is None:
+    if settings().admin.tokens is None:
         from soma.ops.supervisor.local_token import token_file
 
         console.print(f"admin API: SOMA_ADMIN_TOKENS is unset, so an admin-scoped token was generated in "
@@ -130,7 +131,7 @@ def up(
     running = _paths().supervisor().pid()
     if running is not None and running != os.getpid():
         raise typer.Exit(_fail(f"the platform already runs (supervisor pid {running}): `soma ps`, `soma down`"))
-    wait = timeout if timeout is not None else config.supervisor_ready_timeout_s
+    wait = timeout if timeout is not None else config.supervisor.ready_timeout_s
     if detach:
         _detach(config, wait)
     else:
@@ -153,7 +154,7 @@ def down(
     if pid is None:
         console.print("soma down: the platform is not running")
     else:
-        wait_s = config.supervisor_stop_grace_s + 15
+        wait_s = config.supervisor.stop_grace_s + 15
         if stop_process(pid, wait_s):
             err_console.print(f"soma down: the supervisor (pid {pid}) did not stop within {wait_s:.0f}s: SIGKILL")
         console.print(f"soma down: supervisor {pid} stopped")

@@ -20,7 +20,7 @@ STYLE = {"created": "green", "ok": "green", "drift": "yellow", "missing": "red",
 
 
 def _print(states: list[TopicState], title: str) -> None:
-    prefix = settings().topic_prefix
+    prefix = settings().kafka.topic_prefix
     caption = f"physical names: {prefix}<topic>" if prefix else None
     table = Table("topic", "state", "detail", title=title, caption=caption)
     for state in states:

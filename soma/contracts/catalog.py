@@ -100,10 +100,10 @@ class Catalog:
 
     def logical_name(self, physical: str, settings: Settings) -> str | None:
         """The catalog topic behind a broker topic name, or None when it is not one of ours."""
-        by_physical = self._by_physical.get(settings.topic_prefix)
+        by_physical = self._by_physical.get(settings.kafka.topic_prefix)
         if by_physical is None:  # built once per prefix: consumers ask for every record
             by_physical = {settings.topic_name(name): name for name in self.topics}
-            self._by_physical[settings.topic_prefix] = by_physical
+            self._by_physical[settings.kafka.topic_prefix] = by_physical
         return by_physical.get(physical)
 
 

@@ -42,10 +42,11 @@ class Codec:
             name: catalog.schemas.get(spec.value_schema) for name, spec in catalog.topics.items()
         }
         self._registry = registry
-        if registry is None and settings.schema_registry_url is not None:
+        if registry is None and settings.kafka.schema_registry_url is not None:
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
-            self._registry = SchemaRegistryClient.new_client({"url": settings.schema_registry_url.get_secret_value()})
+            url = settings.kafka.schema_registry_url.get_secret_value()
+            self._registry = SchemaRegistryClient.new_client({"url": url})
         self._header: dict[str, bytes] = {}
         self._registry_schemas: dict[int, Schema] = {}
         # Compiled once: the checks fastavro's writer skips (see soma.contracts.fastcheck).

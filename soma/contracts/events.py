@@ -159,10 +159,10 @@ class EventProducer:
             if tracer is not None:
                 spans[index], record = self._traced(tracer, record)
             self._produce(record, on_delivery(index))
-        deadline = timeout_s if timeout_s is not None else self.settings.kafka_timeout_s * 3
+        deadline = timeout_s if timeout_s is not None else self.settings.kafka.timeout_s * 3
         if self._producer.flush(deadline) > 0:
             raise InfrastructureUnavailable(
-                f"kafka: no acknowledgement from {self.settings.kafka_bootstrap} "
+                f"kafka: no acknowledgement from {self.settings.kafka.bootstrap} "
                 f"({env_name('kafka_bootstrap')}) within {deadline:.0f}s"
             )
         failures = [r for r in results if not isinstance(r, DeliveredRecord)]
@@ -198,7 +198,7 @@ class EventProducer:
                 self._producer.poll(0.1)
 
     def close(self) -> None:
-        self._producer.flush(self.settings.kafka_timeout_s)
+        self._producer.flush(self.settings.kafka.timeout_s)
 
 
 class EventConsumer:

@@ -55,10 +55,10 @@ def _drift(admin: AdminClient, physical: str, spec: TopicSpec, partitions: int, 
 
 def _broker_topics(admin: AdminClient, settings: Settings) -> dict[str, int]:
     try:
-        metadata = admin.list_topics(timeout=settings.kafka_timeout_s)
+        metadata = admin.list_topics(timeout=settings.kafka.timeout_s)
     except KafkaException as exc:
         raise InfrastructureUnavailable(
-            f"kafka: unreachable at {settings.kafka_bootstrap} ({env_name('kafka_bootstrap')}): {exc.args[0]}"
+            f"kafka: unreachable at {settings.kafka.bootstrap} ({env_name('kafka_bootstrap')}): {exc.args[0]}"
         ) from exc
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
@@ -73,13 +73,13 @@ def compare(settings: Settings, catalog: Catalog) -> list[TopicState]:
         if physical not in on_broker:
             states.append(TopicState(spec.name, physical, "missing"))
             continue
-        drift = _drift(admin, physical, spec, on_broker[physical], settings.kafka_timeout_s)
+        drift = _drift(admin, physical, spec, on_broker[physical], settings.kafka.timeout_s)
         states.append(TopicState(spec.name, physical, "drift" if drift else "ok", "; ".join(drift)))
     documented = {settings.topic_name(name) for name in catalog.topics}
     for physical in sorted(on_broker):
-        if not physical.startswith(settings.topic_prefix) or physical in documented:
+        if not physical.startswith(settings.kafka.topic_prefix) or physical in documented:
             continue
-        logical = physical.removeprefix(settings.topic_prefix)
+        logical = physical.removeprefix(settings.kafka.topic_prefix)
         if not logical.startswith("_"):  # broker and health internals (__consumer_offsets, __soma_health)
             states.append(TopicState(logical, physical, "undocumented", "not in topics.yaml"))
     return states
@@ -101,11 +101,11 @@ def ensure(settings: Settings, catalog: Catalog) -> list[TopicState]:
         )
         for spec in missing
     ]
-    futures = admin.create_topics(new_topics, operation_timeout=settings.kafka_timeout_s)
+    futures = admin.create_topics(new_topics, operation_timeout=settings.kafka.timeout_s)
     for spec in missing:
         physical = settings.topic_name(spec.name)
         try:
-            futures[physical].result(timeout=settings.kafka_timeout_s * 2)
+            futures[physical].result(timeout=settings.kafka.timeout_s * 2)
             states[spec.name] = TopicState(
                 spec.name, physical, "created", f"{spec.partitions} partitions, {spec.cleanup_policy}"
             )

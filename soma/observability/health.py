@@ -36,8 +36,8 @@ def _first_line(exc: BaseException) -> str:
 
 def kafka_round_trip(settings: Settings) -> Health:
     """Create the health topic if needed, produce one record, read that record back."""
-    timeout = settings.kafka_timeout_s
-    where = f"{settings.kafka_bootstrap} ({env_name('kafka_bootstrap')})"
+    timeout = settings.kafka.timeout_s
+    where = f"{settings.kafka.bootstrap} ({env_name('kafka_bootstrap')})"
     topic = settings.topic_name(HEALTH_TOPIC)
     admin = kafka_admin(settings)
     try:
@@ -73,7 +73,7 @@ def kafka_round_trip(settings: Settings) -> Health:
             while time.monotonic() < deadline:
                 msg = consumer.poll(0.5)
                 if msg is not None and msg.error() is None and msg.value() == probe:
-                    return Health("kafka", settings.kafka_bootstrap, f"round trip via {topic}")
+                    return Health("kafka", settings.kafka.bootstrap, f"round trip via {topic}")
             raise InfrastructureUnavailable(f"kafka: record produced to {where} was not read back")
         finally:
             consumer.close()

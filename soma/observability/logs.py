@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import SecretStr
 
 from soma.settings import Settings
+from soma.settings.tokens import token_strings
 
 MIN_SECRET_LEN = 6
 MASK = "***"
@@ -92,20 +93,10 @@ def _url_password(value: str) -> str | None:
     return None
 
 
-def _admin_tokens(value: str) -> list[str]:
-    """The tokens of SOMA_ADMIN_TOKENS (a JSON object or a comma list token=scope)."""
-    with contextlib.suppress(ValueError):
-        parsed = json.loads(value)
-        if isinstance(parsed, dict):
-            return [str(token) for token in parsed]
-    return [item.partition("=")[0].strip() for item in value.split(",") if item.strip()]
-
-
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret string the settings hold: each SecretStr, URL passwords, each admin token."""
     found: list[str] = []
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
+    for name, value in settings.flat_items():
         if not isinstance(value, SecretStr):
             continue
         secret = value.get_secret_value()
@@ -114,7 +105,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         if password:
             found.append(password)
         if name == "admin_tokens":
-            found.extend(_admin_tokens(secret))
+            found.extend(token_strings(secret))
     return found
 
 
@@ -222,7 +213,7 @@ def log_line(settings: Settings, service: str, logger: str, message: str, level:
     """One line in the settings' log format, for a file another process writes its log into."""
     record = logging.LogRecord(logger, level, __file__, 0, message, None, None)
     RedactFilter(Redactor(settings_secrets(settings))).filter(record)
-    formatter = TextFormatter(service) if settings.log_format == "text" else JsonFormatter(service)
+    formatter = TextFormatter(service) if settings.telemetry.log_format == "text" else JsonFormatter(service)
     return formatter.format(record)
 
 
@@ -231,7 +222,7 @@ def make_handler(settings: Settings, service: str, stream: TextIO | None = None)
     """A stream handler (stderr) with the settings' format and the redaction filter."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     formatter: logging.Formatter = (
-        TextFormatter(service) if settings.log_format == "text" else JsonFormatter(service)
+        TextFormatter(service) if settings.telemetry.log_format == "text" else JsonFormatter(service)
     )
     handler.setFormatter(formatter)
     handler.addFilter(RedactFilter(Redactor(settings_secrets(settings))))
@@ -260,7 +251,7 @@ def logging_dict_config(settings: Settings, service: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "handlers": {"soma": {"()": _process_handler, "settings": settings, "service": service}},
-        "root": {"level": settings.log_level, "handlers": ["soma"]},
+        "root": {"level": settings.telemetry.log_level, "handlers": ["soma"]},
     }
 
 
@@ -275,7 +266,7 @@ def configure_logging(settings: Settings, service: str, stream: TextIO | None = 
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(settings.log_level)
+    root.setLevel(settings.telemetry.log_level)
     logging.captureWarnings(True)
     _install_excepthooks()
     return handler

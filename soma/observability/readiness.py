@@ -48,13 +48,13 @@ class Readiness:
         if unknown:
             raise ValueError(f"unknown readiness checks: {sorted(unknown)}")
         self.settings, self.service = settings, service
-        self.timeout = settings.health_check_timeout_s
+        self.timeout = settings.telemetry.health_check_timeout_s
         self.tables = tuple(tables)
         builders: dict[str, Check] = {
             "kafka": self._kafka, "postgresql": self._postgresql, "redis": self._redis, "opa": self._opa,
         }
         self.checks: dict[str, Check] = {
-            name: builders[name] for name in needs if name != "opa" or settings.opa_url
+            name: builders[name] for name in needs if name != "opa" or settings.streams.opa_url
         }
         self.checks.update(extra or {})
         self._lock = threading.Lock()
@@ -67,7 +67,7 @@ class Readiness:
         """Run the checks (or reuse a report younger than the cache time); never raises."""
         with self._lock:
             now = time.monotonic()
-            if self._last is not None and now - self._at < self.settings.health_cache_s:
+            if self._last is not None and now - self._at < self.settings.telemetry.health_cache_s:
                 return self._last
             checks: dict[str, dict[str, Any]] = {}
             for name, check in self.checks.items():
@@ -139,7 +139,7 @@ class Readiness:
         return True, f"PING ok at {where}"
 
     def _opa(self) -> CheckResult:
-        base = (self.settings.opa_url or "").rstrip("/")
+        base = (self.settings.streams.opa_url or "").rstrip("/")
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=self.timeout) as response:  # noqa: S310
                 status = int(response.status)

@@ -250,33 +250,33 @@ _lock = threading.Lock()
 
 
 def service_name(settings: Settings, component: str) -> str:
-    return f"{settings.otel_service_prefix}{component}"
+    return f"{settings.telemetry.service_prefix}{component}"
 
 
 def _processor(settings: Settings, service: str) -> SpanProcessor:
-    kind = settings.otel_traces_exporter
+    kind = settings.telemetry.traces_exporter
     if kind == "console":
         return BatchSpanProcessor(ConsoleSpanExporter(service_name=service))
     if kind == "jsonl":
-        if settings.otel_traces_file is None:
+        if settings.telemetry.traces_file is None:
             raise SettingsError(
                 f"{env_name('otel_traces_file')} must be set when {env_name('otel_traces_exporter')}=jsonl"
             )
-        path = Path(str(settings.otel_traces_file).replace("{service}", service))
+        path = Path(str(settings.telemetry.traces_file).replace("{service}", service))
         # Simple (synchronous) export: every span is on disk once it ends, even if the process is killed later.
         return SimpleSpanProcessor(JsonLinesExporter(path))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/")
+    endpoint = settings.telemetry.exporter_otlp_endpoint.rstrip("/")
     if not endpoint.endswith("/v1/traces"):
         endpoint += "/v1/traces"
-    return BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=settings.kafka_timeout_s))
+    return BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=settings.kafka.timeout_s))
 
 
 def setup(settings: Settings, component: str) -> Tracer | None:
     """Install this process's tracer provider (once; later calls return the same tracer). None when off."""
     global _active
-    if settings.otel_traces_exporter == "none":
+    if settings.telemetry.traces_exporter == "none":
         return None
     with _lock:
         if _active is None:
@@ -287,7 +287,7 @@ def setup(settings: Settings, component: str) -> Tracer | None:
                 "service.version": __version__,
                 "service.instance.id": f"{os.uname().nodename}:{os.getpid()}",
             })
-            sampler = ParentBased(TraceIdRatioBased(settings.otel_traces_sample_ratio))
+            sampler = ParentBased(TraceIdRatioBased(settings.telemetry.traces_sample_ratio))
             # shutdown_on_exit: an atexit hook flushes batched spans when the process ends normally.
             provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=True)
             provider.add_span_processor(_processor(settings, service))

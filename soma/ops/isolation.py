@@ -35,7 +35,7 @@ def isolated_run(base: Settings, name: str, run: str, **overrides: Any) -> Itera
             conn.execute(DropSchema(schema, cascade=True, if_exists=True))
         engine.dispose()
         admin = kafka_admin(base)
-        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(isolated.topic_prefix)]
+        ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(isolated.kafka.topic_prefix)]
         if ours:
             for future in admin.delete_topics(ours, operation_timeout=30).values():
                 future.result(timeout=30)

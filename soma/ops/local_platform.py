@@ -78,13 +78,13 @@ def wait_ready(settings: Settings, name: str, timeout_s: float = 60.0) -> None:
 def platform_settings(settings: Settings, **extra: Any) -> Settings:
     """`settings` with free ports for every process and an admin-scoped token."""
     base = free_port_base(7)
-    return settings.model_copy(update={
-        "streams_web_port_base": base,
-        "admin_port": base + 5,
-        "outbox_relay_metrics_port": base + 6,
-        "admin_tokens": SecretStr(json.dumps({DEMO_TOKEN: {"scope": "admin", "name": "demo-ops"}})),
+    return settings.replace(
+        streams_web_port_base=base,
+        admin_port=base + 5,
+        outbox_relay_metrics_port=base + 6,
+        admin_tokens=SecretStr(json.dumps({DEMO_TOKEN: {"scope": "admin", "name": "demo-ops"}})),
         **extra,
-    })
+    )
 
 
 @contextmanager
@@ -100,12 +100,12 @@ def running_platform(settings: Settings, log_dir: Path, lifetime_s: float = 900.
         stack.enter_context(background([*SOMA, "outbox", "relay"], log_dir / "relay.log", env,
                                        max_lifetime_s=lifetime_s, grace_s=20.0))
         stack.enter_context(background([*SOMA, "admin", "serve", "--host", "127.0.0.1", "--port",
-                                        str(settings.admin_port)], log_dir / "admin.log", env,
+                                        str(settings.admin.port)], log_dir / "admin.log", env,
                                        max_lifetime_s=lifetime_s))
         for name in STREAMS:
             stack.enter_context(stream_process(name, settings, log_dir, max_lifetime_s=lifetime_s))
-        relay = f"http://127.0.0.1:{settings.outbox_relay_metrics_port}/healthz"
-        admin = f"http://127.0.0.1:{settings.admin_port}/healthz"
+        relay = f"http://127.0.0.1:{settings.relay.metrics_port}/healthz"
+        admin = f"http://127.0.0.1:{settings.admin.port}/healthz"
         wait_for(lambda: _answers(relay), 90, what=f"relay {relay}")
         wait_for(lambda: _answers(admin), 90, what=f"admin {admin}")
         for name in STREAMS:

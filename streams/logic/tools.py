@@ -7,7 +7,7 @@ import importlib
 import inspect
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -56,9 +56,10 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._tools)
 
-    def load_plugins(self, spec: str, use_entry_points: bool = True) -> None:
+    def load_plugins(self, spec: str | Iterable[str], use_entry_points: bool = True) -> None:
         """Register `module:function` hooks (called with this registry) and `soma.tools` entry points."""
-        for item in (s.strip() for s in spec.split(",") if s.strip()):
+        items = spec.split(",") if isinstance(spec, str) else spec  # settings hand over a parsed tuple
+        for item in (s.strip() for s in items if s.strip()):
             module, _, attr = item.partition(":")
             try:
                 hook = getattr(importlib.import_module(module), attr)

@@ -15,14 +15,14 @@ from soma.settings import Settings
 
 def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     """`broker_credentials` for the Faust app, or None for PLAINTEXT."""
-    protocol = settings.kafka_security_protocol
+    protocol = settings.kafka.security_protocol
     if protocol == "PLAINTEXT":
         return None
     if protocol == "SSL":
         return faust.SSLCredentials(ssl.create_default_context())
     return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
+        username=settings.kafka.sasl_username,
         password=sasl_password(settings),
-        mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+        mechanism=settings.kafka.sasl_mechanism or "PLAIN",
         ssl_context=ssl.create_default_context() if protocol == "SASL_SSL" else None,
     )

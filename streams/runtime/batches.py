@@ -52,7 +52,7 @@ class Batches(Records):
             if not task.done():
                 log.info("%s: stopping: finishing the events in hand first", self.name)
                 try:
-                    await asyncio.wait_for(asyncio.shield(task), timeout=self.settings.kafka_timeout_s * 3)
+                    await asyncio.wait_for(asyncio.shield(task), timeout=self.settings.kafka.timeout_s * 3)
                 except BaseException as exc:
                     self._exit_uncommitted(f"events in hand unfinished at shutdown ({type(exc).__name__})")
             raise

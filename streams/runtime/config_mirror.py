@@ -29,7 +29,7 @@ class ConfigMirror(Emitter):
     async def wait_for_config(self) -> None:
         if not self.config_loaded.is_set():
             try:
-                await asyncio.wait_for(self.config_loaded.wait(), timeout=self.settings.kafka_timeout_s * 3)
+                await asyncio.wait_for(self.config_loaded.wait(), timeout=self.settings.kafka.timeout_s * 3)
             except TimeoutError:
                 log.warning("%s: config_updates not loaded in time; starting with what is known", self.name)
 

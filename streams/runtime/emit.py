@@ -82,7 +82,7 @@ class Emitter(StreamCore):
         waiting = {asyncio.ensure_future(f) for f in futures}
         started = time.monotonic()
         while waiting:
-            done, waiting = await asyncio.wait(waiting, timeout=self.settings.kafka_timeout_s)
+            done, waiting = await asyncio.wait(waiting, timeout=self.settings.kafka.timeout_s)
             for future in done:
                 future.result()  # a failed delivery raises here
             if waiting:

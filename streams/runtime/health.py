@@ -57,7 +57,7 @@ class Health(StreamCore):
         self.metrics.ready.set(1 if ready else 0)
         if not ready:
             log.error("%s: stalled: committed offsets have not advanced for %.0fs while records wait",
-                      self.name, self.settings.streams_stall_after_s)
+                      self.name, self.settings.streams.stall_after_s)
 
     async def _broker_end_offsets(self, consumer: Any, tps: Sequence[Any]) -> Mapping[Any, int]:
         """End offsets asked of the broker (a stalled consumer's own high watermarks freeze); its cached
@@ -65,7 +65,7 @@ class Health(StreamCore):
         if not tps:
             return {}
         try:
-            return dict(await asyncio.wait_for(consumer.highwaters(*tps), timeout=self.settings.kafka_timeout_s))
+            return dict(await asyncio.wait_for(consumer.highwaters(*tps), timeout=self.settings.kafka.timeout_s))
         except Exception as exc:  # broker slow or unreachable: judge on what the consumer last saw
             log.debug("%s: end offsets from the broker unavailable (%s); using the consumer's", self.name, exc)
             return {tp: int(consumer.highwater(tp) or 0) for tp in tps}
@@ -122,7 +122,7 @@ class Health(StreamCore):
     async def ready_report(self) -> dict[str, Any]:
         """Dependencies (checked on a thread, cached briefly) plus this stream's own state."""
         report = await asyncio.to_thread(self.readiness.report)
-        stall_s = self.settings.streams_stall_after_s
+        stall_s = self.settings.streams.stall_after_s
         loaded = self.config_loaded.is_set()
         checks = dict(report["checks"]) | {
             "config": {"ok": loaded, "detail": "config_updates mirrored" if loaded else "loading config_updates"},

@@ -34,7 +34,7 @@ def _consume(settings: Settings, topic: str, *extra: str, idle: float = 15.0) ->
 
 
 def test_topics_ensure_twice_is_harmless(settings: Settings) -> None:
-    own = load_settings(topic_prefix=f"{settings.topic_prefix}ensure.", kafka_timeout_s=10)
+    own = load_settings(topic_prefix=f"{settings.kafka.topic_prefix}ensure.", kafka_timeout_s=10)
     first = run_soma(own, "topics", "ensure")
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("created") == len(CATALOG.topics)
@@ -51,7 +51,7 @@ def test_topics_ensure_twice_is_harmless(settings: Settings) -> None:
 
 
 def test_drift_is_reported_and_left_alone(settings: Settings) -> None:
-    own = load_settings(topic_prefix=f"{settings.topic_prefix}drift.", kafka_timeout_s=10)
+    own = load_settings(topic_prefix=f"{settings.kafka.topic_prefix}drift.", kafka_timeout_s=10)
     physical = own.topic_name("tool.results")
     admin = kafka_admin(own)  # keep a reference: the futures fail if the client is collected
     admin.create_topics([NewTopic(physical, num_partitions=1, replication_factor=1)])[physical].result(20)

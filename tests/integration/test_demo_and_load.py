@@ -57,7 +57,7 @@ def test_soma_demo_shows_every_hop(platform: Settings) -> None:
     assert "missed" not in table
     assert "hops seen" in table
     assert "where to look" in table
-    assert f"http://127.0.0.1:{platform.admin_port}/docs" in table
+    assert f"http://127.0.0.1:{platform.admin.port}/docs" in table
 
 
 @pytest.mark.timeout(600)

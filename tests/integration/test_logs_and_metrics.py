@@ -81,17 +81,17 @@ def test_every_process_logs_json_without_secrets_and_labels_its_metrics(settings
     ensured = run_soma(settings, "topics", "ensure", timeout_s=120)
     assert ensured.returncode == 0, ensured.stderr
     with own_schema(settings, "logs") as schema_settings:
-        own = schema_settings.model_copy(update={
-            "admin_tokens": SecretStr(json.dumps({good: {"scope": "admin", "name": "ops"}})),
-            "admin_port": free_port_base(1),
-            "kafka_sasl_password": SecretStr(f"sasl-{uuid.uuid4().hex}"),  # unused with PLAINTEXT, still secret
-            "streams_web_port_base": free_port_base(),
-            "outbox_relay_metrics_port": 0,
-            "log_level": "INFO",
-        })
+        own = schema_settings.replace(
+            admin_tokens=SecretStr(json.dumps({good: {"scope": "admin", "name": "ops"}})),
+            admin_port=free_port_base(1),
+            kafka_sasl_password=SecretStr(f"sasl-{uuid.uuid4().hex}"),  # unused with PLAINTEXT, still secret
+            streams_web_port_base=free_port_base(),
+            outbox_relay_metrics_port=0,
+            log_level="INFO",
+        )
         secrets = [s for s in settings_secrets(own) if len(s) >= 6] + [wrong]
         assert good in secrets
-        assert own.database_url.get_secret_value() in secrets
+        assert own.database.url.get_secret_value() in secrets
         password = own.sqlalchemy_url().password
         emitted = run_soma(own, "outbox", "emit", "tool.requests", "--tenant", tenant, "--dedupe-key", "logs-1",
                            "--value-json", json.dumps(sample("tool.requests", tenant)), timeout_s=60)
@@ -109,7 +109,7 @@ def test_every_process_logs_json_without_secrets_and_labels_its_metrics(settings
             wait_for(lambda: scrape(relay).get(f'outbox_published_total{{tenant="{tenant}",topic="tool.requests"}}')
                      == 1, 60, what="the relay publishing the row")
             # admin API: a wrong token (refused), then the right one, then its metrics
-            admin = f"http://127.0.0.1:{own.admin_port}"
+            admin = f"http://127.0.0.1:{own.admin.port}"
             wait_for(lambda: _get(f"{admin}/healthz")[0] == 200, 60, what="admin API health")
             assert _get(f"{admin}/admin/outbox?tenant={tenant}", wrong)[0] == 401
             status, body = _get(f"{admin}/admin/outbox?tenant={tenant}", good)

@@ -41,18 +41,18 @@ def _free_port() -> int:
 
 @pytest.fixture
 def platform(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    schema = f"{settings.database_schema}_platform"
+    schema = f"{settings.database.database_schema}_platform"
     engine = database_engine(settings)
     with engine.begin() as conn:
         conn.execute(CreateSchema(schema, if_not_exists=True))
-    own = settings.model_copy(update={
-        "database_schema": schema, "topic_prefix": f"{settings.topic_prefix}plat.", "state_dir": tmp_path / "state",
-        "streams_web_port_base": free_port_base(5), "outbox_relay_metrics_port": _free_port(),
-        "admin_port": _free_port(), "admin_tokens": "platform-test-token-0123456789=admin",
-        "streams_session_timeout_s": 10.0, "supervisor_stop_grace_s": GRACE_S,
+    own = settings.replace(
+        database_schema=schema, topic_prefix=f"{settings.kafka.topic_prefix}plat.", state_dir=tmp_path / "state",
+        streams_web_port_base=free_port_base(5), outbox_relay_metrics_port=_free_port(),
+        admin_port=_free_port(), admin_tokens="platform-test-token-0123456789=admin",
+        streams_session_timeout_s=10.0, supervisor_stop_grace_s=GRACE_S,
         # A long first restart delay: the killed stream stays visibly down for a moment.
-        "supervisor_backoff_base_s": 5.0,
-    })
+        supervisor_backoff_base_s=5.0,
+    )
     own = Settings.model_validate(own.model_dump())  # re-validate (admin_tokens becomes a SecretStr)
     try:
         yield own

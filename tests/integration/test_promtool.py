@@ -15,7 +15,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
 @pytest.fixture(scope="module")
 def promtool() -> Path:
-    binary = promtool_binary(load_settings().state_dir)
+    binary = promtool_binary(load_settings().stack.state_dir)
     if binary is None:
         pytest.skip("promtool not available (no Go toolchain, or its build failed)")
     return binary

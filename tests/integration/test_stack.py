@@ -29,7 +29,7 @@ def test_status_reports_every_service_healthy_with_its_address(stack: Settings) 
 
 
 def test_stack_up_twice_is_harmless(stack: Settings) -> None:
-    pid_file = stack.state_dir / "kafka" / "kafka.pid"
+    pid_file = stack.stack.state_dir / "kafka" / "kafka.pid"
     kafka_pid = pid_file.read_text() if pid_file.exists() else None
     result = run_soma(stack, "stack", "up", timeout_s=120)
     assert result.returncode == 0, result.stderr
@@ -81,7 +81,7 @@ def test_postgres_run_schema_isolates_tables(settings: Settings, stack: Settings
         conn.execute(text("INSERT INTO probe VALUES (:id, :note)"), {"id": 1, "note": "hello"})
     with engine.connect() as conn:
         assert conn.execute(text("SELECT note FROM probe WHERE id = :id"), {"id": 1}).scalar_one() == "hello"
-        assert conn.execute(text("SELECT current_schema()")).scalar_one() == settings.database_schema
+        assert conn.execute(text("SELECT current_schema()")).scalar_one() == settings.database.database_schema
     engine.dispose()
     # The role's default schema does not see the run's table.
     default = database_engine(stack)

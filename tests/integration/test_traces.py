@@ -36,12 +36,12 @@ def traced(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """Settings of this module: own schema (migrated), own topic prefix (own consumer groups), jsonl spans."""
     spans_dir = tmp_path_factory.mktemp("spans")
     with own_schema(settings, "traces") as own:
-        own = own.model_copy(update={
-            "topic_prefix": f"{settings.topic_prefix}traces.",
-            "streams_web_port_base": free_port_base(),
-            "otel_traces_exporter": "jsonl",
-            "otel_traces_file": spans_dir / "{service}.jsonl",
-        })
+        own = own.replace(
+            topic_prefix=f"{settings.kafka.topic_prefix}traces.",
+            streams_web_port_base=free_port_base(),
+            otel_traces_exporter="jsonl",
+            otel_traces_file=spans_dir / "{service}.jsonl",
+        )
         ensured = run_soma(own, "topics", "ensure", timeout_s=120)
         assert ensured.returncode == 0, ensured.stderr
         yield own, spans_dir
@@ -120,7 +120,7 @@ def test_one_chat_message_is_one_connected_trace_across_the_processes(traced: tu
     ], listing
 
     # Messaging semantic conventions on every Kafka hop, plus the tenant.
-    prefix = own.topic_prefix
+    prefix = own.kafka.topic_prefix
     for span in trace:
         operation = span.name.split(" ", 1)[0]
         if operation not in {"create", "publish", "process"}:

@@ -36,7 +36,7 @@ def with_tokens(settings: Settings, acme: str, globex: str, **extra: Any) -> Set
         ACME_TOKEN: f"tenant:{acme}",
         GLOBEX_TOKEN: {"scope": f"tenant:{globex}", "name": "globex-ops"},
     }
-    return settings.model_copy(update={"admin_tokens": SecretStr(json.dumps(tokens)), **extra})
+    return settings.replace(admin_tokens=SecretStr(json.dumps(tokens)), **extra)
 
 
 def seed(

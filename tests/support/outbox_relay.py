@@ -31,7 +31,7 @@ def migrate(settings: Settings) -> None:
     config = Config(str(Path(REPO) / "alembic.ini"))
     config.attributes["configure_logger"] = False
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SOMA_DATABASE_SCHEMA", settings.database_schema or "public")
+        patch.setenv("SOMA_DATABASE_SCHEMA", settings.database.database_schema or "public")
         command.upgrade(config, "head")
 
 
@@ -41,11 +41,11 @@ def own_schema(settings: Settings, suffix: str) -> Iterator[Settings]:
 
     A relay claims every due row of its schema, so relay tests keep theirs apart from other modules' rows.
     """
-    name = f"{settings.database_schema or 'test'}_{suffix}"
+    name = f"{settings.database.database_schema or 'test'}_{suffix}"
     engine = database_engine(settings)
     with engine.begin() as conn:
         conn.execute(CreateSchema(name, if_not_exists=True))
-    own = settings.model_copy(update={"database_schema": name})
+    own = settings.replace(database_schema=name)
     try:
         migrate(own)
         yield own
@@ -157,7 +157,7 @@ def consume_all(settings: Settings, logical: str, timeout_s: float = 60.0) -> li
 def relay_settings(settings: Settings, **fields: Any) -> Settings:
     """The run's settings with relay overrides (metrics on a free port unless given)."""
     fields.setdefault("outbox_relay_metrics_port", 0)
-    return settings.model_copy(update=fields)
+    return settings.replace(**fields)
 
 
 @contextmanager

@@ -125,7 +125,7 @@ def test_scrape_config_targets_every_process_at_its_default_port() -> None:
         job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]]
         for job in config["scrape_configs"]
     }
-    defaults = Settings.model_fields
+    defaults = Settings.flat_fields()
     relay = f"{defaults['outbox_relay_metrics_host'].default}:{defaults['outbox_relay_metrics_port'].default}"
     admin = f"{defaults['admin_host'].default}:{defaults['admin_port'].default}"
     base = defaults["streams_web_port_base"].default

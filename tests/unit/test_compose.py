@@ -59,7 +59,7 @@ def test_compose_runs_the_platform_processes_after_migrations() -> None:
 
 def _default(field: str) -> object:
     """A setting's declared default (not the environment's value)."""
-    return Settings.model_fields[field].default
+    return Settings.flat_fields()[field].default
 
 
 def _probe(spec: dict) -> str:

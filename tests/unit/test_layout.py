@@ -30,7 +30,7 @@ def test_only_the_settings_module_reads_the_environment() -> None:
     offenders = []
     for package in PACKAGES:
         for path in _modules(package):
-            if path == REPO / "soma" / "settings.py":
+            if path.is_relative_to(REPO / "soma" / "settings"):
                 continue
             source = path.read_text()
             if "os.environ" in source or "os.getenv" in source or "getenv(" in source:
@@ -77,5 +77,5 @@ def test_readme_documents_every_setting() -> None:
     from soma.settings import Settings, env_name
 
     readme = (REPO / "README.md").read_text()
-    missing = [env_name(name) for name in Settings.model_fields if f"`{env_name(name)}`" not in readme]
+    missing = [env_name(name) for name in Settings.flat_fields() if f"`{env_name(name)}`" not in readme]
     assert missing == []

@@ -23,7 +23,7 @@ def test_checksum_is_sha256_of_canonical_json() -> None:
 
 
 def test_valid_update_applies_and_tenant_scope_overrides() -> None:
-    live = LiveConfig(Settings())
+    live = LiveConfig(Settings().streams.live)
     assert live.apply(update("INTEGRATOR_TEMPERATURE", 0.25, 1)).accepted
     assert live.get("integrator_temperature") == 0.25
     assert live.apply(update("INTEGRATOR_TEMPERATURE", 2.0, 1, tenant="t1")).accepted
@@ -42,13 +42,13 @@ def test_valid_update_applies_and_tenant_scope_overrides() -> None:
     ],
 )
 def test_invalid_values_are_rejected_with_a_reason(name: str, value: Any, reason: str) -> None:
-    decision = LiveConfig(Settings()).apply(update(name, value, 1))
+    decision = LiveConfig(Settings().streams.live).apply(update(name, value, 1))
     assert not decision.accepted
     assert reason in decision.reason
 
 
 def test_old_version_and_bad_checksum_are_rejected() -> None:
-    live = LiveConfig(Settings())
+    live = LiveConfig(Settings().streams.live)
     assert live.apply(update("INTEGRATOR_ALPHA", 0.3, 5)).accepted
     stale = live.apply(update("INTEGRATOR_ALPHA", 0.9, 5))
     assert not stale.accepted
@@ -60,11 +60,11 @@ def test_old_version_and_bad_checksum_are_rejected() -> None:
 
 
 def test_null_resets_to_the_default_and_ints_fit_floats() -> None:
-    live = LiveConfig(Settings())
+    live = LiveConfig(Settings().streams.live)
     assert live.apply(update("INTEGRATOR_TEMPERATURE", 3, 1)).accepted
     assert live.get("integrator_temperature") == 3.0
     assert live.apply(update("INTEGRATOR_TEMPERATURE", None, 2)).accepted
-    assert live.get("integrator_temperature") == Settings().integrator_temperature
+    assert live.get("integrator_temperature") == Settings().streams.live.integrator_temperature
 
 
 def test_parse_text() -> None:

@@ -60,7 +60,7 @@ def _lines(stream: io.StringIO) -> list[dict[str, object]]:
 def test_settings_secrets_lists_each_secret_and_the_parts_inside_urls_and_token_maps(secret_settings: Settings) -> None:
     found = settings_secrets(secret_settings)
     for expected in (TOKEN, TENANT_TOKEN, SASL, DB_PASSWORD, "r3dis-pass-word",
-                     secret_settings.database_url.get_secret_value()):
+                     secret_settings.database.url.get_secret_value()):
         assert expected in found
     comma = load_settings(admin_tokens=SecretStr(f"{TOKEN}=admin, {TENANT_TOKEN}=tenant:acme"))
     assert {TOKEN, TENANT_TOKEN} <= set(settings_secrets(comma))
@@ -104,7 +104,7 @@ def test_secrets_never_reach_the_output_in_messages_arguments_extras_or_tracebac
     capture: tuple[logging.Logger, io.StringIO], secret_settings: Settings,
 ) -> None:
     logger, stream = capture
-    url = secret_settings.database_url.get_secret_value()
+    url = secret_settings.database.url.get_secret_value()
     logger.info("connecting to %s with %s", url, SASL)
     logger.warning("token %s", TOKEN, extra={"header": f"Bearer {TENANT_TOKEN}"})
     try:
@@ -123,7 +123,7 @@ def test_secrets_never_reach_the_output_in_messages_arguments_extras_or_tracebac
 
 def test_text_format_is_one_readable_line(secret_settings: Settings) -> None:
     stream = io.StringIO()
-    handler = make_handler(secret_settings.model_copy(update={"log_format": "text"}), "unit", stream)
+    handler = make_handler(secret_settings.replace(log_format="text"), "unit", stream)
     record = logging.LogRecord("soma.x", logging.INFO, __file__, 1, "sent %d with %s", (3, TOKEN), None)
     with log_context(tenant="acme"):
         handler.handle(record)
@@ -197,7 +197,7 @@ def test_dict_config_for_faust_builds_the_same_handler(secret_settings: Settings
 
 
 def test_log_level_accepts_lower_case() -> None:
-    assert load_settings(log_level="debug").log_level == "DEBUG"
+    assert load_settings(log_level="debug").telemetry.log_level == "DEBUG"
 
 
 def test_a_user_error_of_a_process_with_structured_logs_is_a_json_line(secret_settings: Settings) -> None:

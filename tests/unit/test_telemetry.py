@@ -124,7 +124,7 @@ def publisher_with_fake(settings: Settings) -> tuple[Publisher, FakeProducer]:
 
 def test_off_by_default_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     telemetry.shutdown()
-    assert load_settings().otel_traces_exporter == "none"
+    assert load_settings().telemetry.traces_exporter == "none"
     assert telemetry.setup(load_settings(), "unit") is None
     assert telemetry.tracer() is None
 

@@ -45,7 +45,7 @@ def kafka_version() -> str:
 class LocalKafka:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.home = settings.state_dir.resolve() / "kafka"
+        self.home = settings.stack.state_dir.resolve() / "kafka"
         self.version = kafka_version()
         self.libs = self.home / f"libs-{self.version}"
         self.data = self.home / "data"
@@ -73,7 +73,7 @@ class LocalKafka:
                     "dependency:copy-dependencies",
                     "-DincludeScope=runtime",
                     f"-DoutputDirectory={staging}",
-                    f"-Dmaven.repo.local={self.settings.state_dir.resolve() / 'cache' / 'm2'}",
+                    f"-Dmaven.repo.local={self.settings.stack.state_dir.resolve() / 'cache' / 'm2'}",
                 ],
                 timeout_s=FETCH_TIMEOUT_S,
             )
@@ -86,7 +86,7 @@ class LocalKafka:
 
     def _write_config(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
-        controller = self.settings.stack_kafka_controller_port
+        controller = self.settings.stack.kafka_controller_port
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -113,7 +113,7 @@ class LocalKafka:
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", f"-Xmx{self.settings.stack_kafka_heap}", "-Xms128m", "-XX:+UseG1GC",
+            "java", f"-Xmx{self.settings.stack.kafka_heap}", "-Xms128m", "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
             "-cp", f"{self.libs}/*", main, *args,

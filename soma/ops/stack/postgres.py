@@ -42,7 +42,7 @@ class LocalPostgres:
         self.url = settings.sqlalchemy_url()
         self.host = self.url.host or "127.0.0.1"
         self.port = self.url.port or 5432
-        self.marker = settings.state_dir.resolve() / "postgres" / "started-by-soma.json"
+        self.marker = settings.stack.state_dir.resolve() / "postgres" / "started-by-soma.json"
 
     def _installed_version(self) -> str | None:
         versions = sorted(

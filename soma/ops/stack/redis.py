@@ -17,7 +17,7 @@ class LocalRedis:
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or 6379
         self.password = url.password
-        self.home = settings.state_dir.resolve() / "redis"
+        self.home = settings.stack.state_dir.resolve() / "redis"
         self.daemon = Daemon("redis", self.home / "redis.pid", "redis-server")
 
     def start(self) -> bool:

@@ -50,7 +50,7 @@ def components(config: Settings) -> list[ComponentSpec]:
 
 def child_env(config: Settings) -> dict[str, str]:
     # Children run in the state dir: make a relative state dir absolute for them.
-    return config.child_env(SOMA_STATE_DIR=str(config.state_dir.resolve()), PYTHONUNBUFFERED="1")
+    return config.child_env(SOMA_STATE_DIR=str(config.stack.state_dir.resolve()), PYTHONUNBUFFERED="1")
 
 
 def prepare(config: Settings, timeout_s: float, out: Reporter) -> None:

@@ -46,7 +46,7 @@ def _generate(path: Path) -> None:
 
 def with_local_admin_token(settings: Settings, *, create: bool = False) -> Settings:
     """These settings, with the local admin token when no tokens are configured (made if `create`)."""
-    if settings.admin_tokens is not None:
+    if settings.admin.tokens is not None:
         return settings
     if create and local_admin_token(settings) is None:
         _generate(token_file(settings))
@@ -54,4 +54,4 @@ def with_local_admin_token(settings: Settings, *, create: bool = False) -> Setti
     if token is None:
         return settings
     tokens = json.dumps({token: {"scope": "admin", "name": LOCAL_ACTOR}})
-    return settings.model_copy(update={"admin_tokens": SecretStr(tokens)})
+    return settings.replace(admin_tokens=SecretStr(tokens))

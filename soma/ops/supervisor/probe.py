@@ -73,7 +73,7 @@ def check_platform(config: Settings) -> PlatformHealth:
     specs = components(config)
     paths = Paths.of(config)
     state = read_state(paths.state_file) if paths.supervisor().pid() is not None else None
-    timeout = max(2.0, config.health_check_timeout_s * 4 + 1)
+    timeout = max(2.0, config.telemetry.health_check_timeout_s * 4 + 1)
     with ThreadPoolExecutor(max_workers=len(specs) + 1) as pool:
         stack_rows = pool.submit(stack.status, config)
         probes = {s.name: pool.submit(fetch, s.ready_url, timeout) for s in specs if not s.disabled}

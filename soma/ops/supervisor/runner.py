@@ -99,8 +99,8 @@ class Supervisor:
                 name=spec.name, ready_url=spec.ready_url, log_file=str(paths.component_log(spec.name)),
                 marker=spec.marker, depends_on=list(spec.depends_on),
                 state="disabled" if spec.disabled else "pending", detail=spec.disabled,
-            ), Backoff(settings.supervisor_backoff_base_s, settings.supervisor_backoff_max_s,
-                       settings.supervisor_backoff_reset_s))
+            ), Backoff(settings.supervisor.backoff_base_s, settings.supervisor.backoff_max_s,
+                       settings.supervisor.backoff_reset_s))
             for spec in self.specs
         ]
         self.by_name = {c.spec.name: c for c in self.children}
@@ -147,7 +147,7 @@ class Supervisor:
                 self._start_due(now)
                 self._probe(now)
                 self._check_all_ready(now)
-                if now - last_publish >= self.settings.supervisor_poll_s:
+                if now - last_publish >= self.settings.supervisor.poll_s:
                     self.publish()
                     last_publish = now
                 self._stop.wait(TICK_S)
@@ -229,12 +229,12 @@ class Supervisor:
         self.publish()
 
     def _probe(self, now: float) -> None:
-        timeout = max(2.0, self.settings.health_check_timeout_s * 4 + 1)
+        timeout = max(2.0, self.settings.telemetry.health_check_timeout_s * 4 + 1)
         for child in self.children:
             if child.proc is None or child.kill_at is not None:
                 continue
             if child.probe is None:
-                if now - child.probed_at >= self.settings.supervisor_poll_s:
+                if now - child.probed_at >= self.settings.supervisor.poll_s:
                     child.probe = _probe_async(child.spec.ready_url, timeout)
                     child.probed_at = now
                 continue
@@ -266,7 +266,7 @@ class Supervisor:
         if child.proc is None or child.kill_at is not None:
             return
         _signal_group(child.proc.pid, signal.SIGTERM)
-        child.kill_at = now + (self.settings.supervisor_stop_grace_s if grace_s is None else grace_s)
+        child.kill_at = now + (self.settings.supervisor.stop_grace_s if grace_s is None else grace_s)
         child.state.state = "stopping"
 
     def _check_all_ready(self, now: float) -> None:
@@ -279,18 +279,18 @@ class Supervisor:
             self.publish()
             if self.on_ready is not None:
                 self.on_ready(self.state)
-        elif now - self._begun > self.settings.supervisor_ready_timeout_s:
+        elif now - self._begun > self.settings.supervisor.ready_timeout_s:
             self._all_ready_reported = True  # say it once; keep supervising
             late = [f"{c.spec.name} ({c.state.state}: {c.state.detail})" for c in enabled if c.state.state != "ready"]
             log.error("not ready after %.0fs (SOMA_SUPERVISOR_READY_TIMEOUT_S): %s",
-                      self.settings.supervisor_ready_timeout_s, "; ".join(late))
+                      self.settings.supervisor.ready_timeout_s, "; ".join(late))
 
     # --- stopping --------------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Stop every child, dependents first, within one grace period; SIGKILL what is left."""
         self._stop.set()
         self.publish("stopping")
-        deadline = time.monotonic() + self.settings.supervisor_stop_grace_s
+        deadline = time.monotonic() + self.settings.supervisor.stop_grace_s
         for wave in stop_waves(self.specs):
             members = [self.by_name[name] for name in wave]
             for child in members:
@@ -308,7 +308,7 @@ class Supervisor:
                 continue
             if child.proc.poll() is None:
                 log.warning("%s (pid %d) still running after the %.0fs grace: SIGKILL", child.spec.name,
-                            child.proc.pid, self.settings.supervisor_stop_grace_s)
+                            child.proc.pid, self.settings.supervisor.stop_grace_s)
                 _signal_group(child.proc.pid, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.proc.pid, signal.SIGKILL)

@@ -36,10 +36,10 @@ class StreamTopology:
         return f"stream-{self.name}"
 
     def web_port(self, settings: Settings) -> int:
-        return settings.streams_web_port_base + self.port_offset
+        return settings.streams.web_port_base + self.port_offset
 
     def base_url(self, settings: Settings) -> str:
-        return _http(settings.streams_web_host, self.web_port(settings))
+        return _http(settings.streams.web_host, self.web_port(settings))
 
 
 # In start order: the worker needs the tools stream (its tool calls) and the replicator (its
@@ -108,11 +108,11 @@ def platform_components(settings: Settings, bin_dir: Path | None = None) -> list
     specs = [
         ComponentSpec(
             "relay", (*soma, "outbox", "relay"),
-            _http(settings.outbox_relay_metrics_host, settings.outbox_relay_metrics_port), "outbox relay",
+            _http(settings.relay.metrics_host, settings.relay.metrics_port), "outbox relay",
         ),
         ComponentSpec(
-            "admin-api", (*soma, "admin", "serve"), _http(settings.admin_host, settings.admin_port), "admin serve",
-            disabled="" if settings.admin_tokens is not None else "SOMA_ADMIN_TOKENS is not set",
+            "admin-api", (*soma, "admin", "serve"), _http(settings.admin.host, settings.admin.port), "admin serve",
+            disabled="" if settings.admin.tokens is not None else "SOMA_ADMIN_TOKENS is not set",
         ),
     ]
     for stream in STREAMS:

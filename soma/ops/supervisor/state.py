@@ -26,7 +26,7 @@ class Paths:
 
     @classmethod
     def of(cls, settings: Settings) -> Paths:
-        return cls((settings.state_dir / "platform").resolve())
+        return cls((settings.stack.state_dir / "platform").resolve())
 
     @property
     def pid_file(self) -> Path:

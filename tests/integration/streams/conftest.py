@@ -18,7 +18,7 @@ def topics_ensured(settings: Settings) -> Settings:
     """The run's settings with every topic ensured and a free web port range for this module's streams."""
     ensured = run_soma(settings, "topics", "ensure", timeout_s=120)
     assert ensured.returncode == 0, ensured.stderr
-    return settings.model_copy(update={"streams_web_port_base": free_port_base()})
+    return settings.replace(streams_web_port_base=free_port_base())
 
 
 @pytest.fixture(scope="module")

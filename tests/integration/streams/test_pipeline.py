@@ -31,7 +31,7 @@ STREAMS = tuple(stream.name for stream in TOPOLOGY)
 
 @pytest.fixture(scope="module")
 def opa_url(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = opa_binary(stack.state_dir)
+    binary = opa_binary(stack.stack.state_dir)
     if binary is None:
         pytest.skip("OPA not available (no Go toolchain to build it)")
     port = free_port_base(1)
@@ -55,14 +55,14 @@ def opa_url(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def running(migrated: Settings, opa_url: str) -> Iterator[Settings]:
-    own = migrated.model_copy(update={
-        "enable_cog_threads": True,
-        "worker_responder": "streams.logic.responders:EchoResponder",
-        "opa_url": opa_url,
-        "opa_timeout_s": 2.0,
-        "segmenter_dwell_frames": 2,
-        "segmenter_drop_threshold": 0.3,
-    })
+    own = migrated.replace(
+        enable_cog_threads=True,
+        worker_responder="streams.logic.responders:EchoResponder",
+        opa_url=opa_url,
+        opa_timeout_s=2.0,
+        segmenter_dwell_frames=2,
+        segmenter_drop_threshold=0.3,
+    )
     with ExitStack() as stack:
         for name in STREAMS:
             stack.enter_context(stream_process(name, own, LOGS))
@@ -105,7 +105,7 @@ def test_predictor_updates_give_the_leader_in_redis_and_on_global_frame(running:
     wait_for(lambda: (cached_frame() or {}).get("event_id") == frames[-1].value["event_id"], 10,
              what="the last frame in Redis")
     assert cached_frame()["leader"] == "act"
-    assert 0 < redis_client(running).ttl(f"global_frame:{tenant}") <= running.integrator_frame_ttl_s
+    assert 0 < redis_client(running).ttl(f"global_frame:{tenant}") <= running.streams.integrator_frame_ttl_s
 
 
 def test_opa_vetoes_a_restricted_leader(bus: Bus) -> None:

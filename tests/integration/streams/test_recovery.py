@@ -31,7 +31,7 @@ SESSIONS, PER_SESSION = 10, 100
 
 @pytest.fixture(scope="module")
 def prepared(topics_ensured: Settings) -> Settings:
-    return topics_ensured.model_copy(update={"streams_session_timeout_s": 6.0})
+    return topics_ensured.replace(streams_session_timeout_s=6.0)
 
 
 def _high_watermarks(settings: Settings, topic: str, partitions: int = 3) -> int:
@@ -57,7 +57,7 @@ def _collect_restarting_on_stall(bus: Bus, settings: Settings, tenant: str, tota
     """Restart the worker and read its outputs, restarting it again, as `soma up`'s supervisor does,
     should its readiness report the faust-streaming stall (a consumer that stops fetching after a
     rebalance, #175/#640; seen here now and then when the restart lands mid-rebalance)."""
-    quick = settings.model_copy(update={"streams_stall_after_s": 10.0})
+    quick = settings.replace(streams_stall_after_s=10.0)
     for _ in range(3):
         stalled = False
 
@@ -123,14 +123,14 @@ def test_worker_killed_mid_stream_recovers_without_loss_or_double_apply(prepared
 
 
 def test_cog_threads_off_consumes_and_commits_but_emits_nothing(prepared: Settings) -> None:
-    off = prepared.model_copy(update={"enable_cog_threads": False})
+    off = prepared.replace(enable_cog_threads=False)
     bus = Bus(off)
     tenant = f"off-{uuid.uuid4().hex[:8]}"
     with stream_process("integrator", off, LOGS):
         wait_ready(off, "integrator", timeout_s=90)
         bus.send("cog.predictor_updates", {"tenant_id": tenant, "source_kind": "agent", "predictor_id": "p",
                                            "domain": "a", "confidence": 1.0}, tenant)
-        group = kafka_consumer(off, f"{off.topic_prefix}soma-integrator")
+        group = kafka_consumer(off, f"{off.kafka.topic_prefix}soma-integrator")
         try:
             end = _high_watermarks(off, "cog.predictor_updates")
             tps = [TopicPartition(off.topic_name("cog.predictor_updates"), p) for p in range(3)]

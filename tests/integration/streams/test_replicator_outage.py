@@ -31,7 +31,7 @@ PARTITIONS = 3
 
 @pytest.fixture(scope="module")
 def prepared(migrated: Settings) -> Settings:
-    return migrated.model_copy(update={"replicator_retry_base_s": 0.2, "replicator_retry_max_s": 1.0})
+    return migrated.replace(replicator_retry_base_s=0.2, replicator_retry_max_s=1.0)
 
 
 def _metric(settings: Settings, name: str) -> float:
@@ -43,7 +43,7 @@ def _metric(settings: Settings, name: str) -> float:
 
 
 def _offsets(settings: Settings, committed: bool) -> int:
-    consumer = kafka_consumer(settings, f"{settings.topic_prefix}soma-replicator")
+    consumer = kafka_consumer(settings, f"{settings.kafka.topic_prefix}soma-replicator")
     try:
         tps = [TopicPartition(settings.topic_name("memory.writes"), p) for p in range(PARTITIONS)]
         if committed:
@@ -63,9 +63,9 @@ def _writes(tenant: str, start: int, count: int) -> list[dict[str, object]]:
 def test_database_outage_backs_off_without_committing_then_applies_everything(prepared: Settings) -> None:
     url = prepared.sqlalchemy_url()
     with tcp_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        proxied = prepared.model_copy(update={
-            "database_url": SecretStr(url.set(port=proxy.port).render_as_string(hide_password=False)),
-        })
+        proxied = prepared.replace(
+            database_url=SecretStr(url.set(port=proxy.port).render_as_string(hide_password=False)),
+        )
         bus = Bus(prepared)
         tenant = f"outage-{uuid.uuid4().hex[:8]}"
         engine = database_engine(prepared)  # direct, not through the proxy

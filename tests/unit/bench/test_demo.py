@@ -7,8 +7,8 @@ import io
 from rich.console import Console
 
 from bench.demo.hops import MISSED, SEEN, SKIPPED, Hop, format_latency, hop_table, missed, verdict
-from outbox.admin.auth import token_covering
 from soma.settings import Settings
+from soma.settings.tokens import token_covering
 
 
 def _render(table: object) -> str:
@@ -62,7 +62,7 @@ def test_token_covering_picks_a_token_whose_scope_covers_the_tenant() -> None:
 
 def test_the_demo_reaches_each_process_on_its_declared_port() -> None:
     from bench.demo.endpoints import endpoints
-    settings = Settings.model_construct(**{name: f.default for name, f in Settings.model_fields.items()})
+    settings = Settings.construct_flat()
     urls = endpoints(settings)
     assert urls["stream-replicator"] == "http://127.0.0.1:6104"
     assert urls["admin"] == "http://127.0.0.1:8081"

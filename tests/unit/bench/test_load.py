@@ -34,7 +34,7 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 
 
 def _settings(**fields: object) -> Settings:
-    return Settings.model_construct(**{**{name: f.default for name, f in Settings.model_fields.items()}, **fields})
+    return Settings.construct_flat(**fields)
 
 
 def test_the_load_run_refuses_non_loopback_targets_and_unbounded_runs() -> None:

@@ -33,7 +33,7 @@ def test_outage_is_retried_until_the_database_is_back(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(replicator, "apply_write", flaky)
     monkeypatch.setattr(replicator.stream, "settings",
-                        replicator.stream.settings.model_copy(update={"replicator_retry_base_s": 0.01}))
+                        replicator.stream.settings.replace(replicator_retry_base_s=0.01))
     asyncio.run(replicator.handle(_record()))
     assert len(calls) == 3
 

@@ -355,7 +355,7 @@ def test_a_replay_over_the_row_bound_is_refused_whole(
 ) -> None:
     tenant, _ = pair
     seed(engine, tenant, 4, status="dead")
-    small = admin_settings.model_copy(update={"admin_replay_max_rows": 3})
+    small = admin_settings.replace(admin_replay_max_rows=3)
     with TestClient(create_app(small), raise_server_exceptions=False) as client:
         before = count_all(engine)
         response = client.post(

@@ -187,6 +187,6 @@ def test_admin_serve_answers_with_tokens_and_stops_on_sigterm(
 def test_admin_serve_without_tokens_refuses_to_start(outbox_db: Settings) -> None:
     line = one_line_error(soma(outbox_db, "admin", "serve", "--port", str(_free_port()), timeout_s=60))
     assert line == "soma: error: SOMA_ADMIN_TOKENS is not set: the admin API has no anonymous access"
-    bad = outbox_db.model_copy(update={"admin_tokens": SecretStr("short=admin")})
+    bad = outbox_db.replace(admin_tokens=SecretStr("short=admin"))
     line = one_line_error(soma(bad, "admin", "serve", "--port", str(_free_port()), timeout_s=60))
     assert line.startswith("soma: error: invalid setting SOMA_ADMIN_TOKENS: entry 1: a token must be")

@@ -37,7 +37,7 @@ def _kafka_healthy(settings: Settings) -> bool:
 @pytest.fixture
 def broker(stack: Settings) -> Iterator[LocalKafka]:
     """The local broker, restarted and healthy again at the end whatever happens."""
-    kafka = LocalKafka(stack.model_copy(update={"state_dir": REPO / ".soma"}))
+    kafka = LocalKafka(stack.replace(state_dir=REPO / ".soma"))
     if kafka.daemon.pid() is None:
         pytest.skip("the broker is not managed by `soma stack up` here (no pid file): cannot stop it")
     try:

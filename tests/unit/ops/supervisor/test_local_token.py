@@ -12,16 +12,16 @@ from soma.settings import load_settings
 
 def test_a_token_is_generated_once_private_and_reused(tmp_path: Path) -> None:
     settings = load_settings(state_dir=tmp_path)
-    assert with_local_admin_token(settings).admin_tokens is None  # nothing made without `create`
+    assert with_local_admin_token(settings).admin.tokens is None  # nothing made without `create`
     first = with_local_admin_token(settings, create=True)
-    assert first.admin_tokens is not None
+    assert first.admin.tokens is not None
     token = local_admin_token(settings)
     assert token is not None
     assert len(token) >= 32
-    assert json.loads(first.admin_tokens.get_secret_value()) == {token: {"scope": "admin", "name": "local-platform"}}
+    assert json.loads(first.admin.tokens.get_secret_value()) == {token: {"scope": "admin", "name": "local-platform"}}
     assert stat.S_IMODE(token_file(settings).stat().st_mode) == 0o600
     again = with_local_admin_token(settings, create=True)
-    assert again.admin_tokens == first.admin_tokens  # stable across runs: a detached child finds the same one
+    assert again.admin.tokens == first.admin.tokens  # stable across runs: a detached child finds the same one
     assert token not in repr(again)  # a secret in the settings' repr is masked
 
 

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from outbox.admin.auth import Principal, TokenRegistry, authorize_ids, fingerprint, parse_scopes
+from outbox.admin.auth import Principal, TokenRegistry, authorize_ids
 from outbox.errors import AccessDenied, InvalidFilter, RowsNotFound
 from soma.errors import SettingsError
 from soma.settings import load_settings
+from soma.settings.tokens import fingerprint, parse_scopes
 
 ADMIN = "admin-token-0123456789"
 ACME = "acme-token-0123456789"

@@ -2,31 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-from outbox.errors import RelayError
-from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, parse_tenant_map
+from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer
 from soma.settings import load_settings
-
-
-# --- settings parsing ----------------------------------------------------------------------
-def test_tenant_map_parses_pairs_and_empty() -> None:
-    assert parse_tenant_map("", "outbox_relay_tenant_quotas") == {}
-    assert parse_tenant_map("acme=500, globex=2.5", "outbox_relay_tenant_quotas") == {"acme": 500, "globex": 2.5}
-
-
-@pytest.mark.parametrize("text", ["acme", "=5", "acme=x", "acme=-1"])
-def test_tenant_map_error_names_the_variable(text: str) -> None:
-    with pytest.raises(RelayError, match="SOMA_OUTBOX_RELAY_TENANT_QUOTAS") as caught:
-        parse_tenant_map(text, "outbox_relay_tenant_quotas")
-    assert "\n" not in str(caught.value)
-
-
-def test_malformed_per_tenant_setting_is_one_line_naming_the_variable() -> None:
-    from soma.errors import SettingsError
-
-    with pytest.raises(SettingsError, match="SOMA_OUTBOX_RELAY_CIRCUIT_FAILURES_BY_TENANT"):
-        load_settings(outbox_relay_circuit_failures_by_tenant="acme:3")
 
 
 # --- circuits ------------------------------------------------------------------------------
@@ -84,7 +61,7 @@ def test_circuits_per_tenant_thresholds_from_settings() -> None:
         outbox_relay_circuit_failures=5, outbox_relay_circuit_reset_s=30,
         outbox_relay_circuit_failures_by_tenant="fragile=1", outbox_relay_circuit_reset_s_by_tenant="fragile=0.5",
     )
-    circuits = Circuits.from_settings(settings)
+    circuits = Circuits.from_settings(settings.relay)
     circuits.get("fragile").failure(0)
     circuits.get("sturdy").failure(0)
     assert circuits.limits(0.1) == {"fragile": 0}

@@ -1,0 +1,86 @@
+"""Typed values some settings hold, parsed once from their environment text.
+
+A tenant map (``tenant=number,tenant=number``) becomes a dict, a plug-in list
+(``module:function,module:function``) a tuple. Each type also accepts its parsed form, so a
+setting can be re-validated from a copy, and `env_text` writes any value back as the text its
+variable takes (for child processes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, SecretStr
+from pydantic_settings import NoDecode
+
+from soma.errors import SettingsError
+
+ENV_PREFIX = "SOMA_"
+_OBJECT_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a flat setting name, e.g. ``kafka_bootstrap`` -> ``SOMA_KAFKA_BOOTSTRAP``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def tenant_pairs(text: str, whole: bool = False) -> dict[str, float]:
+    """``tenant=value,tenant=value`` (empty: no overrides) as a dict; raises ValueError naming the bad item."""
+    result: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        tenant, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not sep or not tenant.strip() or number < 0 or (whole and not number.is_integer()):
+            raise ValueError(f"expected tenant=number{' (whole)' if whole else ''}, got {item!r}")
+        result[tenant.strip()] = number
+    return result
+
+
+def parse_tenant_map(text: str, setting: str) -> dict[str, float]:
+    """`tenant_pairs` of a flat setting's text; a malformed item is a one-line `SettingsError` naming it."""
+    try:
+        return tenant_pairs(text)
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting {env_name(setting)}: {exc}") from None
+
+
+def _tenant_counts(value: Any) -> Any:
+    if isinstance(value, str):
+        return {tenant: int(number) for tenant, number in tenant_pairs(value, whole=True).items()}
+    return value
+
+
+def _tenant_seconds(value: Any) -> Any:
+    return tenant_pairs(value) if isinstance(value, str) else value
+
+
+def _object_refs(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    refs = tuple(item.strip() for item in value.split(",") if item.strip())
+    for ref in refs:
+        if not _OBJECT_REF.match(ref):
+            raise ValueError(f"expected module:function[,module:function...], got {ref!r}")
+    return refs
+
+
+# NoDecode: pydantic-settings would otherwise read these variables as JSON.
+TenantCounts = Annotated[dict[str, int], NoDecode, BeforeValidator(_tenant_counts)]
+TenantSeconds = Annotated[dict[str, float], NoDecode, BeforeValidator(_tenant_seconds)]
+ObjectRefs = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_object_refs)]
+
+
+def env_text(value: Any) -> str:
+    """`value` as the text of its environment variable (secrets revealed: for a child's environment)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Mapping):
+        return ",".join(f"{key}={number}" for key, number in value.items())
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
