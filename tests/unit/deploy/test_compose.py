@@ -12,7 +12,7 @@ from soma.ops.supervisor.spec import STREAMS
 from soma.settings import Settings
 from tests.support.streams import OPA_VERSION
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 INFRA = {"kafka", "postgres", "redis"}
 NOT_STREAMS = {"__init__", "app", "errors"}
 STREAM_SERVICES = {stream.component for stream in STREAMS}

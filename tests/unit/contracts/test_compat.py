@@ -14,7 +14,7 @@ from soma.contracts.compat import check, check_compatibility, release
 from soma.contracts.schemas import SCHEMA_DIR, SchemaSet
 from soma.contracts.topic_docs import render_markdown
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _with_change(tmp_path: Path, name: str, change: Callable[[dict], None]) -> SchemaSet:

@@ -10,7 +10,7 @@ from soma.ops.processes import run_bounded
 from soma.settings import load_settings
 from tests.support.promtool import promtool_binary
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """deploy/prometheus: the alert rules are well-formed and use only metrics the code exports.
 
-`promtool check rules` itself runs in tests/integration/test_promtool.py when promtool can be built.
+`promtool check rules` itself runs in tests/integration/deploy/test_promtool.py when promtool can be built.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from soma.ops.supervisor.spec import STREAMS
 from soma.settings import Settings
 from streams.runtime.metrics import StreamMetrics
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 SEVERITIES = {"info", "warning", "critical"}
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 # What a PromQL identifier can be besides a metric name.
