@@ -53,6 +53,7 @@ class TopicSpec:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     line: int
+    max_message_bytes: int | None = None  # optional: lowers SOMA_KAFKA_MAX_MESSAGE_BYTES for this topic
 
     @property
     def key_fields(self) -> list[str]:
@@ -168,13 +169,16 @@ def _spec(entry: Any, where: _Where, schemas: SchemaSet) -> TopicSpec:
     for role in ("producers", "consumers"):
         if not isinstance(entry[role], list) or not entry[role]:
             raise fail(role, f"{role} must be a non-empty list")
+    max_bytes = entry.get("max_message_bytes")
+    if max_bytes is not None and not _positive_int(max_bytes):
+        raise fail("max_message_bytes", "max_message_bytes must be a positive integer (bytes) when given")
     spec = TopicSpec(
         name=name, description=entry["description"].strip(), key=str(entry["key"]),
         key_description=str(entry.get("key_description") or ""), value_schema=value_schema,
         partitions=entry["partitions"], replication_factor=entry["replication_factor"],
         cleanup_policy=policy, retention_ms=retention,
         producers=tuple(str(p) for p in entry["producers"]),
-        consumers=tuple(str(c) for c in entry["consumers"]), line=where.line,
+        consumers=tuple(str(c) for c in entry["consumers"]), line=where.line, max_message_bytes=max_bytes,
     )
     _check_key(spec, where, set(schemas.get(value_schema).field_names))
     return spec

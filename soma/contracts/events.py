@@ -18,6 +18,7 @@ from opentelemetry.trace import Span, SpanKind
 from soma.clients import kafka_consumer, kafka_producer
 from soma.contracts.catalog import Catalog
 from soma.contracts.codec import Codec
+from soma.contracts.limits import check_record_size, record_size, size_limit
 from soma.errors import EventValidationError, InfrastructureUnavailable, SomaError
 from soma.observability import telemetry
 from soma.settings import Settings, env_name
@@ -85,7 +86,8 @@ def prepare(
 ) -> OutgoingRecord:
     """Fill the envelope, validate and encode `event`, and build its key and headers.
 
-    Raises `EventValidationError` (naming the field) before anything touches the broker.
+    Raises `EventValidationError` (naming the field) before anything touches the broker, and its
+    `RecordTooLarge` when the record would exceed the topic's size limit.
     """
     spec = catalog.topic(topic)
     filled = codec.fill_defaults(topic, {**event, "tenant_id": event.get("tenant_id", tenant)})
@@ -103,12 +105,15 @@ def prepare(
         HEADER_TRACEPARENT: new_traceparent(),
         **(headers or {}),
     }
+    encoded_key = record_key.encode()
+    encoded_headers = [(name, text.encode()) for name, text in all_headers.items()]
+    check_record_size(topic, record_size(encoded_key, value, encoded_headers), size_limit(spec, settings))
     return OutgoingRecord(
         topic=topic,
         physical_topic=settings.topic_name(topic),
-        key=record_key.encode(),
+        key=encoded_key,
         value=value,
-        headers=[(name, text.encode()) for name, text in all_headers.items()],
+        headers=encoded_headers,
         event=filled,
     )
 

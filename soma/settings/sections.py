@@ -47,6 +47,9 @@ class Section(BaseSettings):
         return renamed
 
 
+RECORD_FRAMING_BYTES = 16_384
+
+
 class KafkaSettings(Section):
     """The broker connection, the topic prefix and the schema registry."""
 
@@ -62,6 +65,11 @@ class KafkaSettings(Section):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
     client_id: str = Field("soma", description="client.id sent to the broker.")
+    max_message_bytes: int = Field(
+        1_000_000, ge=1024,
+        description="Largest record (value + key + headers) any producer of the platform sends; a topic may"
+        " lower it in topics.yaml. The broker's message.max.bytes must be at least this (its default is).",
+    )
     timeout_s: float = Field(
         10.0, gt=0, description="Deadline for one broker round trip (metadata, ack, admin call)."
     )
@@ -114,6 +122,8 @@ class KafkaSettings(Section):
             "linger.ms": 5,
             "compression.type": "lz4",
             "message.timeout.ms": int(self.timeout_s * 3 * 1000),
+            # librdkafka counts header framing too: leave it room so our own size check decides.
+            "message.max.bytes": self.max_message_bytes + RECORD_FRAMING_BYTES,
         }
         return config | overrides
 
