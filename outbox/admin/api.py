@@ -4,6 +4,7 @@
     GET  /admin/outbox/stats         counts by status and topic
     POST /admin/outbox/replay        replay rows by id
     POST /admin/outbox/replay/tenant replay rows by filter (dry_run to preview)
+    GET  /admin/dlq[/{id}], POST /admin/dlq/redrive[/filter]   dead letters (outbox.admin.dlq_api)
     GET  /healthz                    alive (no token, no data)
     GET  /readyz                     database reachable and migrated (no token, no data)
 
@@ -28,6 +29,8 @@ from pydantic import Field, create_model
 from sqlalchemy import Engine
 
 from outbox.admin.auth import Principal, TokenRegistry
+from outbox.admin.dlq import DeadLetters
+from outbox.admin.dlq_api import dlq_router
 from outbox.admin.filters import (
     CURSOR_PATTERN,
     DEFAULT_PAGE,
@@ -57,6 +60,7 @@ from outbox.models import Status
 from soma.clients import database_engine
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
+from soma.dlq.errors import DeadLetterNotFound, DlqError, InvalidDlqRequest, SelectionTooLarge
 from soma.errors import InfrastructureUnavailable
 from soma.observability.readiness import Readiness
 from soma.settings import Settings
@@ -69,7 +73,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No token, or not a configured one."},
     403: {"model": ErrorOut, "description": "The token's scope does not cover the tenant or rows."},
     422: {"model": ValidationOut, "description": "A malformed field; `loc` names it."},
-    503: {"model": ErrorOut, "description": "The database is unreachable or not migrated."},
+    503: {"model": ErrorOut, "description": "The database or Kafka is unreachable, or the database not migrated."},
 }
 
 
@@ -119,6 +123,22 @@ def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
         log.warning("admin request refused (403): %s %s by %s", request.method, request.url.path, actor)
         return JSONResponse(status_code=403, content={"detail": str(exc)})
 
+    @app.exception_handler(InvalidDlqRequest)
+    async def invalid_dlq_request(request: Request, exc: InvalidDlqRequest) -> JSONResponse:
+        return _validation("query" if request.method == "GET" else "body", exc.field, exc.reason)
+
+    @app.exception_handler(SelectionTooLarge)
+    async def too_many_letters(request: Request, exc: SelectionTooLarge) -> JSONResponse:
+        return _validation("body", None, str(exc))
+
+    @app.exception_handler(DeadLetterNotFound)
+    async def no_letter(request: Request, exc: DeadLetterNotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(DlqError)
+    async def dlq_conflict(request: Request, exc: DlqError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
     @app.exception_handler(RowsNotFound)
     async def not_found(request: Request, exc: RowsNotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
@@ -130,7 +150,8 @@ def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
     @app.exception_handler(InfrastructureUnavailable)
     async def unavailable(request: Request, exc: InfrastructureUnavailable) -> JSONResponse:
         log.error("admin request failed: %s", exc)  # the address stays in the log, not the response
-        return JSONResponse(status_code=503, content={"detail": "the database is unavailable"})
+        service = "kafka" if str(exc).startswith("kafka:") else "the database"
+        return JSONResponse(status_code=503, content={"detail": f"{service} is unavailable"})
 
     @app.exception_handler(OutboxError)
     async def conflict(request: Request, exc: OutboxError) -> JSONResponse:
@@ -153,7 +174,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         topic=(Topic | None, Field(None, description="Only this catalog topic.")),  # type: ignore[arg-type]
     )
     db = engine if engine is not None else database_engine(settings)
-    replayer = Replayer(db, settings, catalog, Codec(catalog, settings))
+    codec = Codec(catalog, settings)
+    replayer = Replayer(db, settings, catalog, codec)
+    letters = DeadLetters(db, settings, catalog, codec)
     bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="A token of SOMA_ADMIN_TOKENS.")
 
     readiness = Readiness(settings, "admin-api", ("postgresql",), tables=("outbox_events",))
@@ -162,13 +185,15 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         readiness.close()
+        letters.close()
         if engine is None:
             db.dispose()
 
     app = FastAPI(
         title="Soma outbox admin API",
         version="1",
-        description="Inspect and replay one tenant's transactional-outbox rows. Every replay is audited.",
+        description="Inspect and replay one tenant's transactional-outbox rows, inspect and redrive dead letters."
+        " Every replay and redrive is audited.",
         lifespan=lifespan,
     )
     _install_error_handlers(app, registry)
@@ -244,6 +269,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         return _replay_out(replayer.by_filter(caller, flt, dry_run=body.dry_run))
 
     app.include_router(router)
+    app.include_router(dlq_router(letters, Caller, Topic, ERRORS))
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"])
     def health() -> HealthOut:

@@ -44,6 +44,8 @@ COMMANDS: tuple[Entry, ...] = (
           "The transactional outbox: emit events into it, relay it to Kafka."),
     Entry("admin", "outbox.admin.cli:app",
           "The outbox admin HTTP API (inspection and replay)."),
+    Entry("dlq", "outbox.admin.dlq_cli:app",
+          "Dead letters: list and show them decoded, redrive them to their source topic (audited)."),
     Entry("config", "soma.cli.config_cmd:app",
           "Live settings: publish changes on config_updates and show the effective values."),
     Entry("bench", "bench.cli:app",

@@ -28,6 +28,7 @@ HEADER_DEDUPE_KEY = "dedupe-key"
 HEADER_EVENT_TYPE = "event-type"
 HEADER_TRACEPARENT = "traceparent"
 HEADER_REPLAY_OF = "replay-of"
+HEADER_REDRIVE_OF = "redrive-of"  # a dead letter sent back to its source topic: dlq:<partition>:<offset>
 
 
 _trace_ids = random.Random()  # noqa: S311 -- trace ids must be unique, not secret (like OpenTelemetry's)
