@@ -6,8 +6,6 @@
     POST /admin/dlq/redrive/filter   redrive one tenant's dead letters by filter (dry_run to preview)
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any

@@ -9,6 +9,7 @@ its name and tenant scope, exactly as over HTTP. Errors are one line on stderr, 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
     from outbox.admin.dlq import DeadLetters
     from soma.dlq.select import DlqFilter
 
-app = typer.Typer(help="Dead letters: list, show and redrive them (redrives audited).", no_args_is_help=True)
+app = typer.Typer(
+    help="Dead letters: list and show them decoded, redrive them to their source topic (audited).",
+    no_args_is_help=True,
+)
 
 TenantOpt = typer.Option(None, "--tenant", help="Only this tenant's dead letters.")
 SourceOpt = typer.Option(None, "--source-topic", help="Only those read from this catalog topic.")
@@ -63,6 +67,8 @@ def _letters() -> Iterator[DeadLetters]:
     from soma.contracts.catalog import load_catalog
     from soma.contracts.codec import Codec
 
+    # A broker that cannot be reached is one line (naming the address and setting), not librdkafka's retries.
+    logging.getLogger("soma.librdkafka").setLevel(logging.CRITICAL)
     catalog = load_catalog()
     with _engine() as engine:
         letters = DeadLetters(engine, settings(), catalog, Codec(catalog, settings()))

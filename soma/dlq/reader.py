@@ -160,7 +160,8 @@ class DlqReader:
             low, high = self._bounds(consumer, partition)
             start = max(low, after.offset + 1) if after is not None and partition == after.partition else low
             if flt.since is not None and start < high:
-                start = max(start, self._offset_at(consumer, partition, int(flt.since.timestamp() * 1000), high))
+                since_ms = max(0, int(flt.since.timestamp() * 1000))  # negative times are special values to Kafka
+                start = max(start, self._offset_at(consumer, partition, since_ms, high))
             if start >= high:
                 continue
             reached = start - 1

@@ -69,3 +69,30 @@ def write(
         producer.flush(30)  # one at a time: ids in order
     assert not failures, failures
     return ids
+
+
+def read_all(settings: Settings, logical: str, timeout_s: float = 30.0) -> list[Any]:
+    """Every record of a one-partition topic, from the beginning to its end (bounded)."""
+    import time
+
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from soma.clients import kafka_consumer
+
+    consumer = kafka_consumer(settings, f"test-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True})
+    try:
+        consumer.assign([TopicPartition(settings.topic_name(logical), 0, 0)])
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    return records
+                continue
+            records.append(msg)
+        raise AssertionError(f"{logical}: no end of partition within {timeout_s}s")
+    finally:
+        consumer.close()

@@ -36,6 +36,10 @@ ROUTES = [
     ("GET", "/admin/outbox/stats"),
     ("POST", "/admin/outbox/replay"),
     ("POST", "/admin/outbox/replay/tenant"),
+    ("GET", "/admin/dlq"),
+    ("GET", "/admin/dlq/dlq:0:0"),
+    ("POST", "/admin/dlq/redrive"),
+    ("POST", "/admin/dlq/redrive/filter"),
 ]
 
 

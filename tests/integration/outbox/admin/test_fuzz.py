@@ -48,6 +48,7 @@ def test_no_generated_request_gets_a_server_error(app: FastAPI, mode: Generation
     operations = _operations(app)
     assert {op.label for op in operations} >= {
         "GET /admin/outbox", "GET /admin/outbox/stats", "POST /admin/outbox/replay", "POST /admin/outbox/replay/tenant",
+        "GET /admin/dlq", "GET /admin/dlq/{letter_id}", "POST /admin/dlq/redrive", "POST /admin/dlq/redrive/filter",
     }
     statuses: set[int] = set()
     for operation in operations:
@@ -112,6 +113,15 @@ MALFORMED: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/admin/outbox/replay/tenant", {"json": {"tenant": "t", "status": ["sent"]}}),
     ("POST", "/admin/outbox/replay/tenant", {"json": {"tenant": {"$ne": ""}, "status": "sent"}}),
     ("POST", "/admin/outbox/replay/tenant", {"json": {"tenant": "t' OR '1'='1", "status": "sent", "dry_run": True}}),
+    ("GET", "/admin/dlq", {"params": {"reason": "\x00"}}),
+    ("GET", "/admin/dlq", {"params": {"after": "dlq:0:99999999999999999999"}}),
+    ("GET", "/admin/dlq", {"params": {"source_topic": "nope", "since": "9999-12-31T23:59:59-23:59"}}),
+    ("GET", "/admin/dlq/dlq:999999999:999999999999999999", {}),
+    ("GET", "/admin/dlq/dlq:-1:0", {}),
+    ("POST", "/admin/dlq/redrive", {"json": {"ids": ["dlq:0:0"] * 2000}}),
+    ("POST", "/admin/dlq/redrive", {"json": {"ids": ["dlq:0:1", "0:1"]}}),
+    ("POST", "/admin/dlq/redrive/filter", {"json": {"tenant": "t", "reason": "", "dry_run": True}}),
+    ("POST", "/admin/dlq/redrive/filter", {"json": {"tenant": "t", "source_topic": "x", "until": "0001-01-01"}}),
     ("PUT", "/admin/outbox/replay", {"json": {"ids": [1]}}),
     ("GET", "/admin/outbox/replay", {}),
     ("GET", "/admin/outbox/../../etc/passwd", {}),
