@@ -13,10 +13,11 @@ import binascii
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from outbox.errors import InvalidFilter
 from outbox.models import STATUSES
+from soma.times import as_utc
 
 MAX_TENANT_LENGTH = 200  # outbox_events.tenant_id
 MAX_ID = 2**63 - 1  # BIGINT
@@ -74,15 +75,10 @@ def check_timestamp(field: str, value: datetime | str | None) -> datetime | None
     """An aware UTC datetime from an ISO-8601 string or datetime (naive = UTC)."""
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise InvalidFilter(field, "expected an ISO-8601 timestamp, e.g. 2026-11-22T09:00:00Z") from None
     try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise InvalidFilter(field, "out of range") from None
+        return as_utc(value)
+    except ValueError as exc:
+        raise InvalidFilter(field, str(exc)) from None
 
 
 def build_filter(

@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from soma.dlq.errors import InvalidDlqRequest
+from soma.times import as_utc
 
 ID_PATTERN = r"^dlq:[0-9]{1,9}:[0-9]{1,18}$"
 _ID = re.compile(ID_PATTERN)
@@ -142,17 +143,10 @@ def check_time(field: str, value: datetime | str | None) -> datetime | None:
     """An aware UTC datetime from an ISO-8601 string or datetime (naive = UTC)."""
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise InvalidDlqRequest(field, "expected an ISO-8601 timestamp, e.g. 2026-11-22T09:00:00Z") from None
     try:
-        checked = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        checked.timestamp()
-    except (OverflowError, ValueError, OSError):
-        raise InvalidDlqRequest(field, "out of range") from None
-    return checked
+        return as_utc(value)
+    except ValueError as exc:
+        raise InvalidDlqRequest(field, str(exc)) from None
 
 
 def check_limit(value: int, field: str = "limit") -> int:
