@@ -47,13 +47,15 @@ def _principal(token_file: Path | None) -> Principal:
     from outbox.admin.auth import TokenRegistry
     from outbox.admin.cli import _principal as terminal_user
     from outbox.errors import AccessDenied
+    from soma.dlq.errors import InvalidDlqRequest
 
     if token_file is None:
         return terminal_user()
     try:
         token = sys.stdin.readline() if str(token_file) == "-" else token_file.read_text()
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InvalidDlqRequest("--token-file", f"cannot read {token_file}: {reason}") from None
     found = TokenRegistry.from_settings(settings()).authenticate(token.strip())
     if found is None:
         raise AccessDenied("--token-file: not a token of SOMA_ADMIN_TOKENS")

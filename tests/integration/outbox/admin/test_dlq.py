@@ -7,6 +7,7 @@ DeadLetter at all).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from sqlalchemy import Engine
 from outbox.admin.api import create_app
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
+from soma.dlq.reader import DlqReader
+from soma.dlq.select import DlqFilter, LetterId
 from soma.settings import Settings
 from tests.support.dlq import dead_letter, original, private_topics, read_all, write
 from tests.support.outbox_admin import ACME_TOKEN, ADMIN_TOKEN, GLOBEX_TOKEN, audits_of, with_tokens
@@ -190,3 +193,22 @@ def test_redrive_by_filter_and_what_cannot_be_redriven(
     assert mixed.json()["detail"][0]["loc"] == ["body", "ids"]
     unknown = client.post("/admin/dlq/redrive", json={"ids": ["dlq:0:999999"]}, headers=ADMIN)
     assert unknown.status_code == 404
+
+
+def test_the_routes_are_in_the_openapi_schema(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/admin/dlq", "/admin/dlq/{letter_id}", "/admin/dlq/redrive", "/admin/dlq/redrive/filter"} <= set(paths)
+
+
+def test_an_empty_or_missing_dlq_topic_answers_at_once(outbox_db: Settings) -> None:
+    codec = Codec(load_catalog(), outbox_db)
+    for own, exists in ((private_topics(outbox_db, "dlq"), True), (private_topics(outbox_db), False)):
+        reader = DlqReader(own, codec, deadline_s=30)  # a read that waited for records would take 30 s
+        try:
+            started = time.monotonic()
+            page = reader.scan(DlqFilter(), limit=10)
+            assert time.monotonic() - started < 10
+            assert (page.items, page.complete, page.topic_exists) == ([], True, exists)
+            assert reader.get_many([LetterId(0, 0)]) == {}
+        finally:
+            reader.close()
