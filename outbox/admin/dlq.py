@@ -73,7 +73,7 @@ class DeadLetters:
         self.redriver.close()
 
     # --- reading -----------------------------------------------------------------------------
-    def list(self, principal: Principal, flt: DlqFilter, *, limit: int, after: LetterId | None = None) -> Page:
+    def scan(self, principal: Principal, flt: DlqFilter, *, limit: int, after: LetterId | None = None) -> Page:
         """A page of the dead letters of `flt` the caller may see."""
         for tenant in sorted(flt.tenants or ()):
             principal.require(tenant)
@@ -146,7 +146,7 @@ class DeadLetters:
             return RedriveResult(tenant, True, len(letters), by_topic, ids[:SAMPLE], [], {}, "dry_run", None, selection)
         event_id = new_event_id()
         with admin_db_errors(self.settings), self.engine.begin() as conn:  # connected before anything is sent
-            done, failed = self.redriver.send(letters)
+            done, failed = self.redriver.send(letters) if letters else ([], {})
             landed = [{"id": str(r.id), "topic": r.topic, "partition": r.partition, "offset": r.offset} for r in done]
             outcome = ("ok" if letters else "nothing_matched") if not failed else ("partial" if done else "failed")
             details = {

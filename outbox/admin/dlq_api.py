@@ -139,7 +139,7 @@ def dlq_router(
         after: Annotated[str | None, Query(pattern=ID_PATTERN, description="next_after of the last page.")] = None,
     ) -> DlqPageOut:
         start = LetterId.parse(after, "after") if after is not None else None
-        page = letters.list(principal, checked(), limit=limit, after=start)
+        page = letters.scan(principal, checked(), limit=limit, after=start)
         return DlqPageOut(
             items=[DeadLetterOut.model_validate(summary(x)) for x in page.items], scanned=page.scanned,
             complete=page.complete, next_after=page.next_after, topic_exists=page.topic_exists,

@@ -122,7 +122,7 @@ def list_letters(
     start = LetterId.parse(after, "--after") if after is not None else None
     principal = _principal(token_file)
     with _letters() as letters:
-        page = letters.list(principal, flt, limit=limit, after=start)
+        page = letters.scan(principal, flt, limit=limit, after=start)
         topic = letters.reader.topic
     if as_json:
         _print_json({"items": [summary(x) for x in page.items], "scanned": page.scanned, "complete": page.complete,

@@ -22,7 +22,8 @@ def private_topics(settings: Settings, *logical: str) -> Settings:
     """Settings with a prefix of their own (under the run's, so the run's cleanup removes it), topics created."""
     own = settings.replace(topic_prefix=f"{settings.kafka.topic_prefix}dlq{uuid.uuid4().hex[:8]}.")
     if logical:
-        futures = kafka_admin(own).create_topics(
+        admin = kafka_admin(own)  # kept until the futures resolve: collecting it destroys the handle
+        futures = admin.create_topics(
             [NewTopic(own.topic_name(t), num_partitions=1, replication_factor=1) for t in logical]
         )
         for future in futures.values():
