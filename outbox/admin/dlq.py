@@ -31,7 +31,7 @@ from soma.contracts.codec import Codec
 from soma.dlq.errors import DeadLetterNotFound, InvalidDlqRequest, ScanIncomplete, SelectionTooLarge
 from soma.dlq.letters import DeadLetter
 from soma.dlq.reader import DlqReader, Page
-from soma.dlq.redrive import Redriver
+from soma.dlq.redrive import Redriven, Redriver
 from soma.dlq.select import MAX_REDRIVE, DlqFilter, LetterId
 from soma.settings import Settings
 
@@ -54,6 +54,10 @@ class RedriveResult:
     outcome: str  # ok, partial, failed, dry_run
     audit_event_id: str | None
     selection: dict[str, Any] = field(default_factory=dict)
+
+
+def _landed(done: Sequence[Redriven]) -> list[dict[str, Any]]:
+    return [{"id": str(r.id), "topic": r.topic, "partition": r.partition, "offset": r.offset} for r in done]
 
 
 class DeadLetters:
@@ -145,20 +149,26 @@ class DeadLetters:
         if dry_run:
             return RedriveResult(tenant, True, len(letters), by_topic, ids[:SAMPLE], [], {}, "dry_run", None, selection)
         event_id = new_event_id()
-        with admin_db_errors(self.settings), self.engine.begin() as conn:  # connected before anything is sent
-            done, failed = self.redriver.send(letters) if letters else ([], {})
-            landed = [{"id": str(r.id), "topic": r.topic, "partition": r.partition, "offset": r.offset} for r in done]
-            outcome = ("ok" if letters else "nothing_matched") if not failed else ("partial" if done else "failed")
-            details = {
-                **selection, "count": len(letters), "by_topic": by_topic, "ids": ids[:AUDITED],
-                "ids_truncated": len(ids) > AUDITED, "redriven": landed[:AUDITED],
-                "failed": {str(i): reason for i, reason in list(failed.items())[:AUDITED]},
-            }
-            entry = AuditEntry(principal.actor, ACTION, tenant, outcome, details, event_id=event_id)
-            record(conn, entry, catalog=self.catalog, codec=self.codec, settings=self.settings)
+        done: list[Redriven] = []
+        try:
+            with admin_db_errors(self.settings), self.engine.begin() as conn:  # connected before anything is sent
+                done, failed = self.redriver.send(letters) if letters else ([], {})
+                outcome = ("ok" if letters else "nothing_matched") if not failed else ("partial" if done else "failed")
+                details = {
+                    **selection, "count": len(letters), "by_topic": by_topic, "ids": ids[:AUDITED],
+                    "ids_truncated": len(ids) > AUDITED, "redriven": _landed(done[:AUDITED]),
+                    "failed": {str(i): reason for i, reason in list(failed.items())[:AUDITED]},
+                }
+                entry = AuditEntry(principal.actor, ACTION, tenant, outcome, details, event_id=event_id)
+                record(conn, entry, catalog=self.catalog, codec=self.codec, settings=self.settings)
+        except Exception:
+            if done:  # sent and acknowledged, but the audit did not commit: say so where operators look
+                log.error("redrive %s by %s: %d record(s) sent but NOT audited (the audit failed): %s", event_id,
+                          principal.actor, len(done), ", ".join(str(r.id) for r in done[:AUDITED]))
+            raise
         log.info("redrive %s by %s: %d of %d dead letter(s) of tenant %s", event_id, principal.actor, len(done),
                  len(letters), tenant)
         return RedriveResult(
-            tenant, False, len(letters), by_topic, ids[:SAMPLE], landed[:SAMPLE],
+            tenant, False, len(letters), by_topic, ids[:SAMPLE], _landed(done[:SAMPLE]),
             {str(i): reason for i, reason in failed.items()}, outcome, event_id, selection,
         )
