@@ -70,6 +70,14 @@ def _conversation(tenant: str) -> tuple[list[dict[str, Any]], dict[str, tuple[st
     return events, ids
 
 
+def _conversation_sent(settings: Settings, tenant: str) -> tuple[Bus, dict[str, tuple[str, int]], int]:
+    """`_conversation(tenant)` on chat.messages; the bus, the expected writes and the memory.writes end before."""
+    bus = Bus(settings)
+    events, ids = _conversation(tenant)
+    bus.send_many("chat.messages", events, tenant)
+    return bus, ids, _high_watermarks(settings, "memory.writes")
+
+
 def _outputs_since(settings: Settings, before: int) -> int:
     return _high_watermarks(settings, "memory.writes") - before
 
@@ -123,12 +131,9 @@ def test_worker_killed_mid_stream_recovers_without_loss_or_double_apply(prepared
     """One SIGKILL mid-stream and one restart (`--restart-runs 20`: twenty in a row, each on the group's
     offsets and changelog as the run before left them)."""
     started = time.monotonic()
-    bus = Bus(prepared)
     tenant = f"crash-{uuid.uuid4().hex[:8]}"
-    events, ids = _conversation(tenant)
-    bus.send_many("chat.messages", events, tenant)
-    before = _high_watermarks(prepared, "memory.writes")
-    total = len(events)
+    bus, ids, before = _conversation_sent(prepared, tenant)
+    total = len(ids)
     with stream_logged("worker", prepared, LOGS / f"worker-killed-{uuid.uuid4().hex[:6]}.log") as proc:
         wait_ready(prepared, "worker", timeout_s=90)
         _wait_outputs(prepared, before, total // 5)
@@ -146,12 +151,9 @@ def test_worker_sigtermed_mid_batch_finishes_it_and_loses_nothing(prepared: Sett
     """SIGTERM while a batch is in flight: the worker finishes the events in hand, commits, and exits; the
     restarted worker goes on from there (nothing lost, nothing applied twice, nothing re-emitted)."""
     slow = prepared.replace(worker_responder=SLOW_RESPONDER)  # 10 ms a message: a 200-record batch takes 2 s
-    bus = Bus(slow)
     tenant = f"term-{uuid.uuid4().hex[:8]}"
-    events, ids = _conversation(tenant)
-    bus.send_many("chat.messages", events, tenant)
-    before = _high_watermarks(slow, "memory.writes")
-    total = len(events)
+    bus, ids, before = _conversation_sent(slow, tenant)
+    total = len(ids)
     log_file = LOGS / f"worker-sigtermed-{uuid.uuid4().hex[:6]}.log"
     with stream_logged("worker", slow, log_file) as proc:
         wait_ready(slow, "worker", timeout_s=90)
