@@ -34,7 +34,7 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration
 
-# The SIGKILL-recovery test 20 times in a row on two loaded cores (about 10 minutes; CI: once a day).
+# The SIGKILL-recovery test 20 times in a row on two loaded cores (about 8 minutes; CI: once a day, or before a release).
 restart-soak: venv
 	bench/restart_soak.sh 20
 

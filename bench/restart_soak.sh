@@ -1,7 +1,8 @@
 #!/bin/sh
 # The SIGKILL-recovery test N times in a row (default 20) while two busy loops keep both cores loaded.
-# About 25 s a run on two loaded cores (9 to 10 minutes for 20): too long for every CI run, so the
-# normal suite runs it once and CI runs this once a day (or before a release). Exit status: pytest's.
+# 15 to 30 s a run on two loaded cores (about 8 minutes for 20): too long for every CI run, so the
+# normal suite (`make test`) runs it once and CI runs this once a day or before a release.
+# Exit status: pytest's (0: all runs passed).
 set -u
 runs=${1:-20}
 cd "$(dirname "$0")/.." || exit 2
