@@ -32,8 +32,6 @@ from faust.tables.recovery import Recovery
 
 from streams.runtime.core import log
 
-_PARK_STEPS = 20  # event-loop turns for the drain loop to leave its batch and wait for the flow
-
 
 class StreamRecovery(Recovery):
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
@@ -47,13 +45,15 @@ class StreamRecovery(Recovery):
     async def _stop_delivery(self) -> None:
         """Stop the fetcher's drain loop from delivering records until Faust resumes the flow.
 
-        `stop_flow` makes `Consumer.getmany` stop yielding at the next record and cancels a delivery
-        in progress; the loop then waits in `_wait_next_records` for `resume_flow`. The turns given
-        here let it get there before the seek resets the read offsets it would otherwise overwrite.
+        Called while the source partitions are still paused, so the loop holds none of their records.
+        With the flow off, `Consumer.getmany` yields nothing more (it checks the flow before every
+        record; records it fetched meanwhile are not yielded, it seeks back to the committed offsets
+        instead) and the next call waits in `_wait_next_records` for `resume_flow`, which Faust calls
+        only after the seek and the emptying of the queues. One turn of the loop lets a delivery in
+        progress (a changelog record) see the flow stopped.
         """
         self.app.consumer.stop_flow()
-        for _ in range(_PARK_STEPS):
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
         log.debug("recovery: flow stopped before the source partitions are resumed and sought")
 
 
