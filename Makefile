@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv up test lint unit integration down clean
+.PHONY: venv up test lint unit integration restart-soak down clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ unit: venv
 
 integration: venv
 	$(BIN)/pytest tests/integration
+
+# The SIGKILL-recovery test 20 times in a row on two loaded cores (about 8 minutes; CI: once a day, or before a release).
+restart-soak: venv
+	bench/restart_soak.sh 20
 
 down: venv
 	$(BIN)/soma down --stack

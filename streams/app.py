@@ -5,7 +5,8 @@ changelog topics), partitions and replication from the catalog, a web port per s
 topology in `soma.ops.supervisor.spec`). What the app does is the runtime's, one concern a module
 (`streams.runtime`): records (decode, DLQ), emit (send, acknowledge, partition), state (awaited
 changelog writes), config_mirror (live config), health (views, stall, DLQ depth, assignment),
-tracing (`process` spans) and batches (the agent loop, `complete`).
+tracing (`process` spans), batches (the agent loop, `complete`) and recovery (the table manager
+whose recovery resumes the sources without dropping records: faust-streaming's race, described there).
 
 Agent concurrency is 1 (Faust's default); the app scales by partitions.
 """
@@ -32,6 +33,7 @@ from streams.runtime.batches import Batches
 from streams.runtime.faust_worker import StreamWorker
 from streams.runtime.health import Health
 from streams.runtime.metrics import StreamMetrics
+from streams.runtime.recovery import StreamTableManager
 from streams.runtime.state import StateWriter
 
 
@@ -75,6 +77,7 @@ class StreamApp(Batches, StateWriter, Health):
             web_transport="tcp://",
             logging_config=logging_dict_config(s, f"stream-{name}"),  # JSON lines once the worker starts
             Worker=StreamWorker,
+            TableManager=StreamTableManager,  # recovery that loses no source record (streams.runtime.recovery)
         )
         self.logical = {s.topic_name(t): t for t in self.catalog.topics}
         self.sources = self.app.topic(

@@ -25,6 +25,14 @@ INTEGRATION_DIR = Path(__file__).parent / "integration"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--keep-stack", action="store_true", help="leave a stack this run started running")
+    parser.addoption("--restart-runs", type=int, default=1, metavar="N",
+                     help="run each crash-recovery test (the `restart_run` fixture) N times in a row")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "restart_run" in metafunc.fixturenames:
+        runs = max(1, int(metafunc.config.getoption("restart_runs")))
+        metafunc.parametrize("restart_run", range(1, runs + 1), ids=lambda n: f"run{n}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

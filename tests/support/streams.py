@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import ConsumedEvent, EventConsumer, EventProducer
+from soma.ops import processes
 from soma.ops.local_platform import free_port_base, stream_process, wait_ready
-from soma.ops.supervisor.spec import stream_topology
+from soma.ops.supervisor.spec import stream_argv, stream_topology
 from soma.settings import Settings
 from tests.support.go_tools import go_installed
 
-__all__ = ["FAUST", "OPA_VERSION", "Bus", "free_port_base", "opa_binary", "port_of", "stream_process", "wait_ready"]
+__all__ = ["FAUST", "OPA_VERSION", "Bus", "free_port_base", "opa_binary", "port_of", "stream_logged", "stream_process",
+           "wait_ready"]
 
 FAUST = str(Path(sys.executable).parent / "faust")
 OPA_VERSION = "v1.4.2"
@@ -25,6 +29,14 @@ OPA_VERSION = "v1.4.2"
 
 def port_of(settings: Settings, name: str) -> int:
     return stream_topology(name).web_port(settings)
+
+
+@contextmanager
+def stream_logged(name: str, settings: Settings, log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`stream_process` writing to `log_file`, and able to import `tests.support` (e.g. a test responder)."""
+    env = settings.child_env(PYTHONPATH=str(processes.REPO))
+    with processes.background(stream_argv(name), log_file, env, max_lifetime_s=600.0, grace_s=10.0) as proc:
+        yield proc
 
 
 class Bus:
