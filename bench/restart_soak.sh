@@ -1,7 +1,7 @@
 #!/bin/sh
 # The SIGKILL-recovery test N times in a row (default 20) while two busy loops keep both cores loaded.
-# 15 to 30 s a run on two loaded cores (about 8 minutes for 20): too long for every CI run, so the
-# normal suite (`make test`) runs it once and CI runs this once a day or before a release.
+# 15 to 30 s a run on two loaded cores (about 6 to 8 minutes for 20): too long for every test run, so
+# `make test` runs it once and CI (.ci/run) runs this loop once, after `make test`.
 # Exit status: pytest's (0: all runs passed).
 set -u
 runs=${1:-20}
