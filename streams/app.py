@@ -46,7 +46,8 @@ class StreamApp(Batches, StateWriter, Health):
         self.catalog = load_catalog()
         self.codec = Codec(self.catalog, self.settings)
         self.live = LiveConfig(self.settings.streams.live)
-        self.metrics = StreamMetrics(name)
+        self.metrics = StreamMetrics(name, tenant_idle_s=self.settings.streams.metrics_tenant_idle_s,
+                                     max_tenants=self.settings.streams.metrics_max_tenants)
         self.config_loaded = asyncio.Event()
         self.stall = StallDetector(self.settings.streams.stall_after_s)
         self.on_config: list[Callable[[], None]] = []
@@ -87,7 +88,12 @@ class StreamApp(Batches, StateWriter, Health):
             self.app.on_before_shutdown.connect(self._flush_spans)
         self.app.timer(interval=5.0)(self.check_readiness)
         self.app.timer(interval=15.0)(self.measure_dlq)
+        self.app.timer(interval=min(60.0, self.settings.streams.metrics_tenant_idle_s))(self.sweep_tenant_metrics)
         self.add_views()
+
+    async def sweep_tenant_metrics(self) -> None:
+        """Remove the metric series of tenants idle longer than SOMA_STREAMS_METRICS_TENANT_IDLE_S (an app timer)."""
+        self.metrics.sweep_tenants()
 
     @staticmethod
     async def _flush_spans(sender: Any, **kwargs: Any) -> None:
