@@ -26,6 +26,7 @@ from soma.observability.logs import logging_dict_config
 from soma.observability.readiness import Readiness
 from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings, load_settings
+from soma.settings.sections import RECORD_FRAMING_BYTES
 from streams.logic.stall import StallDetector
 from streams.runtime.auth import faust_credentials
 from streams.runtime.batches import Batches
@@ -67,6 +68,8 @@ class StreamApp(Batches, StateWriter, Health):
             topic_allow_declare=True,
             processing_guarantee="at_least_once",
             producer_acks=-1,
+            # aiokafka counts batch framing in a record's size: leave room so prepare()'s size check decides
+            producer_max_request_size=s.kafka.max_message_bytes + RECORD_FRAMING_BYTES,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
             broker_session_timeout=s.streams.session_timeout_s,

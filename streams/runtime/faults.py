@@ -10,7 +10,7 @@ classifies PostgreSQL errors itself, by SQLSTATE (`streams.storage.sqlstate`).
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -23,6 +23,7 @@ from streams.errors import InvalidInput, RefusedWrite
 INFRASTRUCTURE: tuple[type[BaseException], ...] = (
     InfrastructureUnavailable,  # soma's own "cannot reach Kafka/PostgreSQL/Redis"
     KafkaError,  # aiokafka: the producer or consumer lost the broker, a delivery not acknowledged
+    # (except MessageSizeTooLargeError raised by the producer before sending: the record's own size)
     RedisConnectionError, RedisTimeoutError,
     OperationalError, InterfaceError,  # SQLAlchemy: the database connection failed
     ConnectionError,  # a socket refused or reset
@@ -39,12 +40,12 @@ REASONS = (DECODE, VALIDATION, TOO_LARGE, REFUSED, PROCESSING)
 
 def is_infrastructure(exc: BaseException) -> bool:
     """True for the faults that stop the process; every other exception is the record's."""
-    return isinstance(exc, INFRASTRUCTURE)
+    return isinstance(exc, INFRASTRUCTURE) and not isinstance(exc, MessageSizeTooLargeError)
 
 
 def reason_of(exc: BaseException) -> str:
     """The DLQ reason of a record's own failure."""
-    if isinstance(exc, RecordTooLarge):
+    if isinstance(exc, RecordTooLarge | MessageSizeTooLargeError):
         return TOO_LARGE
     if isinstance(exc, RefusedWrite):
         return REFUSED

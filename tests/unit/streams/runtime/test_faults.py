@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
@@ -41,6 +41,7 @@ def test_infrastructure_faults_stop_the_process(exc: Exception) -> None:
     (InvalidInput("confidence must be finite"), VALIDATION),
     (JsonLimitExceeded("arguments_json: JSON too deeply nested"), VALIDATION),
     (RecordTooLarge("memory.writes: record of 2000000 bytes"), TOO_LARGE),
+    (MessageSizeTooLargeError("The message is 2000000 bytes"), TOO_LARGE),
     (RefusedWrite("PostgreSQL refused the write (SQLSTATE 22P05)"), REFUSED),
     (EventValidationError("tool.results: field 'x'"), PROCESSING),
 ])
