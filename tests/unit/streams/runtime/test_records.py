@@ -18,27 +18,15 @@ from streams.logic.output import Output
 from streams.runtime.metrics import StreamMetrics
 from streams.runtime.records import Incoming, Records, header_tenant, headers_of
 from tests.support.samples import sample
+from tests.unit.streams.conftest import FakeProducer
 
 
-class Producer:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int, timestamp: Any,
-                   headers: Any) -> asyncio.Future[None]:
-        self.sent.append({"topic": topic, "key": key, "value": value, "headers": dict(headers),
-                          "size": record_size(key, value, headers)})
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-
-def records() -> tuple[Records, Producer]:
+def records() -> tuple[Records, FakeProducer]:
     stream = Records()
     stream.name, stream.settings, stream.catalog = "unit", load_settings(topic_prefix="unit."), load_catalog()
     stream.codec, stream.metrics, stream.tracer = Codec(stream.catalog, stream.settings), StreamMetrics("unit"), None
     stream.logical = {stream.settings.topic_name(t): t for t in stream.catalog.topics}
-    producer = Producer()
+    producer = FakeProducer()
     stream.app = SimpleNamespace(producer=producer)
     return stream, producer
 
@@ -49,7 +37,7 @@ def event(stream: Records, topic: str, value: bytes | None, headers: Any, key: b
     return SimpleNamespace(message=message)
 
 
-def dead_letters(stream: Records, producer: Producer) -> list[dict[str, Any]]:
+def dead_letters(stream: Records, producer: FakeProducer) -> list[dict[str, Any]]:
     return [stream.codec.decode("dlq", s["value"]) for s in producer.sent if s["topic"] == "unit.dlq"]
 
 
