@@ -62,11 +62,12 @@ class ConfigMirror(Emitter):
             return  # a tombstone
         try:
             update = self.codec.decode("config_updates", raw)
-        except SomaError as exc:
-            log.warning("%s: undecodable config update at offset %d: %s", self.name, offset, exc)
+            decision = self.live.apply(update)
+        except Exception as exc:  # one bad update never stops the mirror (and with it the stream)
+            log.warning("%s: unusable config update at offset %d: %s: %s", self.name, offset, type(exc).__name__,
+                        exc)
             self.metrics.config_rejected.labels("?").inc()
             return
-        decision = self.live.apply(update)
         if decision.accepted:
             log.info("%s: config %s (tenant %s) = %r, version %s", self.name, decision.name,
                      decision.scope or "*", update.get("value"), update.get("version"))
