@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import accumulate
 from typing import Any
 
 from soma.errors import EventValidationError
@@ -18,8 +19,9 @@ from soma.errors import EventValidationError
 MAX_DEPTH = 64  # nesting levels of arrays and objects together
 MAX_BYTES = 1_000_000  # UTF-8 bytes of the text (the platform's record size limit)
 
-# A JSON string (escapes included) or one bracket: strings are matched whole, so brackets inside them do not count.
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# A JSON string, escapes included: removed before counting, so brackets inside strings do not count.
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 class JsonLimitExceeded(EventValidationError):
@@ -30,15 +32,8 @@ def nesting_depth(text: str) -> int:
     """The deepest nesting of arrays and objects in `text` (brackets inside strings not counted)."""
     if text.count("[") + text.count("{") == 0:
         return 0
-    depth = deepest = 0
-    for match in _TOKENS.finditer(text):
-        token = match.group()
-        if token in ("[", "{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif token in ("]", "}"):
-            depth = max(0, depth - 1)
-    return deepest
+    brackets = "".join(re.findall(r"[\[\]{}]", _STRINGS.sub("", text)))
+    return max(0, max(accumulate(_STEP[ord(c)] for c in brackets), default=0))
 
 
 def check_json_limits(text: str | bytes, field: str, *, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_BYTES) -> str:

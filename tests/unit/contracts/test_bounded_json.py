@@ -70,3 +70,10 @@ def test_a_megabyte_is_checked_quickly() -> None:
     started = time.perf_counter()
     check_json_limits(text, "f")
     assert time.perf_counter() - started < 2.0  # generous: a busy 2-core machine
+
+
+def test_closing_brackets_first_cannot_hide_a_deep_nesting() -> None:
+    with pytest.raises(JsonLimitExceeded, match="too deeply nested"):
+        loads_bounded("]" * 100 + "[" * 1_000, "f")
+    with pytest.raises(ValueError, match="Expecting value"):  # the parser stops at the first "]": no recursion
+        loads_bounded("]" * 1_000 + "[" * 1_000, "f")
