@@ -34,6 +34,9 @@ from streams.runtime.faust_worker import StreamWorker
 from streams.runtime.health import Health
 from streams.runtime.metrics import StreamMetrics
 from streams.runtime.state import StateWriter
+from streams.runtime.tolerant_records import install as read_non_utf8_header_names
+
+read_non_utf8_header_names()  # one record's bad header name must not kill the consumer (see the module)
 
 
 class StreamApp(Batches, StateWriter, Health):

@@ -114,6 +114,49 @@ def test_a_tenant_header_that_is_not_utf8_neither_stops_nor_blocks_the_stream(
     assert dead.value["headers"]["tenant"] == b"\xc3\x28"
 
 
+RAW_HEADER_PRODUCER = """
+import asyncio, sys
+from aiokafka import AIOKafkaProducer
+
+class RawName(str):  # written by the pure-Python record builder as bytes that are not UTF-8
+    def encode(self, *args, **kwargs):
+        return b"\\xff\\xfe"
+
+async def main(bootstrap, topic, key, value):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        sent = await producer.send(topic, bytes.fromhex(value), key=bytes.fromhex(key),
+                                   headers=[(RawName("x"), b"h"), ("tenant", b"\\xff")])
+        await sent
+    finally:
+        await producer.stop()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def test_a_header_name_that_is_not_utf8_does_not_kill_the_consumer(
+    settings_: Settings, bus: Bus, alive: None,
+) -> None:
+    import os
+    import sys
+
+    tenant = _tenant("hname")
+    good = prepare(bus.catalog, bus.codec, settings_, "tool.requests", _request(tenant, "c1", '{"x": 2}'),
+                   tenant=tenant)
+    produced = subprocess.run(
+        [sys.executable, "-c", RAW_HEADER_PRODUCER, settings_.kafka.bootstrap, settings_.topic_name("tool.requests"),
+         good.key.hex(), good.value.hex()],
+        env={**os.environ, "AIOKAFKA_NO_EXTENSIONS": "1"}, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert produced.returncode == 0, produced.stderr
+    other = _tenant("after")
+    bus.send("tool.requests", _request(other, "c2", '{"y": 3}'), other)
+    for who in (tenant, other):
+        assert bus.collect("tool.results", lambda r: len(r) >= 1, keep=_of(who))[0].value["status"] == "ok"
+
+
 def _message(tenant: str, seq: int, content: str) -> dict[str, Any]:
     return {"tenant_id": tenant, "session_id": "s", "sequence": seq, "role": "user", "content": content,
             "tool_calls": None}
