@@ -7,7 +7,9 @@ test; each test uses its own tenants (and unique keys for records whose tenant h
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -72,6 +74,12 @@ def _request(tenant: str, call: str, arguments_json: str, tool: str = "echo") ->
             "timeout_ms": 2000, "requested_by": "m"}
 
 
+def _prepared_request(bus: Bus, tenant: str, arguments_json: str) -> Any:
+    """A valid tool request as the bytes a producer sends (to write it with headers of our own)."""
+    return prepare(bus.catalog, bus.codec, bus.settings, "tool.requests", _request(tenant, "c1", arguments_json),
+                   tenant=tenant)
+
+
 def _dead(bus: Bus, keep: Any, timeout_s: float = 60) -> ConsumedEvent:
     return bus.collect("dlq", lambda d: len(d) >= 1, keep=keep, timeout_s=timeout_s)[0]
 
@@ -97,8 +105,7 @@ def test_a_tenant_header_that_is_not_utf8_neither_stops_nor_blocks_the_stream(
     settings_: Settings, bus: Bus, alive: None,
 ) -> None:
     tenant = _tenant("hdr")
-    good = prepare(bus.catalog, bus.codec, settings_, "tool.requests", _request(tenant, "c1", '{"x": 1}'),
-                   tenant=tenant)
+    good = _prepared_request(bus, tenant, '{"x": 1}')
     poison_key = f"poison-{uuid.uuid4().hex}".encode()
     producer = kafka_producer(settings_)
     topic = settings_.topic_name("tool.requests")
@@ -139,12 +146,8 @@ asyncio.run(main(*sys.argv[1:]))
 def test_a_header_name_that_is_not_utf8_does_not_kill_the_consumer(
     settings_: Settings, bus: Bus, alive: None,
 ) -> None:
-    import os
-    import sys
-
     tenant = _tenant("hname")
-    good = prepare(bus.catalog, bus.codec, settings_, "tool.requests", _request(tenant, "c1", '{"x": 2}'),
-                   tenant=tenant)
+    good = _prepared_request(bus, tenant, '{"x": 2}')
     produced = subprocess.run(
         [sys.executable, "-c", RAW_HEADER_PRODUCER, settings_.kafka.bootstrap, settings_.topic_name("tool.requests"),
          good.key.hex(), good.value.hex()],
