@@ -27,6 +27,7 @@ from soma.observability.logs import logging_dict_config
 from soma.observability.readiness import Readiness
 from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings, load_settings
+from soma.settings.sections import RECORD_FRAMING_BYTES
 from streams.logic.stall import StallDetector
 from streams.runtime.auth import faust_credentials
 from streams.runtime.batches import Batches
@@ -35,6 +36,9 @@ from streams.runtime.health import Health
 from streams.runtime.metrics import StreamMetrics
 from streams.runtime.recovery import StreamTableManager
 from streams.runtime.state import StateWriter
+from streams.runtime.tolerant_records import install as read_non_utf8_header_names
+
+read_non_utf8_header_names()  # one record's bad header name must not kill the consumer (see the module)
 
 
 class StreamApp(Batches, StateWriter, Health):
@@ -48,7 +52,8 @@ class StreamApp(Batches, StateWriter, Health):
         self.catalog = load_catalog()
         self.codec = Codec(self.catalog, self.settings)
         self.live = LiveConfig(self.settings.streams.live)
-        self.metrics = StreamMetrics(name)
+        self.metrics = StreamMetrics(name, tenant_idle_s=self.settings.streams.metrics_tenant_idle_s,
+                                     max_tenants=self.settings.streams.metrics_max_tenants)
         self.config_loaded = asyncio.Event()
         self.stall = StallDetector(self.settings.streams.stall_after_s)
         self.on_config: list[Callable[[], None]] = []
@@ -68,6 +73,8 @@ class StreamApp(Batches, StateWriter, Health):
             topic_allow_declare=True,
             processing_guarantee="at_least_once",
             producer_acks=-1,
+            # aiokafka counts batch framing in a record's size: leave room so prepare()'s size check decides
+            producer_max_request_size=s.kafka.max_message_bytes + RECORD_FRAMING_BYTES,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
             broker_session_timeout=s.streams.session_timeout_s,
@@ -90,7 +97,12 @@ class StreamApp(Batches, StateWriter, Health):
             self.app.on_before_shutdown.connect(self._flush_spans)
         self.app.timer(interval=5.0)(self.check_readiness)
         self.app.timer(interval=15.0)(self.measure_dlq)
+        self.app.timer(interval=min(60.0, self.settings.streams.metrics_tenant_idle_s))(self.sweep_tenant_metrics)
         self.add_views()
+
+    async def sweep_tenant_metrics(self) -> None:
+        """Remove the metric series of tenants idle longer than SOMA_STREAMS_METRICS_TENANT_IDLE_S (an app timer)."""
+        self.metrics.sweep_tenants()
 
     @staticmethod
     async def _flush_spans(sender: Any, **kwargs: Any) -> None:

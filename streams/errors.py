@@ -19,3 +19,7 @@ class ToolRegistryError(StreamError):
 
 class ResponderError(StreamError):
     """The configured responder could not be loaded."""
+
+
+class RefusedWrite(InvalidInput):
+    """PostgreSQL refused a replica write for the record's own reasons (SQLSTATE class 22 or 23)."""

@@ -19,8 +19,10 @@ from soma.contracts.ids import derive_id
 from streams.app import StreamApp
 from streams.logic.integrate import IntegratorParams, IntegratorState, commit, propose
 from streams.logic.output import Output
+from streams.runtime.emit import Prepared
+from streams.runtime.faults import is_infrastructure
 from streams.runtime.opa import LeaderPolicy
-from streams.runtime.records import RECORD_FAULTS, Incoming
+from streams.runtime.records import Incoming
 from streams.runtime.state import StagedStates
 
 stream = StreamApp("integrator", ["cog.predictor_updates"], needs=("redis", "opa"))
@@ -55,8 +57,11 @@ def params_for(tenant: str) -> IntegratorParams | None:
 
 async def fold(
     record: Incoming, states: StagedStates[IntegratorState], batch_params: dict[str, IntegratorParams | None],
-) -> tuple[Output, dict[str, Any]] | None:
-    """Apply one update to the batch's working states; the frame to emit (as output and as fields)."""
+) -> tuple[Prepared, dict[str, Any]] | None:
+    """Apply one update to the batch's working states; the frame to emit (prepared, and as fields).
+
+    The frame is prepared (validated, encoded, within the topic's size limit) before the state is
+    staged: an update whose frame is refused changes nothing and is dead-lettered by the caller."""
     tenant = record.tenant
     if tenant not in batch_params:  # live config changes between batches, not within one
         batch_params[tenant] = params_for(tenant)
@@ -77,13 +82,14 @@ async def fold(
         )
         allowed = answer.allowed
     new_state, fields = commit(state, proposal, allowed)
-    states.put(tenant, new_state, record.partition)
     frame = {"event_id": derive_id(record.event_id, "frame"), "occurred_at": record.value["occurred_at"], **fields}
+    (prepared,) = stream.prepare_outputs([Output("cog.global_frame", frame, tenant)])
+    states.put(tenant, new_state, record.partition)
     if frame["vetoed"]:
-        stream.metrics.vetoes.labels(tenant).inc()
+        stream.metrics.tenant_child(stream.metrics.vetoes, tenant).inc()
     elif proposal.leader_changes:
-        stream.metrics.leader_switches.labels(tenant).inc()
-    return Output("cog.global_frame", frame, tenant), frame
+        stream.metrics.tenant_child(stream.metrics.leader_switches, tenant).inc()
+    return prepared, frame
 
 
 async def process(batch: list[Incoming]) -> None:
@@ -93,14 +99,16 @@ async def process(batch: list[Incoming]) -> None:
     restart never skips an input whose frame was lost; one broker round trip per batch.
     """
     states = StagedStates(tenants, IntegratorState.from_dict)
-    outputs: list[Output] = []
+    outputs: list[Prepared] = []
     latest: dict[str, dict[str, Any]] = {}
     batch_params: dict[str, IntegratorParams | None] = {}
     for record in batch:
         try:
             with stream.log_context(record):
                 result = await fold(record, states, batch_params)
-        except RECORD_FAULTS as exc:
+        except Exception as exc:
+            if is_infrastructure(exc):
+                raise
             await stream.reject(record, exc)
             continue
         if result is not None:
@@ -108,11 +116,11 @@ async def process(batch: list[Incoming]) -> None:
             latest[record.tenant] = result[1]
     if not outputs:
         return
-    for future in await stream.send(outputs):
+    for future in await stream.send_prepared(outputs):
         await future
     async with _redis_client().pipeline(transaction=False) as pipe:
         for tenant, frame in latest.items():
-            stream.metrics.entropy.labels(tenant).set(frame["entropy"])
+            stream.metrics.tenant_child(stream.metrics.entropy, tenant).set(frame["entropy"])
             cached = stream.codec.to_json("cog.global_frame", {**frame, "tenant_id": tenant})
             pipe.set(f"global_frame:{tenant}", json.dumps(cached, sort_keys=True),
                      ex=stream.settings.streams.integrator_frame_ttl_s)
@@ -120,7 +128,7 @@ async def process(batch: list[Incoming]) -> None:
     await stream.write_states(states)
     now = time.time()
     for out in outputs:
-        occurred = out.event["occurred_at"]
+        occurred = out.out.event["occurred_at"]
         if hasattr(occurred, "timestamp"):
             stream.metrics.frame_latency.observe(max(0.0, now - occurred.timestamp()))
 

@@ -3,8 +3,10 @@
 Run: `faust -A streams.replicator worker`. Records are taken in small batches and applied in
 one transaction (in order). While PostgreSQL is unreachable the agent retries the same batch
 with exponential backoff and does not move on, so its offsets are not committed; a record that
-fails for its own reasons (invalid payload, a value the table refuses) goes to the DLQ: a
-refused batch is applied again record by record to find it. Reports replica lag (now -
+fails for its own reasons (invalid payload, `payload_json` too large or too deeply nested, a
+value the table refuses: SQLSTATE class 22 or 23) goes to the DLQ: a refused batch is applied
+again record by record to find it. Every other database error (connection lost, read-only
+standby, missing grant, serialization failure) is retried with backoff, never dead-lettered. Reports replica lag (now -
 occurred_at of the last applied write) and the DLQ count.
 """
 
@@ -17,16 +19,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from soma.backoff import Backoff
 from soma.clients import database_engine
 from soma.errors import first_line
 from soma.observability import telemetry
 from streams.app import StreamApp
-from streams.errors import InvalidInput
+from streams.errors import RefusedWrite
+from streams.runtime.faults import is_infrastructure
 from streams.runtime.records import Incoming
 from streams.storage.replica import apply_write, apply_writes, row_for
+from streams.storage.sqlstate import sqlstate_of, verdict
 
 stream = StreamApp("replicator", ["memory.writes"], needs=("postgresql",), tables=("memory_replica",))
 app = stream.app
@@ -42,9 +46,11 @@ T = TypeVar("T")
 
 
 async def _until_database_answers(write: Callable[[], T], tenant: str | None) -> T:
-    """Run `write` in a thread, retrying with backoff while PostgreSQL is unreachable.
+    """Run `write` in a thread, retrying with backoff while the database cannot take it.
 
-    A value the database refuses is the record's own fault: InvalidInput (dead-lettered by the caller).
+    Classified by SQLSTATE (`streams.storage.sqlstate`): a data or constraint error is the record's
+    own fault, `RefusedWrite` (dead-lettered by the caller); everything else (connection lost,
+    read-only standby, missing grant, serialization failure, ...) is retried, never dead-lettered.
     """
     backoff = Backoff(stream.settings.streams.replicator_retry_base_s, stream.settings.streams.replicator_retry_max_s)
     while True:
@@ -53,14 +59,16 @@ async def _until_database_answers(write: Callable[[], T], tenant: str | None) ->
             with telemetry.current_span(stream.tracer, "upsert memory_replica", kind=SpanKind.CLIENT,
                                         attributes=attributes):
                 return await asyncio.to_thread(write)
-        except (OperationalError, InterfaceError) as exc:
+        except DBAPIError as exc:
+            code = sqlstate_of(exc)
+            if verdict(exc) == "record":
+                why = f"PostgreSQL refused the write (SQLSTATE {code or 'none'}): {first_line(exc)}"
+                raise RefusedWrite(why) from exc
             stream.metrics.db_retries.inc()
             delay = backoff.failed()
-            log.warning("replicator: PostgreSQL unavailable (%s); retrying in %.1fs",
-                        first_line(exc), delay)
+            log.warning("replicator: PostgreSQL cannot take the write (SQLSTATE %s: %s); retrying in %.1fs",
+                        code or "none", first_line(exc), delay)
             await asyncio.sleep(delay)
-        except DBAPIError as exc:
-            raise InvalidInput(f"database refused the write: {first_line(exc)}") from exc
 
 
 def _applied(rows: Sequence[Mapping[str, Any]], applied: Sequence[bool]) -> None:
@@ -68,7 +76,7 @@ def _applied(rows: Sequence[Mapping[str, Any]], applied: Sequence[bool]) -> None
     latest = {row["tenant_id"]: row["last_occurred_at"] for row in rows}  # each tenant's last applied write
     now = time.time()
     for tenant, occurred in latest.items():
-        stream.metrics.replica_lag.labels(tenant).set(max(0.0, now - occurred.timestamp()))
+        stream.metrics.tenant_child(stream.metrics.replica_lag, tenant).set(max(0.0, now - occurred.timestamp()))
 
 
 async def handle(record: Incoming) -> None:
@@ -94,7 +102,9 @@ async def apply_batch(records: Sequence[Incoming]) -> None:
         with stream.processing(valid):
             applied = await _until_database_answers(lambda: apply_writes(engine, rows),
                                                     rows[0]["tenant_id"] if len(rows) == 1 else None)
-    except InvalidInput:
+    except Exception as exc:  # one of them is refused: apply them one by one to dead-letter just that one
+        if is_infrastructure(exc):
+            raise
         for record in valid:
             await stream.handle_traced(record, handle)
         return

@@ -63,7 +63,7 @@ async def handle(record: Incoming) -> None:
         outputs.append(Output("cog.segments", {
             "event_id": segment_id, "segment_id": segment_id, "occurred_at": occurred, **fields,
         }, tenant))
-        stream.metrics.segments.labels(fields["boundary_kind"], tenant).inc()
+        stream.metrics.tenant_child(stream.metrics.segments, tenant, fields["boundary_kind"]).inc()
     await stream.emit(outputs, cause=record)
     await stream.write_state(tenants, record.partition, {tenant: new_state.to_dict()})
 

@@ -4,7 +4,10 @@ Run: `faust -A streams.tools worker`. The agent takes requests in small batches 
 `TOOLS_CONCURRENCY` at start-up) and runs a batch's calls concurrently, limited by the live
 `TOOLS_CONCURRENCY`; Faust acknowledges a batch's offsets only after every call of the batch
 finished and its result was delivered, so a committed offset never passes an in-flight call.
-An unknown tool, bad arguments, a tool's exception or a timeout all become results.
+An unknown tool, bad arguments, a tool's exception or a timeout all become results; arguments
+too large or too deeply nested to parse (`soma.contracts.bounded_json`) send the request to the
+DLQ with that reason, as does any other failure of its own (the stream goes on). The
+`soma_tools_calls_total` metric counts unknown tool names as `tool="other"`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import functools
 from typing import Any
 
 from soma.contracts.ids import derive_id
+from soma.contracts.limits import RecordTooLarge
 from streams.app import StreamApp
 from streams.logic.output import Output
 from streams.logic.tools import ToolRegistry, run_tool
@@ -30,8 +34,9 @@ async def handle(record: Incoming, limit: asyncio.Semaphore) -> None:
     timeout_s = min(int(request["timeout_ms"]) / 1000.0, stream.settings.streams.tools_max_timeout_s)
     async with limit:
         outcome = await run_tool(registry, str(request["tool"]), str(request["arguments_json"]), timeout_s)
-    stream.metrics.tool_calls.labels(str(request["tool"]), outcome.status, record.tenant).inc()
-    await stream.emit([Output("tool.results", {
+    stream.metrics.tenant_child(stream.metrics.tool_calls, record.tenant, registry.label(str(request["tool"])),
+                                outcome.status).inc()
+    result = {
         "event_id": derive_id(record.event_id, "result"),
         "occurred_at": request["occurred_at"],
         "session_id": request["session_id"],
@@ -41,7 +46,13 @@ async def handle(record: Incoming, limit: asyncio.Semaphore) -> None:
         "output": outcome.output,
         "error": outcome.error,
         "duration_ms": outcome.duration_ms,
-    }, record.tenant)], cause=record)
+    }
+    try:
+        prepared = stream.prepare_outputs([Output("tool.results", result, record.tenant)], cause=record)
+    except RecordTooLarge as exc:  # the caller still gets an answer: an error result instead of the output
+        result |= {"status": "error", "output": None, "error": f"result too large: {exc}"}
+        prepared = stream.prepare_outputs([Output("tool.results", result, record.tenant)], cause=record)
+    await stream.emit_prepared(prepared)
 
 
 async def execute_batch(records: list[Incoming]) -> None:

@@ -185,6 +185,14 @@ class StreamsSettings(Section):
     dedupe_window: int = Field(
         256, ge=1, le=100_000, description="Recent input event ids kept per state key to drop duplicates."
     )
+    metrics_tenant_idle_s: float = Field(
+        3600.0, gt=0,
+        description="A tenant's metric series in a stream are removed after it has been idle this long.",
+    )
+    metrics_max_tenants: int = Field(
+        1000, ge=1, le=100_000,
+        description="Most tenants with their own metric series in one stream process; more are counted as other.",
+    )
     integrator_frame_ttl_s: int = Field(
         3600, ge=1, validation_alias=own("integrator_frame_ttl_s"),
         description="TTL of the global_frame:{tenant} key the integrator writes to Redis.",

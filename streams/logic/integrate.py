@@ -2,7 +2,9 @@
 
 `propose(state, update, params)` computes the next frame without deciding a veto; the agent
 asks the policy (OPA) only when the proposal changes the leader, then `commit(state, proposal,
-allowed)` gives the new state and the frame to emit.
+allowed)` gives the new state and the frame to emit. A tenant's state is bounded: at most
+`MAX_DOMAINS` domains (an update naming one more is refused, `InvalidInput`: dead-lettered) and
+the dedupe window of ids.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from streams.errors import InvalidInput
 from streams.logic.ids import remember
 
 MIN_TEMPERATURE = 1e-9
+MAX_DOMAINS = 256  # domains one tenant's state (and frame) holds; an update naming one more is refused
 
 
 def softmax(scores: Mapping[str, float], temperature: float) -> dict[str, float]:
@@ -102,6 +105,8 @@ def propose(
     if not math.isfinite(confidence):
         raise InvalidInput(f"confidence must be finite, got {confidence!r}")
     domain = str(update["domain"])
+    if domain not in state.smoothed and len(state.smoothed) >= MAX_DOMAINS:
+        raise InvalidInput(f"domain {domain[:100]!r} refused: the tenant already has {MAX_DOMAINS} domains")
     smoothed = dict(state.smoothed)
     smoothed[domain] = ema(smoothed.get(domain), confidence, params.alpha)
     weights = softmax(smoothed, params.temperature)

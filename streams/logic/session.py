@@ -7,6 +7,11 @@ the responder's reply when one is given. `on_tool_result` turns a ToolResult for
 call into the role=tool ChatMessage that carries it back into the session. An input whose
 event id the session has seen changes nothing and emits nothing: its outputs were delivered
 before the state that records it was written.
+
+A session's state is bounded: `seen` by the dedupe window, `pending` by `MAX_PENDING_CALLS` (a
+message whose tool calls would pass it is refused with `InvalidInput`, so it is dead-lettered).
+The memory write's `payload_json` is UTF-8 JSON (`ensure_ascii=False`): a CJK message is not
+doubled by `\\uXXXX` escapes on its way to `memory.writes`.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from soma.contracts.ids import derive_id
+from streams.errors import InvalidInput
 from streams.logic.ids import remember
 from streams.logic.output import Output
+
+MAX_PENDING_CALLS = 256  # tool calls of one session awaiting their results
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,7 @@ def _memory_write(msg: Mapping[str, Any], message_count: int) -> Output:
         "memory_key": f"chat:{msg['session_id']}:{int(msg['sequence']):012d}",
         "session_id": msg["session_id"],
         "operation": "upsert",
-        "payload_json": json.dumps(payload, sort_keys=True, default=str),
+        "payload_json": json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False),
         "source_event_id": msg["event_id"],
     })
 
@@ -93,6 +101,8 @@ def on_message(
     if msg["role"] in ("user", "assistant"):
         for call in msg.get("tool_calls") or []:
             pending[call["call_id"]] = {"tool": call["tool"], "requested_by": event_id}
+            if len(pending) > MAX_PENDING_CALLS:
+                raise InvalidInput(f"session {msg['session_id']!r}: more than {MAX_PENDING_CALLS} tool calls pending")
             outputs.append(Output("tool.requests", {
                 "event_id": derive_id(event_id, f"tool:{call['call_id']}"),
                 "occurred_at": msg["occurred_at"],

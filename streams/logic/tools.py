@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from soma.contracts.bounded_json import loads_bounded
 from streams.errors import ToolRegistryError
 
 Tool = Callable[[Mapping[str, Any]], Any]  # sync or async; returns something JSON-serialisable
@@ -53,6 +54,10 @@ class ToolRegistry:
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 
+    def label(self, name: str) -> str:
+        """The metric label of a requested tool: its name when registered, else `other` (bounded)."""
+        return name if name in self._tools else "other"
+
     def names(self) -> list[str]:
         return sorted(self._tools)
 
@@ -80,7 +85,8 @@ class ToolOutcome:
 
 
 async def run_tool(registry: ToolRegistry, name: str, arguments_json: str, timeout_s: float) -> ToolOutcome:
-    """Run one tool within `timeout_s`; every failure becomes an outcome, never an exception."""
+    """Run one tool within `timeout_s`; every failure becomes an outcome, except arguments too large or too
+    deeply nested to parse (`JsonLimitExceeded`): the request is hostile and goes to the DLQ."""
     started = time.monotonic()
 
     def took() -> int:
@@ -90,7 +96,7 @@ async def run_tool(registry: ToolRegistry, name: str, arguments_json: str, timeo
     if tool is None:
         return ToolOutcome("error", None, f"unknown tool {name!r}", took())
     try:
-        args = json.loads(arguments_json or "{}")
+        args = loads_bounded(arguments_json or "{}", "arguments_json")
         if not isinstance(args, dict):
             raise ValueError("arguments must be a JSON object")
     except ValueError as exc:
@@ -106,7 +112,7 @@ async def run_tool(registry: ToolRegistry, name: str, arguments_json: str, timeo
     except Exception as exc:  # a tool's own failure is its result, not the executor's crash
         return ToolOutcome("error", None, f"{type(exc).__name__}: {exc}", took())
     try:
-        output = result if isinstance(result, str) else json.dumps(result, sort_keys=True)
+        output = result if isinstance(result, str) else json.dumps(result, sort_keys=True, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         return ToolOutcome("error", None, f"result is not JSON-serialisable: {exc}", took())
     return ToolOutcome("ok", output, None, took())

@@ -15,6 +15,7 @@ from typing import Any
 from soma.clients import aiokafka_reader
 from soma.contracts.ids import derive_id
 from soma.errors import SomaError
+from soma.live_config import field_for
 from streams.logic.output import Output
 from streams.runtime.core import log
 from streams.runtime.emit import Emitter
@@ -61,11 +62,12 @@ class ConfigMirror(Emitter):
             return  # a tombstone
         try:
             update = self.codec.decode("config_updates", raw)
-        except SomaError as exc:
-            log.warning("%s: undecodable config update at offset %d: %s", self.name, offset, exc)
+            decision = self.live.apply(update)
+        except Exception as exc:  # one bad update never stops the mirror (and with it the stream)
+            log.warning("%s: unusable config update at offset %d: %s: %s", self.name, offset, type(exc).__name__,
+                        exc)
             self.metrics.config_rejected.labels("?").inc()
             return
-        decision = self.live.apply(update)
         if decision.accepted:
             log.info("%s: config %s (tenant %s) = %r, version %s", self.name, decision.name,
                      decision.scope or "*", update.get("value"), update.get("version"))
@@ -75,7 +77,8 @@ class ConfigMirror(Emitter):
             return
         log.warning("%s: rejected config update %s (tenant %s, version %s): %s", self.name, decision.name,
                     decision.scope or "*", update.get("version"), decision.reason)
-        self.metrics.config_rejected.labels(decision.name).inc()
+        # bounded: a name that is not a live setting is counted as "other"
+        self.metrics.config_rejected.labels(decision.name if field_for(decision.name) else "other").inc()
         details = {"name": decision.name, "version": update.get("version"), "reason": decision.reason,
                    "update_event_id": update.get("event_id"), "stream": self.name}
         tenant = decision.scope or "_global"

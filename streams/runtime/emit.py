@@ -2,8 +2,10 @@
 
 Every output is built by `soma.contracts.events.prepare` and put on the partition
 `soma.contracts.partition.partition_for` gives its key (murmur2, as every Kafka client does).
-`send` only hands records to the producer; `acknowledged` waits for the broker, so a batch pays
-one round trip for all its outputs.
+`prepare_outputs` builds all the outputs of one input before any reaches the producer, so an
+output the catalog refuses (`RecordTooLarge` over its topic's size limit, a field) fails the
+input with nothing half-sent; `send_prepared` only hands records to the producer; `acknowledged`
+waits for the broker, so a batch pays one round trip for all its outputs.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 
-from soma.contracts.events import HEADER_TRACEPARENT, prepare
+from soma.contracts.events import HEADER_TRACEPARENT, OutgoingRecord, prepare
 from soma.contracts.partition import partition_for
-from soma.errors import SomaError
 from soma.observability import telemetry
 from streams.logic.output import Output
 from streams.runtime.core import StreamCore, log
@@ -26,33 +28,56 @@ if TYPE_CHECKING:  # records.py builds on this module
     from streams.runtime.records import Incoming
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An output validated and encoded (within its topic's size limit), not yet handed to the producer."""
+
+    out: Output
+    record: OutgoingRecord
+    tenant: str
+    span: Span | None  # its publish span (tracing on)
+
+
 class Emitter(StreamCore):
-    async def send(self, outputs: Sequence[Output], cause: Incoming | None = None) -> list[Awaitable[Any]]:
-        """Hand outputs to the producer (shared record builder); returns their delivery futures.
+    def prepare_outputs(self, outputs: Sequence[Output], cause: Incoming | None = None) -> list[Prepared]:
+        """Build every output (shared record builder); raises before anything is sent if one is refused.
 
         An output without a tenant takes its cause's."""
-        pending = []
+        prepared: list[Prepared] = []
         extra: dict[str, str] = {}
         if self.tracer is None and cause is not None and HEADER_TRACEPARENT in cause.headers:
             extra[HEADER_TRACEPARENT] = cause.headers[HEADER_TRACEPARENT].decode(errors="replace")
-        for out in outputs:
-            tenant = out.tenant if out.tenant is not None or cause is None else cause.tenant
-            if tenant is None:
-                raise ValueError(f"an output to {out.topic} has no tenant and no cause")
-            span = None
-            if self.tracer is not None:  # a publish span, child of the current (process) span
-                span = self.tracer.start_span(f"publish {out.topic}", kind=SpanKind.PRODUCER)
-                extra = telemetry.inject(span)
-            try:
-                record = prepare(self.catalog, self.codec, self.settings, out.topic, dict(out.event),
-                                 tenant=tenant, headers=extra)
-            except SomaError as exc:
-                if span is not None:
-                    telemetry.fail(span, exc)
-                    span.end()
-                raise
-            partitions = self.catalog.topic(out.topic).partitions
-            partition = partition_for(record.key, partitions)
+        try:
+            for out in outputs:
+                tenant = out.tenant if out.tenant is not None or cause is None else cause.tenant
+                if tenant is None:
+                    raise ValueError(f"an output to {out.topic} has no tenant and no cause")
+                span = None
+                if self.tracer is not None:  # a publish span, child of the current (process) span
+                    span = self.tracer.start_span(f"publish {out.topic}", kind=SpanKind.PRODUCER)
+                    extra = telemetry.inject(span)
+                try:
+                    record = prepare(self.catalog, self.codec, self.settings, out.topic, dict(out.event),
+                                     tenant=tenant, headers=extra)
+                except Exception as exc:
+                    if span is not None:
+                        telemetry.fail(span, exc)
+                        span.end()
+                    raise
+                prepared.append(Prepared(out, record, tenant, span))
+        except Exception:
+            for done in prepared:  # none of them is sent
+                if done.span is not None:
+                    done.span.end()
+            raise
+        return prepared
+
+    async def send_prepared(self, prepared: Sequence[Prepared]) -> list[Awaitable[Any]]:
+        """Hand prepared outputs to the producer; returns their delivery futures."""
+        pending = []
+        for item in prepared:
+            record, span = item.record, item.span
+            partition = partition_for(record.key, self.catalog.topic(item.out.topic).partitions)
             future = await self.app.producer.send(
                 record.physical_topic, record.key, record.value, partition, None, record.headers,
             )
@@ -60,21 +85,28 @@ class Emitter(StreamCore):
                 if span.is_recording():
                     session = record.event.get("session_id")
                     span.set_attributes(telemetry.messaging_attributes(
-                        "publish", record.physical_topic, partition=partition, key=record.key, tenant=tenant,
+                        "publish", record.physical_topic, partition=partition, key=record.key, tenant=item.tenant,
                         event_id=str(record.event["event_id"]), session_id=str(session) if session else None,
                     ))
                 telemetry.end_on_delivery(span, future)  # ends when the broker acknowledges, not at enqueue
             pending.append(future)
-            self.metrics.emitted.labels(out.topic, tenant).inc()
+            self.metrics.tenant_child(self.metrics.emitted, item.tenant, item.out.topic).inc()
         return pending
+
+    async def send(self, outputs: Sequence[Output], cause: Incoming | None = None) -> list[Awaitable[Any]]:
+        """`prepare_outputs` then `send_prepared`: all of the outputs are handed to the producer, or none."""
+        return await self.send_prepared(self.prepare_outputs(outputs, cause))
 
     async def emit(self, outputs: Sequence[Output], cause: Incoming | None = None) -> None:
         """Send outputs and wait until the broker has them all."""
-        for out, future in zip(outputs, await self.send(outputs, cause), strict=True):
+        await self.emit_prepared(self.prepare_outputs(outputs, cause))
+
+    async def emit_prepared(self, prepared: Sequence[Prepared]) -> None:
+        for item, future in zip(prepared, await self.send_prepared(prepared), strict=True):
             try:
                 await future
             except Exception:
-                self.metrics.publish_failures.labels(out.topic).inc()
+                self.metrics.publish_failures.labels(item.out.topic).inc()
                 raise
 
     async def acknowledged(self, futures: Sequence[Awaitable[Any]], what: str) -> None:

@@ -1,19 +1,26 @@
 """Prometheus metrics of one stream process (its own registry, served on the Faust web port).
 
 Every sample carries ``service="stream-<name>"`` (`soma.observability.metrics.ServiceRegistry`); metrics about
-events carry ``tenant`` (the record's ``tenant`` header, ``unknown`` when it has none).
+events carry ``tenant`` (the record's tenant, ``unknown`` when it has none), always as their last label and
+always through `tenant_child`, so the tenant series stay bounded (`streams.runtime.tenant_labels.TenantLabels`):
+at most `SOMA_STREAMS_METRICS_MAX_TENANTS` tenants at once (more are counted as ``other``), and a tenant's
+series are removed once it has been idle for `SOMA_STREAMS_METRICS_TENANT_IDLE_S` (`sweep_tenants`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from soma.observability.metrics import ServiceRegistry
+from streams.runtime.tenant_labels import TenantLabels
 
 
 class StreamMetrics:
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, *, tenant_idle_s: float = 3600.0, max_tenants: int = 1000) -> None:
         self.registry = ServiceRegistry(f"stream-{stream}")
+        self.tenants = TenantLabels(tenant_idle_s, max_tenants)
         r = self.registry
         self.processed = Counter("soma_stream_events_total", "Input events processed", ["topic", "tenant"],
                                  registry=r)
@@ -59,6 +66,14 @@ class StreamMetrics:
         self.tool_calls = Counter("soma_tools_calls_total", "Tool calls by status", ["tool", "status", "tenant"],
                                   registry=r)
         self._lag_series: set[tuple[str, str]] = set()
+
+    def tenant_child(self, metric: Any, tenant: str | None, *labels: str) -> Any:
+        """`metric.labels(*labels, <tenant label>)`: the series of a bounded tenant label, remembered for removal."""
+        return self.tenants.child(metric, tenant, *labels)
+
+    def sweep_tenants(self) -> list[str]:
+        """Remove every series of the tenants idle longer than the idle time; the tenants removed."""
+        return self.tenants.sweep()
 
     def set_consumer_lag(self, lags: dict[tuple[str, int], int]) -> None:
         """Per-partition lag of the current assignment; partitions no longer assigned are dropped."""

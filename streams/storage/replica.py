@@ -7,7 +7,6 @@ newer than the row's: a replayed or redelivered event (same id) changes nothing,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, MetaData
 from sqlalchemy.dialects.postgresql import JSONB, insert
 
+from soma.contracts.bounded_json import loads_bounded
 from streams.errors import InvalidInput
 
 NAMING = {
@@ -42,7 +42,8 @@ memory_replica = sa.Table(
 
 
 def row_for(write: Mapping[str, Any]) -> dict[str, Any]:
-    """The replica row of a decoded MemoryWrite; an unusable payload raises InvalidInput."""
+    """The replica row of a decoded MemoryWrite; an unusable payload raises InvalidInput (invalid JSON) or
+    `JsonLimitExceeded` (too large or too deeply nested for `soma.contracts.bounded_json`)."""
     operation = str(write["operation"])
     payload: Any = None
     if operation == "upsert":
@@ -50,7 +51,7 @@ def row_for(write: Mapping[str, Any]) -> dict[str, Any]:
         if text is None:
             raise InvalidInput("upsert without payload_json")
         try:
-            payload = json.loads(text)
+            payload = loads_bounded(text, "payload_json")
         except ValueError as exc:
             raise InvalidInput(f"payload_json is not JSON: {exc}") from exc
     occurred = write["occurred_at"]

@@ -81,3 +81,47 @@ def test_a_refused_batch_is_applied_record_by_record_and_only_the_culprit_is_dea
     asyncio.run(replicator.apply_batch(records))
     assert applied == ["a", "c"]
     assert dead == [3, 1]  # the bad payload at once, then the refused value found record by record
+
+
+class _Driver(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"driver error {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize("sqlstate", ["25006", "42501", "08006", "57P01", "40001"])
+def test_standby_grant_connection_and_serialization_errors_are_retried_never_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch, sqlstate: str,
+) -> None:
+    from sqlalchemy.exc import InternalError, ProgrammingError
+
+    import streams.replicator as replicator
+
+    calls = []
+    error = {"25006": InternalError, "42501": ProgrammingError}.get(sqlstate, OperationalError)
+
+    def failing_twice(engine: Any, row: Any) -> bool:
+        calls.append(row)
+        if len(calls) < 3:
+            raise error("INSERT", {}, _Driver(sqlstate))
+        return True
+
+    monkeypatch.setattr(replicator, "apply_write", failing_twice)
+    monkeypatch.setattr(replicator.stream, "settings",
+                        replicator.stream.settings.replace(replicator_retry_base_s=0.01))
+    asyncio.run(replicator.handle(_record()))
+    assert len(calls) == 3
+
+
+def test_a_data_error_with_its_sqlstate_is_refused_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.replicator as replicator
+    from streams.errors import RefusedWrite
+
+    def refuse(engine: Any, row: Any) -> bool:
+        raise DataError("INSERT", {}, _Driver("22P05"))
+
+    monkeypatch.setattr(replicator, "apply_write", refuse)
+    with pytest.raises(RefusedWrite, match=r"SQLSTATE 22P05"):
+        asyncio.run(replicator.handle(_record()))
+    with pytest.raises(Exception, match="payload_json: JSON too deeply nested"):
+        asyncio.run(replicator.handle(_record(payload_json="[" * 5_000 + "]" * 5_000)))

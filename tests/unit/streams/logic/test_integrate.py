@@ -132,3 +132,13 @@ def test_redelivery_is_caught_by_source_offset() -> None:
     assert state.applied_offset == 2
     assert propose(state, _update("e0", "a", 1.0), params, offset=0) is None  # id long out of the window
     assert propose(state, _update("e3", "a", 1.0), params, offset=3) is not None
+
+
+def test_a_tenants_domains_are_bounded() -> None:
+    from streams.logic.integrate import MAX_DOMAINS
+
+    state = IntegratorState(smoothed={f"d{i}": 0.0 for i in range(MAX_DOMAINS)})
+    params = IntegratorParams(alpha=0.5, temperature=1.0)
+    assert propose(state, _update("e1", "d0", 1.0), params) is not None  # a known domain still updates
+    with pytest.raises(InvalidInput, match=f"already has {MAX_DOMAINS} domains"):
+        propose(state, _update("e2", "one-more", 1.0), params)

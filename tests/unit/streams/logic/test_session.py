@@ -87,3 +87,26 @@ def test_wants_reply_waits_for_pending_tools() -> None:
     state, _ = on_message(SessionState(), msg("m1", 1, calls=[CALL]), window=10)
     assert not wants_reply(state, msg("m1", 1, calls=[CALL]))
     assert not wants_reply(state, msg("t", 2, role="tool"))
+
+
+def test_pending_tool_calls_of_a_session_are_bounded() -> None:
+    import pytest
+
+    from streams.errors import InvalidInput
+    from streams.logic.session import MAX_PENDING_CALLS
+
+    calls = [{"call_id": f"c{i}", "tool": "calc", "arguments_json": "{}"} for i in range(MAX_PENDING_CALLS)]
+    state, _ = on_message(SessionState(), msg("e1", 1, calls=calls), window=16)
+    assert len(state.pending) == MAX_PENDING_CALLS
+    with pytest.raises(InvalidInput, match=f"more than {MAX_PENDING_CALLS} tool calls pending"):
+        on_message(state, msg("e2", 2, calls=[{"call_id": "one-more", "tool": "calc", "arguments_json": "{}"}]),
+                   window=16)
+
+
+def test_the_memory_write_keeps_non_ascii_text_as_utf8() -> None:
+    cjk = "語" * 1000
+    _, outputs = on_message(SessionState(), msg("e1", 1, content=cjk), window=16)
+    payload_json = outputs[0].event["payload_json"]
+    assert cjk in payload_json  # not 6-byte \uXXXX escapes: the write stays about the message's size
+    assert json.loads(payload_json)["content"] == cjk
+    assert len(payload_json.encode()) < 3 * 1000 + 400

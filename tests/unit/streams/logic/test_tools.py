@@ -54,3 +54,26 @@ def test_plugins_hook() -> None:
     assert run("double", '{"n": 21}', registry=registry).output == "42"
     with pytest.raises(ToolRegistryError):
         registry.load_plugins("no.such.module:hook", use_entry_points=False)
+
+
+def test_arguments_nested_too_deeply_are_refused_for_the_dlq_not_a_recursion_error() -> None:
+    from soma.contracts.bounded_json import JsonLimitExceeded
+
+    registry = ToolRegistry()
+    with pytest.raises(JsonLimitExceeded, match="arguments_json: JSON too deeply nested"):
+        asyncio.run(run_tool(registry, "echo", "[" * 50_000 + "]" * 50_000, 1.0))
+    outcome = asyncio.run(run_tool(registry, "echo", "{not json", 1.0))
+    assert outcome.status == "error"
+    assert outcome.error is not None
+    assert outcome.error.startswith("invalid arguments")
+
+
+def test_unknown_tool_names_are_labelled_other() -> None:
+    registry = ToolRegistry()
+    assert registry.label("echo") == "echo"
+    assert registry.label("no-such-tool-" + "x" * 1000) == "other"
+
+
+def test_outputs_keep_non_ascii_text_as_utf8() -> None:
+    outcome = asyncio.run(run_tool(ToolRegistry(), "echo", '{"t": "語"}', 1.0))
+    assert outcome.output == '{"t": "語"}'

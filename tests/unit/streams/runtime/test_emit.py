@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
@@ -16,19 +15,7 @@ from streams.logic.output import Output
 from streams.runtime.emit import Emitter
 from streams.runtime.metrics import StreamMetrics
 from tests.support.samples import sample
-from tests.unit.streams.conftest import MakeRecord
-
-
-class FakeProducer:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def send(self, topic: str, key: bytes, value: bytes, partition: int, timestamp: Any,
-                   headers: Any) -> asyncio.Future[None]:
-        self.sent.append({"topic": topic, "key": key, "partition": partition, "headers": dict(headers)})
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+from tests.unit.streams.conftest import FakeProducer, MakeRecord
 
 
 def emitter() -> tuple[Emitter, FakeProducer]:
