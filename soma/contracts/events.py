@@ -19,6 +19,7 @@ from soma.clients import kafka_consumer, kafka_producer
 from soma.contracts.catalog import Catalog
 from soma.contracts.codec import Codec
 from soma.contracts.limits import check_record_size, record_size, size_limit
+from soma.contracts.tenants import check_tenant
 from soma.errors import EventValidationError, InfrastructureUnavailable, SomaError
 from soma.observability import telemetry
 from soma.settings import Settings, env_name
@@ -91,6 +92,7 @@ def prepare(
     `RecordTooLarge` when the record would exceed the topic's size limit.
     """
     spec = catalog.topic(topic)
+    check_tenant(tenant, topic)
     filled = codec.fill_defaults(topic, {**event, "tenant_id": event.get("tenant_id", tenant)})
     codec.reject_unknown_fields(topic, filled)
     if filled["tenant_id"] != tenant:

@@ -18,6 +18,7 @@ from typing import Any
 from soma.contracts.events import HEADER_TENANT
 from soma.contracts.ids import derive_id
 from soma.contracts.limits import RecordTooLarge, size_limit
+from soma.contracts.tenants import is_valid_tenant
 from soma.observability.logs import log_context
 from streams.logic.output import Output
 from streams.runtime.config_mirror import ConfigMirror
@@ -138,6 +139,8 @@ class Records(ConfigMirror, Tracing):
     ) -> None:
         """Send the DLQ record (cut down to fit the `dlq` topic when needed) and wait for the broker."""
         tenant = tenant or header_tenant(headers) or "unknown"
+        if not is_valid_tenant(tenant):  # the record's own tenant id is unusable: file it under "unknown"
+            tenant = "unknown"
         with log_context(tenant=tenant):
             log.warning("%s: dead-lettering %s[%d]@%d (%s): %s", self.name, topic, partition, offset, error_type,
                         error[:500])
