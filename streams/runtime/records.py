@@ -18,7 +18,7 @@ from typing import Any
 from soma.contracts.events import HEADER_TENANT
 from soma.contracts.ids import derive_id
 from soma.contracts.limits import RecordTooLarge, size_limit
-from soma.contracts.tenants import is_valid_tenant
+from soma.contracts.tenants import check_tenant, is_valid_tenant
 from soma.observability.logs import log_context
 from streams.logic.output import Output
 from streams.runtime.config_mirror import ConfigMirror
@@ -90,6 +90,7 @@ class Records(ConfigMirror, Tracing):
             value = self.codec.decode(topic, raw)
             if not isinstance(value.get("tenant_id"), str) or not isinstance(value.get("event_id"), str):
                 raise ValueError(f"{topic}: the record has no tenant_id or event_id")
+            check_tenant(value["tenant_id"], topic)  # the same rule as at the edge: no ':', space, control
         except Exception as exc:
             if is_infrastructure(exc):
                 raise

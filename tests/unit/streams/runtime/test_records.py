@@ -140,3 +140,15 @@ def test_outputs_are_all_built_before_any_is_sent() -> None:
     assert producer.sent == []
     record = prepare(stream.catalog, stream.codec, stream.settings, "tool.results", ok.event, tenant="acme")
     assert record.topic == "tool.results"
+
+
+def test_a_record_whose_tenant_id_is_unusable_is_dead_lettered_at_decode() -> None:
+    stream, producer = records()
+    value = stream.codec.encode("tool.requests", stream.codec.fill_defaults("tool.requests", {
+        "tenant_id": "acme corp", "session_id": "s", "call_id": "c", "tool": "calc", "arguments_json": "{}",
+        "requested_by": "m"}))
+    decoded = asyncio.run(stream.decode(event(stream, "tool.requests", value, [("tenant", b"acme corp")], key=b"k")))
+    assert decoded is None
+    (dead,) = dead_letters(stream, producer)
+    assert (dead["error_type"], dead["tenant_id"]) == ("decode", "unknown")
+    assert "tenant id 'acme corp'" in dead["error"]
