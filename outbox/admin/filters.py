@@ -17,15 +17,13 @@ from datetime import datetime
 
 from outbox.errors import InvalidFilter
 from outbox.models import STATUSES
+from soma.contracts.tenants import TENANT_RULE, is_valid_tenant
 from soma.times import as_utc
 
 MAX_TENANT_LENGTH = 200  # outbox_events.tenant_id
 MAX_ID = 2**63 - 1  # BIGINT
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-# A tenant id: no control characters, no space at either end (the same pattern is in the OpenAPI schema).
-TENANT_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
-_TENANT = re.compile(TENANT_PATTERN)
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{0,64}$"
 _CURSOR_PREFIX = "o1:"
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -54,8 +52,8 @@ def check_tenant(value: str | None, field: str = "tenant") -> str:
         raise InvalidFilter(field, "a tenant id is required")
     if len(value) > MAX_TENANT_LENGTH:
         raise InvalidFilter(field, f"longer than {MAX_TENANT_LENGTH} characters")
-    if not _TENANT.fullmatch(value):
-        raise InvalidFilter(field, "control characters or surrounding spaces are not allowed")
+    if not is_valid_tenant(value):  # the rule every writer follows (soma.contracts.tenants)
+        raise InvalidFilter(field, f"not a valid tenant id: {TENANT_RULE}")
     return value
 
 

@@ -8,9 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from outbox.admin.filters import MAX_TENANT_LENGTH, TENANT_PATTERN
+from outbox.admin.filters import MAX_TENANT_LENGTH
 from outbox.admin.queries import OutboxRow
 from outbox.models import Status
+from soma.contracts.tenants import TENANT_PATTERN
 
 Tenant = Annotated[
     str, Field(min_length=1, max_length=MAX_TENANT_LENGTH, pattern=TENANT_PATTERN, description="Tenant id.")

@@ -9,7 +9,9 @@ from soma.errors import EventValidationError
 
 TENANT_MAX = 200
 # Letters, digits and . _ @ - ; no ':' (the key separator), no space, no control character.
-_TENANT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]*")
+TENANT_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._@-]*$"  # also the admin API's OpenAPI pattern
+TENANT_RULE = "letters, digits and . _ @ - (no ':', space or control character)"
+_TENANT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]*")  # fullmatch: "$" would let a final newline in
 
 
 class InvalidTenant(EventValidationError):
@@ -28,7 +30,6 @@ def check_tenant(tenant: object, where: str) -> str:
         raise InvalidTenant(f"{where}: tenant id is {len(tenant)} characters long (at most {TENANT_MAX})")
     if not _TENANT.fullmatch(tenant):
         raise InvalidTenant(
-            f"{where}: tenant id {tenant[:60]!r} may hold only letters, digits and . _ @ - "
-            "(no ':', space or control character)"
+            f"{where}: tenant id {tenant[:60]!r} may hold only {TENANT_RULE}"
         )
     return tenant

@@ -6,76 +6,21 @@ stack is only used, never stopped. Every step is bounded; teardown kills leftove
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import text
-from sqlalchemy.schema import CreateSchema, DropSchema
 
 from soma.clients import database_engine, kafka_admin
 from soma.observability.logs import settings_secrets
 from soma.ops.processes import is_running
-from soma.ops.supervisor.state import Paths, PlatformState, read_state
+from soma.ops.supervisor.state import Paths
 from soma.settings import Settings
+from tests.support.detached import ADMIN_TOKEN, COMPONENTS, GRACE_S, platform_state
 from tests.support.procs import run_soma, wait_for
-from tests.support.streams import free_port_base
-
-GRACE_S = 20.0
-COMPONENTS = ["relay", "admin-api", "stream-replicator", "stream-tools", "stream-worker", "stream-integrator",
-              "stream-segmenter"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def platform(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    schema = f"{settings.database.database_schema}_platform"
-    engine = database_engine(settings)
-    with engine.begin() as conn:
-        conn.execute(CreateSchema(schema, if_not_exists=True))
-    own = settings.replace(
-        database_schema=schema, topic_prefix=f"{settings.kafka.topic_prefix}plat.", state_dir=tmp_path / "state",
-        streams_web_port_base=free_port_base(5), outbox_relay_metrics_port=_free_port(),
-        admin_port=_free_port(), admin_tokens="platform-test-token-0123456789=admin",
-        streams_session_timeout_s=10.0, supervisor_stop_grace_s=GRACE_S,
-        # A long first restart delay: the killed stream stays visibly down for a moment.
-        supervisor_backoff_base_s=5.0,
-    )
-    own = Settings.model_validate(own.model_dump())  # re-validate (admin_tokens becomes a SecretStr)
-    try:
-        yield own
-    finally:
-        paths = Paths.of(own)
-        state = read_state(paths.state_file)
-        run_soma(own, "down", timeout_s=GRACE_S + 60)
-        leftovers = [c.pid for c in (state.components if state else []) if c.pid]
-        with contextlib.suppress(ValueError, OSError):
-            leftovers.append(int(paths.pid_file.read_text()))
-        for pid in leftovers:  # by pid, never by name
-            if is_running(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        with engine.begin() as conn:
-            conn.execute(DropSchema(schema, cascade=True, if_exists=True))
-        engine.dispose()
-
-
-def _state(settings: Settings) -> PlatformState:
-    state = read_state(Paths.of(settings).state_file)
-    assert state is not None
-    return state
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -100,7 +45,7 @@ def test_up_detach_ps_health_restart_and_down(platform: Settings) -> None:
     ps = _ok(run_soma(platform, "ps", timeout_s=60, COLUMNS="200"))
     for name in COMPONENTS:
         assert name in ps
-    state = _state(platform)
+    state = platform_state(platform)
     assert {c.state for c in state.components} == {"ready"}
     _ok(run_soma(platform, "health", timeout_s=120, COLUMNS="200"))
 
@@ -112,14 +57,14 @@ def test_up_detach_ps_health_restart_and_down(platform: Settings) -> None:
     assert health.returncode == 1, health.stdout
     assert "soma health: stream-tools not ready" in health.stderr
     assert "[supervisor: " in health.stderr  # what the supervisor is doing about it
-    wait_for(lambda: (c := _state(platform).component("stream-tools")).restarts == 1 and c.state == "ready",
+    wait_for(lambda: (c := platform_state(platform).component("stream-tools")).restarts == 1 and c.state == "ready",
              timeout_s=180, interval_s=1.0, what="stream-tools restarted and ready")
-    assert _state(platform).component("stream-tools").last_exit == -signal.SIGKILL
+    assert platform_state(platform).component("stream-tools").last_exit == -signal.SIGKILL
     wait_for(lambda: run_soma(platform, "health", timeout_s=120).returncode == 0, timeout_s=120, interval_s=2.0,
              what="soma health green again")
 
     # `soma down`: every child and the supervisor are gone within the grace period.
-    state = _state(platform)
+    state = platform_state(platform)
     pids = [c.pid for c in state.components if c.pid is not None] + [state.supervisor_pid]
     assert len(pids) == len(COMPONENTS) + 1
     began = time.monotonic()
@@ -129,14 +74,14 @@ def test_up_detach_ps_health_restart_and_down(platform: Settings) -> None:
     still = [pid for pid in pids if is_running(pid)]
     assert not still, f"still running after soma down: {still}"
     assert elapsed < GRACE_S + 10, f"soma down took {elapsed:.1f}s (grace {GRACE_S}s)"
-    final = _state(platform)
+    final = platform_state(platform)
     assert final.phase == "stopped"
     assert {c.state for c in final.components} == {"stopped"}
 
     # Logs of the whole run (start, a SIGKILL and restart, stop): every line of every component's
     # file is a JSON object naming its service, and no configured secret appears anywhere.
     secrets = [s for s in settings_secrets(platform) if len(s) >= 6]
-    assert "platform-test-token-0123456789" in secrets
+    assert ADMIN_TOKEN in secrets
     for name in COMPONENTS:
         path = Paths.of(platform).component_log(name)
         written = path.read_text(errors="replace")
