@@ -118,10 +118,10 @@ UPDATE outbox_events AS e
 MARK_FAILED = text(
     """
 UPDATE outbox_events AS e
-   SET status = v.status, attempts = e.attempts + 1, last_error = v.error,
+   SET status = v.status, attempts = e.attempts + CASE WHEN v.counted THEN 1 ELSE 0 END, last_error = v.error,
        next_attempt_at = clock_timestamp() + make_interval(secs => v.delay_s)
   FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:errors AS text[]),
-              CAST(:delays AS float8[])) AS v(id, status, error, delay_s)
+              CAST(:delays AS float8[]), CAST(:counted AS boolean[])) AS v(id, status, error, delay_s, counted)
  WHERE e.id = v.id
 """
 )
@@ -137,16 +137,26 @@ SELECT EXISTS (
 """
 )
 
-# The gauges: rows not yet published (pending or waiting for a retry) and the oldest's age, per tenant.
+# The gauges, per tenant: rows not yet published (pending or waiting for a retry), the oldest's
+# age, and rows parked as dead (served by the (status, tenant_id, created_at) index).
 PENDING_BY_TENANT = text(
     """
-SELECT tenant_id, count(*) AS pending,
-       EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 AS oldest_age_s
+SELECT tenant_id, count(*) FILTER (WHERE status <> 'dead') AS pending,
+       COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at) FILTER (WHERE status <> 'dead')), 0)::float8,
+       count(*) FILTER (WHERE status = 'dead') AS dead
   FROM outbox_events
- WHERE status IN ('pending', 'failed')
+ WHERE status IN ('pending', 'failed', 'dead')
  GROUP BY tenant_id
 """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class TenantBacklog:
+    tenant: str
+    pending: int
+    oldest_age_s: float
+    dead: int
 
 
 def relay_engine(settings: Settings, pool_size: int) -> Engine:
@@ -218,17 +228,19 @@ def mark_sent(
 
 
 def mark_failed(
-    conn: Connection, ids: Sequence[int], statuses: Sequence[str], errors: Sequence[str], delays: Sequence[float]
+    conn: Connection, ids: Sequence[int], statuses: Sequence[str], errors: Sequence[str], delays: Sequence[float],
+    counted: Sequence[bool],
 ) -> None:
-    _update(conn, MARK_FAILED, ids=ids, statuses=statuses, errors=errors, delays=delays)
+    """Failed rows: `counted` says whether the failure used up one of the row's attempts."""
+    _update(conn, MARK_FAILED, ids=ids, statuses=statuses, errors=errors, delays=delays, counted=counted)
 
 
 def any_due(conn: Connection) -> bool:
     return bool(conn.execute(ANY_DUE).scalar())
 
 
-def pending_by_tenant(conn: Connection) -> list[tuple[str, int, float]]:
-    return [(r[0], int(r[1]), float(r[2] or 0.0)) for r in conn.execute(PENDING_BY_TENANT)]
+def pending_by_tenant(conn: Connection) -> list[TenantBacklog]:
+    return [TenantBacklog(r[0], int(r[1]), float(r[2] or 0.0), int(r[3])) for r in conn.execute(PENDING_BY_TENANT)]
 
 
 def explain_claim(conn: Connection, plan: ClaimPlan) -> str:
