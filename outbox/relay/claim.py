@@ -25,6 +25,15 @@ from soma.settings import Settings
 # rows another relay claimed are passed over, never waited for). Rows are then ordered round
 # by round (`quota` rows of every tenant per round) and cut at the batch size. The first two
 # columns (tenants visited, last one visited) are there even when no row is claimed.
+#
+# Per-key order (tenant, topic, key), across retries and relays: a row is passed over while an
+# older row of its key waits for a retry (`failed` with a later next_attempt_at: one probe of
+# ix_outbox_events_key_failed), and while another relay's open claim holds the key: each claim
+# takes a transaction-scoped advisory lock per key it claims (KEY_LOCK_CLASS, hash of the key;
+# re-entrant within the claim, released at its commit), and a key whose lock another claim
+# holds is skipped like a locked row. So a key's rows are in at most one batch at a time, in
+# (next_attempt_at, id) order, which is id order for rows written by transactions that did not
+# overlap. A hash collision only makes two keys wait for each other, never reorders one.
 CLAIM_SQL = """
 WITH RECURSIVE tenants(tenant_id, wrapped, n) AS (
     SELECT s.t, s.wrapped, 1
@@ -80,6 +89,11 @@ claimed AS (
          WHERE e.tenant_id = z.tenant_id
            AND e.status IN ('pending', 'failed')
            AND e.next_attempt_at <= now()
+           AND NOT EXISTS (
+                SELECT 1 FROM outbox_events o
+                 WHERE o.status = 'failed' AND o.tenant_id = e.tenant_id AND o.topic = e.topic
+                   AND o.key = e.key AND o.id < e.id AND o.next_attempt_at > e.next_attempt_at)
+           AND pg_try_advisory_xact_lock(:key_lock, hashtext(e.tenant_id || chr(31) || e.topic || chr(31) || e.key))
          ORDER BY e.next_attempt_at, e.id
          LIMIT z.share
          FOR UPDATE OF e SKIP LOCKED
@@ -102,6 +116,7 @@ SELECT v.visited, v.last_tenant, b.id, b.tenant_id, b.topic, b.key, CAST(b.heade
  ORDER BY b.round, b.n, b.rn
 """
 CLAIM = text(CLAIM_SQL)
+KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("Soma" + 1; the wake-up uses + 0)
 EXPLAIN_CLAIM = text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)" + CLAIM_SQL)
 
 MARK_SENT = text(
@@ -197,7 +212,7 @@ def _params(plan: ClaimPlan) -> dict[str, Any]:
     return {
         "after": plan.after, "tenants": list(plan.tenants), "quotas": list(plan.quotas),
         "limits": list(plan.limits), "quota": plan.quota, "max_tenants": plan.max_tenants,
-        "batch_size": plan.batch_size,
+        "batch_size": plan.batch_size, "key_lock": KEY_LOCK_CLASS,
     }
 
 
