@@ -53,7 +53,16 @@ class OutboxEvent(Base):
             "id",
             postgresql_where=text("status IN ('pending', 'failed')"),
         ),
-        # Per-key order: a row waits while an older row of its (tenant, topic, key) waits for a retry.
+        # Per-key order: a key's oldest unsent row (locked by the claim that takes the key)...
+        Index(
+            "ix_outbox_events_key_unsent",
+            "tenant_id",
+            "topic",
+            "key",
+            "id",
+            postgresql_where=text("status IN ('pending', 'failed')"),
+        ),
+        # ...and a row waits while an older row of its (tenant, topic, key) waits for a retry.
         Index(
             "ix_outbox_events_key_failed",
             "tenant_id",

@@ -1,12 +1,13 @@
-"""outbox: index of failed rows by (tenant, topic, key), for per-key order across retries
+"""outbox: indexes of unsent rows by (tenant, topic, key), for per-key order across retries and relays
 
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-02 07:00:00
 
 The relay's claim passes over a row while an older row of the same (tenant, topic, key) waits
-for its retry (status `failed`, a later `next_attempt_at`); this partial index makes that check
-one probe into the (usually tiny) set of failed rows.
+for its retry (status `failed`, a later `next_attempt_at`: ix_outbox_events_key_failed, a probe
+into the usually tiny set of failed rows) or while the key's oldest unsent row is locked by
+another relay's claim (ix_outbox_events_key_unsent finds that row in one probe).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index(
+        "ix_outbox_events_key_unsent",
+        "outbox_events",
+        ["tenant_id", "topic", "key", "id"],
+        postgresql_where=sa.text("status IN ('pending', 'failed')"),
+    )
+    op.create_index(
         "ix_outbox_events_key_failed",
         "outbox_events",
         ["tenant_id", "topic", "key", "id"],
@@ -34,3 +41,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_events_key_failed", table_name="outbox_events")
+    op.drop_index("ix_outbox_events_key_unsent", table_name="outbox_events")

@@ -28,12 +28,16 @@ from soma.settings import Settings
 #
 # Per-key order (tenant, topic, key), across retries and relays: a row is passed over while an
 # older row of its key waits for a retry (`failed` with a later next_attempt_at: one probe of
-# ix_outbox_events_key_failed), and while another relay's open claim holds the key: each claim
-# takes a transaction-scoped advisory lock per key it claims (KEY_LOCK_CLASS, hash of the key;
-# re-entrant within the claim, released at its commit), and a key whose lock another claim
-# holds is skipped like a locked row. So a key's rows are in at most one batch at a time, in
+# ix_outbox_events_key_failed), and while the oldest unsent row of its key (the key's head: one
+# probe of ix_outbox_events_key_unsent: the first entry at or after (tenant, topic, key, 0), which
+# is of e's own key since e is unsent; written as a range so the planner cannot trade the index for
+# a primary-key walk) is locked by another claim: each claim locks the head of
+# every key it takes rows of (a row lock, FOR UPDATE SKIP LOCKED: no lock-table entry, so no
+# bound on the keys per claim), so a key's rows are in at most one batch at a time, in
 # (next_attempt_at, id) order, which is id order for rows written by transactions that did not
-# overlap. A hash collision only makes two keys wait for each other, never reorders one.
+# overlap. The head is rechecked on its newest version once locked (still unsent, and due): a claim
+# whose snapshot predates another claim's commit could otherwise lock a head that was just sent
+# (while the key's next row is in that relay's next batch) or just failed (and waits for a retry).
 CLAIM_SQL = """
 WITH RECURSIVE tenants(tenant_id, wrapped, n) AS (
     SELECT s.t, s.wrapped, 1
@@ -93,7 +97,14 @@ claimed AS (
                 SELECT 1 FROM outbox_events o
                  WHERE o.status = 'failed' AND o.tenant_id = e.tenant_id AND o.topic = e.topic
                    AND o.key = e.key AND o.id < e.id AND o.next_attempt_at > e.next_attempt_at)
-           AND pg_try_advisory_xact_lock(:key_lock, hashtext(e.tenant_id || chr(31) || e.topic || chr(31) || e.key))
+           AND EXISTS (
+                SELECT 1 FROM outbox_events h
+                 WHERE h.id = (SELECT o.id FROM outbox_events o
+                                WHERE o.status IN ('pending', 'failed')
+                                  AND (o.tenant_id, o.topic, o.key, o.id) >= (e.tenant_id, e.topic, e.key, 0)
+                                ORDER BY o.tenant_id, o.topic, o.key, o.id LIMIT 1)
+                   AND h.status IN ('pending', 'failed') AND h.next_attempt_at <= now()  -- rechecked once locked
+                   FOR UPDATE SKIP LOCKED)
          ORDER BY e.next_attempt_at, e.id
          LIMIT z.share
          FOR UPDATE OF e SKIP LOCKED
@@ -116,7 +127,6 @@ SELECT v.visited, v.last_tenant, b.id, b.tenant_id, b.topic, b.key, CAST(b.heade
  ORDER BY b.round, b.n, b.rn
 """
 CLAIM = text(CLAIM_SQL)
-KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("Soma" + 1; the wake-up uses + 0)
 EXPLAIN_CLAIM = text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)" + CLAIM_SQL)
 
 MARK_SENT = text(
@@ -212,7 +222,7 @@ def _params(plan: ClaimPlan) -> dict[str, Any]:
     return {
         "after": plan.after, "tenants": list(plan.tenants), "quotas": list(plan.quotas),
         "limits": list(plan.limits), "quota": plan.quota, "max_tenants": plan.max_tenants,
-        "batch_size": plan.batch_size, "key_lock": KEY_LOCK_CLASS,
+        "batch_size": plan.batch_size,
     }
 
 

@@ -8,6 +8,8 @@ A row `produce()` refuses (any `KafkaException` such as MSG_SIZE_TOO_LARGE, a he
 that cannot be encoded, a local queue that stays full past the delivery timeout) is reported
 for that row alone, like a failed delivery report: the rest of the batch is still produced
 and every report is recorded, so nothing acknowledged is published again after a restart.
+The later rows of a refused row's key in the same batch are held back (released unchanged),
+so they do not overtake it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Batch:
         self.acked_at = [0.0] * n
         self.errors: list[str | None] = [None] * n
         self.codes: list[str | None] = [None] * n  # the error's code name (judge.row_fault classifies it)
-        self.produced = 0  # rows handed to the producer (a prefix of `rows`)
+        self.produced = 0  # rows handed to the producer, refused or held back (a prefix of `rows`)
         self.outstanding = 0  # produced rows still without a delivery report
         self.closed = False  # no further row of this batch will be produced
         self.spans: list[Span | None] | None = None  # publish spans, when tracing is on
@@ -54,6 +56,15 @@ class Batch:
     @property
     def complete(self) -> bool:
         return self.closed and self.outstanding == 0
+
+    def held_back(self, index: int) -> None:
+        """Row `index` is not produced (an older row of its key was refused in this batch): it stays
+        unreported, so it is released at commit unchanged and claimed again after that row."""
+        self.produced += 1
+        if self.spans is not None:
+            span = self.spans[index]
+            if span is not None:
+                telemetry.end_delivery(span, "held back behind an older row of its key")
 
     def refused(self, index: int, code: str, message: str) -> None:
         """`produce()` refused row `index`: it counts as produced and reported, with this error."""
@@ -113,7 +124,11 @@ class Publisher:
         if tracer is not None:
             batch.spans = spans
         timeout_s = self.settings.relay.delivery_timeout_s
+        held: set[tuple[str, str, str]] = set()  # keys with a refused row in this batch: per-key order
         for index, row in enumerate(batch.rows):
+            if held and (row.tenant_id, row.topic, row.key) in held:
+                batch.held_back(index)
+                continue
             topic = physical.get(row.topic) or physical.setdefault(row.topic, topic_name(row.topic))
             try:
                 key = row.key.encode()
@@ -123,6 +138,7 @@ class Publisher:
                     headers = self._traced(tracer, spans, index, row, topic)
             except (UnicodeError, AttributeError, TypeError) as exc:  # e.g. a lone surrogate in a legacy row
                 batch.refused(index, ENCODING, f"key or headers cannot be encoded: {first_line(exc)}")
+                held.add((row.tenant_id, row.topic, row.key))
                 continue
             callback: Any = partial(batch.on_delivery, index)
             full_since: float | None = None
@@ -151,6 +167,8 @@ class Publisher:
                     batch.produced += 1
                     batch.outstanding += 1
                 break
+            if batch.errors[index] is not None:
+                held.add((row.tenant_id, row.topic, row.key))
         batch.closed = True
 
     @staticmethod

@@ -6,7 +6,6 @@ import signal
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
 
 from soma.settings import Settings
@@ -17,18 +16,12 @@ from tests.support.outbox_relay import (
     relay_process,
     relay_settings,
     status_counts,
-    truncate,
 )
 from tests.support.procs import wait_for
 
 KEYS = [f"ord:k{n}" for n in range(6)]
 ROUNDS = 15
 BIG = b"\xc3\x01" + b"x" * 1_100_000
-
-
-@pytest.fixture(autouse=True)
-def empty_outbox(engine: Engine) -> None:
-    truncate(engine)
 
 
 def _first_row(engine: Engine, prefix: str) -> tuple[str, int, str | None]:

@@ -11,7 +11,6 @@ import socket
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
 
 from soma.settings import Settings
@@ -24,14 +23,8 @@ from tests.support.outbox_relay import (
     relay_settings,
     scrape,
     status_counts,
-    truncate,
 )
 from tests.support.procs import wait_for
-
-
-@pytest.fixture(autouse=True)
-def empty_outbox(engine: Engine) -> None:
-    truncate(engine)
 
 
 def _rows(engine: Engine, tenant: str) -> list[tuple[str, int, str | None]]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from outbox.relay.claim import ClaimedRow
+from outbox.relay.judge import RetryPolicy, judge
+from outbox.relay.policy import Circuits
 from outbox.relay.publisher import ENCODING, QUEUE_FULL, Batch, Publisher
 from soma.settings import Settings
 
@@ -87,3 +90,28 @@ def test_a_queue_that_stays_full_past_the_delivery_timeout_fails_the_row_without
     assert batch.codes[0] == QUEUE_FULL
     assert producer.polls >= 1  # delivery reports were served while waiting
     assert producer.produced == ["b"]
+
+
+def test_later_rows_of_a_refused_rows_key_are_held_back_other_keys_go_on() -> None:
+    too_large = KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large"))
+    rows = _rows("k", "k", "other", "k")
+    producer = FakeProducer({})
+    original = producer.produce
+    calls: list[int] = []
+
+    def produce(topic: str, **kwargs: Any) -> None:  # the first row of key "k" is refused
+        calls.append(1)
+        if len(calls) == 1:
+            raise too_large
+        original(topic, **kwargs)
+
+    producer.produce = produce  # type: ignore[method-assign]
+    batch = _send(producer, rows)
+    assert producer.produced == ["other"]
+    assert batch.produced == 4  # all accounted for...
+    assert batch.codes[0] == "MSG_SIZE_TOO_LARGE"
+    assert [batch.acked_at[i] == 0.0 for i in (1, 3)] == [True, True]  # ...rows 1 and 3 unreported: released
+    assert batch.outstanding == 1
+    outcome = judge(batch, RetryPolicy(1.0, 60.0, 3), Circuits(5, 30), random.Random(0), now=0.0)
+    assert outcome.fail_ids == [0]
+    assert outcome.unreported_tenants == {"acme"}
