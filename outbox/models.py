@@ -53,7 +53,7 @@ class OutboxEvent(Base):
             "id",
             postgresql_where=text("status IN ('pending', 'failed')"),
         ),
-        # Per-key order: a key's oldest unsent row (locked by the claim that takes the key)...
+        # Per-key order: a claimed key's oldest unsent row the claim does not hold (KEY_BLOCKERS)...
         Index(
             "ix_outbox_events_key_unsent",
             "tenant_id",

@@ -6,8 +6,8 @@ Create Date: 2026-12-02 07:00:00
 
 The relay's claim passes over a row while an older row of the same (tenant, topic, key) waits
 for its retry (status `failed`, a later `next_attempt_at`: ix_outbox_events_key_failed, a probe
-into the usually tiny set of failed rows) or while the key's oldest unsent row is locked by
-another relay's claim (ix_outbox_events_key_unsent finds that row in one probe).
+into the usually tiny set of failed rows); after a claim, ix_outbox_events_key_unsent finds each
+claimed key's oldest unsent row the claim does not hold in one probe (outbox.relay.claim.KEY_BLOCKERS).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, TextClause, text
 
-from outbox.relay.policy import ClaimPlan
+from outbox.relay.policy import ClaimPlan, held_back
 from soma.clients import database_engine
 from soma.settings import Settings
 
@@ -28,16 +28,12 @@ from soma.settings import Settings
 #
 # Per-key order (tenant, topic, key), across retries and relays: a row is passed over while an
 # older row of its key waits for a retry (`failed` with a later next_attempt_at: one probe of
-# ix_outbox_events_key_failed), and while the oldest unsent row of its key (the key's head: one
-# probe of ix_outbox_events_key_unsent: the first entry at or after (tenant, topic, key, 0), which
-# is of e's own key since e is unsent; written as a range so the planner cannot trade the index for
-# a primary-key walk) is locked by another claim: each claim locks the head of
-# every key it takes rows of (a row lock, FOR UPDATE SKIP LOCKED: no lock-table entry, so no
-# bound on the keys per claim), so a key's rows are in at most one batch at a time, in
-# (next_attempt_at, id) order, which is id order for rows written by transactions that did not
-# overlap. The head is rechecked on its newest version once locked (still unsent, and due): a claim
-# whose snapshot predates another claim's commit could otherwise lock a head that was just sent
-# (while the key's next row is in that relay's next batch) or just failed (and waits for a retry).
+# ix_outbox_events_key_failed), and while another relay's open claim holds the key: each claim
+# takes a transaction-scoped advisory lock per key it claims (KEY_LOCK_CLASS, a hash of the key;
+# re-entrant within the claim, released at its commit; a lock-table entry per distinct key in
+# flight), and a key whose lock another claim holds is skipped like a locked row. A hash
+# collision only makes two keys wait for each other. The statement's snapshot may predate another
+# claim's commit, so `claim` then checks the keys it holds with a fresh snapshot (KEY_BLOCKERS).
 CLAIM_SQL = """
 WITH RECURSIVE tenants(tenant_id, wrapped, n) AS (
     SELECT s.t, s.wrapped, 1
@@ -97,14 +93,7 @@ claimed AS (
                 SELECT 1 FROM outbox_events o
                  WHERE o.status = 'failed' AND o.tenant_id = e.tenant_id AND o.topic = e.topic
                    AND o.key = e.key AND o.id < e.id AND o.next_attempt_at > e.next_attempt_at)
-           AND EXISTS (
-                SELECT 1 FROM outbox_events h
-                 WHERE h.id = (SELECT o.id FROM outbox_events o
-                                WHERE o.status IN ('pending', 'failed')
-                                  AND (o.tenant_id, o.topic, o.key, o.id) >= (e.tenant_id, e.topic, e.key, 0)
-                                ORDER BY o.tenant_id, o.topic, o.key, o.id LIMIT 1)
-                   AND h.status IN ('pending', 'failed') AND h.next_attempt_at <= now()  -- rechecked once locked
-                   FOR UPDATE SKIP LOCKED)
+           AND pg_try_advisory_xact_lock(:key_lock, hashtext(e.tenant_id || chr(31) || e.topic || chr(31) || e.key))
          ORDER BY e.next_attempt_at, e.id
          LIMIT z.share
          FOR UPDATE OF e SKIP LOCKED
@@ -127,6 +116,30 @@ SELECT v.visited, v.last_tenant, b.id, b.tenant_id, b.topic, b.key, CAST(b.heade
  ORDER BY b.round, b.n, b.rn
 """
 CLAIM = text(CLAIM_SQL)
+KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("Soma" + 1; the wake-up uses + 0)
+
+# Run after the claim, in its transaction, with a fresh snapshot (READ COMMITTED) while the claim
+# holds its keys' locks: for each claimed key, its oldest unsent row older than the claim's newest
+# row of that key that the claim does not hold (a row that failed a moment ago, or one another
+# claim left behind). The claim's rows of that key after it are held back (`policy.held_back`).
+KEY_BLOCKERS = text(
+    """
+SELECT k.tenant_id, k.topic, k.key, b.id
+  FROM (SELECT c.tenant_id, c.topic, c.key, array_agg(c.id) AS ids, max(c.id) AS last
+          FROM unnest(CAST(:tenants AS text[]), CAST(:topics AS text[]), CAST(:keys AS text[]),
+                      CAST(:ids AS bigint[])) AS c(tenant_id, topic, key, id)
+         GROUP BY 1, 2, 3) k
+ CROSS JOIN LATERAL (
+    SELECT o.id FROM outbox_events o
+     WHERE o.status IN ('pending', 'failed')
+       AND (o.tenant_id, o.topic, o.key, o.id) >= (k.tenant_id, k.topic, k.key, 0)
+       AND (o.tenant_id, o.topic, o.key, o.id) < (k.tenant_id, k.topic, k.key, k.last)
+       AND o.id <> ALL(k.ids)
+     ORDER BY o.tenant_id, o.topic, o.key, o.id
+     LIMIT 1
+ ) b
+"""
+)
 EXPLAIN_CLAIM = text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)" + CLAIM_SQL)
 
 MARK_SENT = text(
@@ -216,13 +229,14 @@ class Claim:
     rows: list[ClaimedRow]
     visited: int  # tenants with due rows the claim looked at
     last_visited: str | None
+    held: frozenset[int] = frozenset()  # ids not to produce: an older row of their key is not in the claim
 
 
 def _params(plan: ClaimPlan) -> dict[str, Any]:
     return {
         "after": plan.after, "tenants": list(plan.tenants), "quotas": list(plan.quotas),
         "limits": list(plan.limits), "quota": plan.quota, "max_tenants": plan.max_tenants,
-        "batch_size": plan.batch_size,
+        "batch_size": plan.batch_size, "key_lock": KEY_LOCK_CLASS,
     }
 
 
@@ -237,7 +251,14 @@ def claim(conn: Connection, plan: ClaimPlan) -> Claim:
         ClaimedRow(r[2], r[3], r[4], r[5], loads(r[6]) if r[6] else {}, bytes(r[7]), r[8], r[9])
         for r in result if r[2] is not None
     ]
-    return Claim(rows, visited, last_visited)
+    if not rows:
+        return Claim(rows, visited, last_visited)
+    found = conn.execute(KEY_BLOCKERS, {
+        "tenants": [r.tenant_id for r in rows], "topics": [r.topic for r in rows], "keys": [r.key for r in rows],
+        "ids": [r.id for r in rows],
+    }).all()
+    blockers = {(str(t), str(topic), str(key)): int(b) for t, topic, key, b in found}
+    return Claim(rows, visited, last_visited, held_back(rows, blockers))
 
 
 def _update(conn: Connection, statement: TextClause, **columns: Sequence[Any]) -> None:

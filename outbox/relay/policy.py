@@ -6,9 +6,10 @@ Nothing here touches the database or the broker, so all of it is unit-tested dir
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
 from soma.settings import RelaySettings
 
@@ -233,3 +234,24 @@ class TenantActivity:
 
 
 _CLOSED = Circuit(threshold=1, reset_s=0.0)
+
+
+class KeyedRow(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+
+
+def held_back(rows: Sequence[KeyedRow], blockers: Mapping[tuple[str, str, str], int]) -> frozenset[int]:
+    """Ids of claimed rows not to produce: those newer than their key's `blocker`, an unsent row of
+    the same (tenant, topic, key) the claim does not hold. They are released unchanged and
+    claimed again once the blocker is sent or dead, so a key's rows go out in order."""
+    return frozenset(
+        row.id for row in rows
+        if (blocker := blockers.get((row.tenant_id, row.topic, row.key))) is not None and row.id > blocker
+    )

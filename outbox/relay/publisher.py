@@ -40,8 +40,9 @@ ENCODING = "_ENCODING"  # the code of a row whose key or headers cannot be encod
 class Batch:
     """Rows claimed in one transaction (`conn`, still open) and what the broker said about each."""
 
-    def __init__(self, conn: Connection, rows: list[ClaimedRow]) -> None:
+    def __init__(self, conn: Connection, rows: list[ClaimedRow], held: frozenset[int] = frozenset()) -> None:
         self.conn, self.rows = conn, rows
+        self.held = held  # ids not to produce (an older row of their key is not in this batch)
         n = len(rows)
         self.partitions = [0] * n
         self.offsets = [0] * n
@@ -126,7 +127,7 @@ class Publisher:
         timeout_s = self.settings.relay.delivery_timeout_s
         held: set[tuple[str, str, str]] = set()  # keys with a refused row in this batch: per-key order
         for index, row in enumerate(batch.rows):
-            if held and (row.tenant_id, row.topic, row.key) in held:
+            if row.id in batch.held or (held and (row.tenant_id, row.topic, row.key) in held):
                 batch.held_back(index)
                 continue
             topic = physical.get(row.topic) or physical.setdefault(row.topic, topic_name(row.topic))

@@ -298,7 +298,7 @@ class Relay:
             for tenant, count in probed.items():
                 self.circuits.get(tenant).claimed(count)
             self._export_circuits()
-        batch = Batch(conn, rows)
+        batch = Batch(conn, rows, claimed.held)
         if self._stop.is_set():  # stopping: release the rows at once instead of sending them
             batch.closed = True
         else:

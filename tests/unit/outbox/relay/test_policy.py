@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, TenantActivity
+from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, TenantActivity, held_back
 from soma.settings import load_settings
 
 
@@ -136,3 +136,16 @@ def test_a_stream_of_new_tenants_keeps_the_state_bounded_by_the_idle_window() ->
         circuits.forget(gone)
         peak = max(peak, len(activity.last_seen), len(circuits.by_tenant))
     assert peak <= 11
+
+
+def test_rows_newer_than_an_unclaimed_unsent_row_of_their_key_are_held_back() -> None:
+    from outbox.relay.claim import ClaimedRow
+
+    def row(i: int, key: str, tenant: str = "a") -> ClaimedRow:
+        return ClaimedRow(i, tenant, "t", key, {}, b"", 0, 0.0)
+
+    rows = [row(5, "k"), row(7, "k"), row(9, "k"), row(6, "j"), row(8, "k", tenant="b")]
+    # Key (a, t, k) has an unsent row 6 the claim does not hold (say it failed a moment ago).
+    assert held_back(rows, {("a", "t", "k"): 6}) == {7, 9}
+    assert held_back(rows, {}) == frozenset()  # the claim holds every older row of its keys
+    assert held_back(rows, {("a", "t", "k"): 2}) == {5, 7, 9}
