@@ -53,16 +53,7 @@ class OutboxEvent(Base):
             "id",
             postgresql_where=text("status IN ('pending', 'failed')"),
         ),
-        # Per-key order: a claimed key's oldest unsent row the claim does not hold (KEY_BLOCKERS)...
-        Index(
-            "ix_outbox_events_key_unsent",
-            "tenant_id",
-            "topic",
-            "key",
-            "id",
-            postgresql_where=text("status IN ('pending', 'failed')"),
-        ),
-        # ...and a row waits while an older row of its (tenant, topic, key) waits for a retry.
+        # Per-key order: a row waits while an older row of its (tenant, topic, key) waits for a retry.
         Index(
             "ix_outbox_events_key_failed",
             "tenant_id",

@@ -1,4 +1,4 @@
-"""outbox: indexes of unsent rows by (tenant, topic, key), for per-key order across retries and relays
+"""outbox: index of failed rows by (tenant, topic, key), for per-key order across retries and relays
 
 Revision ID: 0005
 Revises: 0004
@@ -6,8 +6,8 @@ Create Date: 2026-12-02 07:00:00
 
 The relay's claim passes over a row while an older row of the same (tenant, topic, key) waits
 for its retry (status `failed`, a later `next_attempt_at`: ix_outbox_events_key_failed, a probe
-into the usually tiny set of failed rows); after a claim, ix_outbox_events_key_unsent finds each
-claimed key's oldest unsent row the claim does not hold in one probe (outbox.relay.claim.KEY_BLOCKERS).
+into the usually tiny set of failed rows); after a claim, the same index finds a claimed key's
+failed row the claim does not hold (outbox.relay.claim.KEY_BLOCKERS).
 """
 
 from __future__ import annotations
@@ -25,12 +25,6 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index(
-        "ix_outbox_events_key_unsent",
-        "outbox_events",
-        ["tenant_id", "topic", "key", "id"],
-        postgresql_where=sa.text("status IN ('pending', 'failed')"),
-    )
-    op.create_index(
         "ix_outbox_events_key_failed",
         "outbox_events",
         ["tenant_id", "topic", "key", "id"],
@@ -41,4 +35,3 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_events_key_failed", table_name="outbox_events")
-    op.drop_index("ix_outbox_events_key_unsent", table_name="outbox_events")

@@ -119,9 +119,11 @@ CLAIM = text(CLAIM_SQL)
 KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("Soma" + 1; the wake-up uses + 0)
 
 # Run after the claim, in its transaction, with a fresh snapshot (READ COMMITTED) while the claim
-# holds its keys' locks: for each claimed key, its oldest unsent row older than the claim's newest
-# row of that key that the claim does not hold (a row that failed a moment ago, or one another
-# claim left behind). The claim's rows of that key after it are held back (`policy.held_back`).
+# holds its keys' locks: for each claimed key, its oldest `failed` row older than the claim's newest
+# row of that key that the claim does not hold: one another claim marked failed after this claim's
+# snapshot was taken (the key lock was released at that commit). The claim's rows of that key after
+# it are held back (`policy.held_back`). Only failed rows: a pending row another claim held is
+# either sent (rechecked away by FOR UPDATE) or released unchanged (then claimed here, in order).
 KEY_BLOCKERS = text(
     """
 SELECT k.tenant_id, k.topic, k.key, b.id
@@ -131,7 +133,7 @@ SELECT k.tenant_id, k.topic, k.key, b.id
          GROUP BY 1, 2, 3) k
  CROSS JOIN LATERAL (
     SELECT o.id FROM outbox_events o
-     WHERE o.status IN ('pending', 'failed')
+     WHERE o.status = 'failed'
        AND (o.tenant_id, o.topic, o.key, o.id) >= (k.tenant_id, k.topic, k.key, 0)
        AND (o.tenant_id, o.topic, o.key, o.id) < (k.tenant_id, k.topic, k.key, k.last)
        AND o.id <> ALL(k.ids)
