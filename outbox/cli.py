@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -54,7 +55,10 @@ def emit(
     topic: str = typer.Argument(..., help="Catalog topic name, e.g. chat.messages."),
     tenant: str = typer.Option(..., "--tenant", help="Tenant the event belongs to (fills tenant_id)."),
     dedupe_key: str = typer.Option(..., "--dedupe-key", help="Idempotency key: emitting it again is a no-op."),
-    value_json: str = typer.Option(..., "--value-json", help="The event as a JSON object."),
+    value_json: str | None = typer.Option(None, "--value-json", help="The event as a JSON object."),
+    file: Path | None = typer.Option(
+        None, "--file", help="The event as one JSON object in a file ('-': stdin), e.g. one too long for argv."
+    ),
     key: str | None = typer.Option(None, "--key", help="Record key; default: the catalog's key for the topic."),
     header: list[str] = typer.Option([], "--header", help="Extra record header name=value (repeatable)."),
 ) -> None:
@@ -77,7 +81,10 @@ def emit(
     codec = Codec(catalog, config)
     writer = OutboxWriter(catalog, codec, config)
     # --tenant fills tenant_id (a different tenant_id in the JSON is refused by prepare).
-    event = codec.from_json(topic, {"tenant_id": tenant, **parse_json_lines(value_json, None)[0]})
+    values = parse_json_lines(value_json, file)
+    if len(values) != 1:
+        raise typer.BadParameter(f"one event per emit: {file} holds {len(values)}", param_hint="--file")
+    event = codec.from_json(topic, {"tenant_id": tenant, **values[0]})
     emission = Emission(topic, event, tenant, dedupe_key, key, _headers(header) or None)
     engine = database_engine(config)
     try:

@@ -23,6 +23,11 @@ class ReplayTooLarge(OutboxError):
     """A replay would copy more rows than SOMA_ADMIN_REPLAY_MAX_ROWS allows (HTTP 422)."""
 
 
+class ReplayRecordTooLarge(OutboxError):
+    """A chosen row's record would exceed its topic's current size limit: the whole replay is refused
+    (HTTP 422); the message names the row id, topic, size and limit."""
+
+
 class AccessDenied(OutboxError):
     """The caller's token does not cover the tenant or rows asked for (HTTP 403); names no row."""
 

@@ -53,6 +53,16 @@ class OutboxEvent(Base):
             "id",
             postgresql_where=text("status IN ('pending', 'failed')"),
         ),
+        # Per-key order: a row waits while an older row of its (tenant, topic, key) waits for a retry.
+        Index(
+            "ix_outbox_events_key_failed",
+            "tenant_id",
+            "topic",
+            "key",
+            "id",
+            postgresql_where=text("status = 'failed'"),
+            postgresql_include=["next_attempt_at"],
+        ),
         CheckConstraint(f"status IN {STATUSES!r}", name="status"),
     )
 

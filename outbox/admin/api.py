@@ -55,7 +55,15 @@ from outbox.admin.models import (
 )
 from outbox.admin.queries import admin_db_errors, list_events, stats
 from outbox.admin.replay import Replayer, ReplayResult
-from outbox.errors import AccessDenied, InvalidFilter, OutboxError, OutboxNotMigrated, ReplayTooLarge, RowsNotFound
+from outbox.errors import (
+    AccessDenied,
+    InvalidFilter,
+    OutboxError,
+    OutboxNotMigrated,
+    ReplayRecordTooLarge,
+    ReplayTooLarge,
+    RowsNotFound,
+)
 from outbox.models import Status
 from soma.clients import database_engine
 from soma.contracts.catalog import load_catalog
@@ -115,6 +123,10 @@ def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
 
     @app.exception_handler(ReplayTooLarge)
     async def too_large(request: Request, exc: ReplayTooLarge) -> JSONResponse:
+        return _validation("body", None, str(exc))
+
+    @app.exception_handler(ReplayRecordTooLarge)
+    async def record_too_large(request: Request, exc: ReplayRecordTooLarge) -> JSONResponse:
         return _validation("body", None, str(exc))
 
     @app.exception_handler(AccessDenied)

@@ -8,6 +8,13 @@ The copies, the `admin_audit` row and the AdminAudit event are one transaction.
 
 A dry run only reads: it reports what would be copied and writes nothing, not even an
 audit row (nothing happened to audit).
+
+A replay whose chosen rows include one whose record (value + key + headers, with the
+``replay-of`` header it would get) exceeds its topic's current limit (topics.yaml
+``max_message_bytes``, else SOMA_KAFKA_MAX_MESSAGE_BYTES) is refused as a whole, dry run or
+not: nothing is copied, so a request is never half-published; the one-line error names the
+first such row (id, topic, size, limit) and how many others there are. Leave those rows out
+(replay by ids, or narrow the filter) to replay the rest.
 """
 
 from __future__ import annotations
@@ -18,18 +25,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, Text, cast, func, insert, literal, select
+from sqlalchemy import Connection, Engine, String, Text, cast, func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from outbox.admin.audit import AuditEntry, new_event_id, record
 from outbox.admin.auth import Principal, authorize_ids
 from outbox.admin.filters import OutboxFilter, check_ids, check_tenant
 from outbox.admin.queries import admin_db_errors, matching_rows, rows_by_id
-from outbox.errors import InvalidFilter, OutboxError, ReplayTooLarge
+from outbox.errors import InvalidFilter, OutboxError, ReplayRecordTooLarge, ReplayTooLarge
 from outbox.models import OutboxEvent
 from soma.contracts.catalog import Catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import HEADER_REPLAY_OF
+from soma.contracts.limits import size_limit
 from soma.settings import Settings, env_name
 
 log = logging.getLogger("outbox.replay")
@@ -40,6 +48,17 @@ SAMPLE = 20  # (original, replay) id pairs a result shows
 AUDITED_IDS = 100  # original ids the audit details list
 
 Progress = Callable[[int, int], None]
+
+# What each row's record weighs as the relay would publish it (before its replay-of header).
+RECORD_SIZES = text(
+    """
+SELECT id, topic, octet_length(payload) + octet_length(key)
+       + COALESCE((SELECT sum(octet_length(h.k) + octet_length(h.v)) FROM jsonb_each_text(headers) AS h(k, v)), 0)
+  FROM outbox_events
+ WHERE id = ANY(CAST(:ids AS bigint[]))
+ ORDER BY id
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +145,23 @@ class Replayer:
             selection = {"mode": "filter", "filter": flt.describe()}
             return self._run(conn, principal, flt.tenant, chosen, selection, dry_run, progress)
 
+    def _refuse_oversized(self, conn: Connection, ids: Sequence[int]) -> None:
+        """Raise `ReplayRecordTooLarge` when any chosen row's replayed record would exceed its topic's limit."""
+        over: list[tuple[int, str, int, int]] = []
+        for start in range(0, len(ids), CHUNK):
+            for row_id, topic, size in conn.execute(RECORD_SIZES, {"ids": list(ids[start : start + CHUNK])}):
+                total = int(size) + len(HEADER_REPLAY_OF) + len(str(row_id))
+                limit = size_limit(self.catalog.topics.get(topic), self.settings)
+                if total > limit:
+                    over.append((int(row_id), str(topic), total, limit))
+        if over:
+            row_id, topic, size, limit = over[0]
+            others = f" ({len(over) - 1} other chosen row(s) too)" if len(over) > 1 else ""
+            raise ReplayRecordTooLarge(
+                f"row {row_id} ({topic}): record of {size} bytes exceeds the topic's limit of {limit} bytes"
+                f"{others}; nothing replayed: leave such rows out"
+            )
+
     def _run(
         self,
         conn: Connection,
@@ -137,6 +173,7 @@ class Replayer:
         progress: Progress | None,
     ) -> ReplayResult:
         by_topic = dict(sorted(Counter(topic for _, topic in chosen).items()))
+        self._refuse_oversized(conn, [i for i, _ in chosen])
         if dry_run:
             sample: list[dict[str, int | None]] = [{"original_id": i, "replay_id": None} for i, _ in chosen[:SAMPLE]]
             return ReplayResult(tenant, True, len(chosen), by_topic, sample, None, selection)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, TextClause, text
 
-from outbox.relay.policy import ClaimPlan
+from outbox.relay.policy import ClaimPlan, held_back
 from soma.clients import database_engine
 from soma.settings import Settings
 
@@ -25,6 +25,15 @@ from soma.settings import Settings
 # rows another relay claimed are passed over, never waited for). Rows are then ordered round
 # by round (`quota` rows of every tenant per round) and cut at the batch size. The first two
 # columns (tenants visited, last one visited) are there even when no row is claimed.
+#
+# Per-key order (tenant, topic, key), across retries and relays: a row is passed over while an
+# older row of its key waits for a retry (`failed` with a later next_attempt_at: one probe of
+# ix_outbox_events_key_failed), and while another relay's open claim holds the key: each claim
+# takes a transaction-scoped advisory lock per key it claims (KEY_LOCK_CLASS, a hash of the key;
+# re-entrant within the claim, released at its commit; a lock-table entry per distinct key in
+# flight), and a key whose lock another claim holds is skipped like a locked row. A hash
+# collision only makes two keys wait for each other. The statement's snapshot may predate another
+# claim's commit, so `claim` then checks the keys it holds with a fresh snapshot (KEY_BLOCKERS).
 CLAIM_SQL = """
 WITH RECURSIVE tenants(tenant_id, wrapped, n) AS (
     SELECT s.t, s.wrapped, 1
@@ -80,6 +89,11 @@ claimed AS (
          WHERE e.tenant_id = z.tenant_id
            AND e.status IN ('pending', 'failed')
            AND e.next_attempt_at <= now()
+           AND NOT EXISTS (
+                SELECT 1 FROM outbox_events o
+                 WHERE o.status = 'failed' AND o.tenant_id = e.tenant_id AND o.topic = e.topic
+                   AND o.key = e.key AND o.id < e.id AND o.next_attempt_at > e.next_attempt_at)
+           AND pg_try_advisory_xact_lock(:key_lock, hashtext(e.tenant_id || chr(31) || e.topic || chr(31) || e.key))
          ORDER BY e.next_attempt_at, e.id
          LIMIT z.share
          FOR UPDATE OF e SKIP LOCKED
@@ -102,6 +116,32 @@ SELECT v.visited, v.last_tenant, b.id, b.tenant_id, b.topic, b.key, CAST(b.heade
  ORDER BY b.round, b.n, b.rn
 """
 CLAIM = text(CLAIM_SQL)
+KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("Soma" + 1; the wake-up uses + 0)
+
+# Run after the claim, in its transaction, with a fresh snapshot (READ COMMITTED) while the claim
+# holds its keys' locks: for each claimed key, its oldest `failed` row older than the claim's newest
+# row of that key that the claim does not hold: one another claim marked failed after this claim's
+# snapshot was taken (the key lock was released at that commit). The claim's rows of that key after
+# it are held back (`policy.held_back`). Only failed rows: a pending row another claim held is
+# either sent (rechecked away by FOR UPDATE) or released unchanged (then claimed here, in order).
+KEY_BLOCKERS = text(
+    """
+SELECT k.tenant_id, k.topic, k.key, b.id
+  FROM (SELECT c.tenant_id, c.topic, c.key, array_agg(c.id) AS ids, max(c.id) AS last
+          FROM unnest(CAST(:tenants AS text[]), CAST(:topics AS text[]), CAST(:keys AS text[]),
+                      CAST(:ids AS bigint[])) AS c(tenant_id, topic, key, id)
+         GROUP BY 1, 2, 3) k
+ CROSS JOIN LATERAL (
+    SELECT o.id FROM outbox_events o
+     WHERE o.status = 'failed'
+       AND (o.tenant_id, o.topic, o.key, o.id) >= (k.tenant_id, k.topic, k.key, 0)
+       AND (o.tenant_id, o.topic, o.key, o.id) < (k.tenant_id, k.topic, k.key, k.last)
+       AND o.id <> ALL(k.ids)
+     ORDER BY o.tenant_id, o.topic, o.key, o.id
+     LIMIT 1
+ ) b
+"""
+)
 EXPLAIN_CLAIM = text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)" + CLAIM_SQL)
 
 MARK_SENT = text(
@@ -118,10 +158,10 @@ UPDATE outbox_events AS e
 MARK_FAILED = text(
     """
 UPDATE outbox_events AS e
-   SET status = v.status, attempts = e.attempts + 1, last_error = v.error,
+   SET status = v.status, attempts = e.attempts + CASE WHEN v.counted THEN 1 ELSE 0 END, last_error = v.error,
        next_attempt_at = clock_timestamp() + make_interval(secs => v.delay_s)
   FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:errors AS text[]),
-              CAST(:delays AS float8[])) AS v(id, status, error, delay_s)
+              CAST(:delays AS float8[]), CAST(:counted AS boolean[])) AS v(id, status, error, delay_s, counted)
  WHERE e.id = v.id
 """
 )
@@ -137,16 +177,26 @@ SELECT EXISTS (
 """
 )
 
-# The gauges: rows not yet published (pending or waiting for a retry) and the oldest's age, per tenant.
+# The gauges, per tenant: rows not yet published (pending or waiting for a retry), the oldest's
+# age, and rows parked as dead (served by the (status, tenant_id, created_at) index).
 PENDING_BY_TENANT = text(
     """
-SELECT tenant_id, count(*) AS pending,
-       EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 AS oldest_age_s
+SELECT tenant_id, count(*) FILTER (WHERE status <> 'dead') AS pending,
+       COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at) FILTER (WHERE status <> 'dead')), 0)::float8,
+       count(*) FILTER (WHERE status = 'dead') AS dead
   FROM outbox_events
- WHERE status IN ('pending', 'failed')
+ WHERE status IN ('pending', 'failed', 'dead')
  GROUP BY tenant_id
 """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class TenantBacklog:
+    tenant: str
+    pending: int
+    oldest_age_s: float
+    dead: int
 
 
 def relay_engine(settings: Settings, pool_size: int) -> Engine:
@@ -181,13 +231,14 @@ class Claim:
     rows: list[ClaimedRow]
     visited: int  # tenants with due rows the claim looked at
     last_visited: str | None
+    held: frozenset[int] = frozenset()  # ids not to produce: an older row of their key is not in the claim
 
 
 def _params(plan: ClaimPlan) -> dict[str, Any]:
     return {
         "after": plan.after, "tenants": list(plan.tenants), "quotas": list(plan.quotas),
         "limits": list(plan.limits), "quota": plan.quota, "max_tenants": plan.max_tenants,
-        "batch_size": plan.batch_size,
+        "batch_size": plan.batch_size, "key_lock": KEY_LOCK_CLASS,
     }
 
 
@@ -202,7 +253,14 @@ def claim(conn: Connection, plan: ClaimPlan) -> Claim:
         ClaimedRow(r[2], r[3], r[4], r[5], loads(r[6]) if r[6] else {}, bytes(r[7]), r[8], r[9])
         for r in result if r[2] is not None
     ]
-    return Claim(rows, visited, last_visited)
+    if not rows:
+        return Claim(rows, visited, last_visited)
+    found = conn.execute(KEY_BLOCKERS, {
+        "tenants": [r.tenant_id for r in rows], "topics": [r.topic for r in rows], "keys": [r.key for r in rows],
+        "ids": [r.id for r in rows],
+    }).all()
+    blockers = {(str(t), str(topic), str(key)): int(b) for t, topic, key, b in found}
+    return Claim(rows, visited, last_visited, held_back(rows, blockers))
 
 
 def _update(conn: Connection, statement: TextClause, **columns: Sequence[Any]) -> None:
@@ -218,17 +276,19 @@ def mark_sent(
 
 
 def mark_failed(
-    conn: Connection, ids: Sequence[int], statuses: Sequence[str], errors: Sequence[str], delays: Sequence[float]
+    conn: Connection, ids: Sequence[int], statuses: Sequence[str], errors: Sequence[str], delays: Sequence[float],
+    counted: Sequence[bool],
 ) -> None:
-    _update(conn, MARK_FAILED, ids=ids, statuses=statuses, errors=errors, delays=delays)
+    """Failed rows: `counted` says whether the failure used up one of the row's attempts."""
+    _update(conn, MARK_FAILED, ids=ids, statuses=statuses, errors=errors, delays=delays, counted=counted)
 
 
 def any_due(conn: Connection) -> bool:
     return bool(conn.execute(ANY_DUE).scalar())
 
 
-def pending_by_tenant(conn: Connection) -> list[tuple[str, int, float]]:
-    return [(r[0], int(r[1]), float(r[2] or 0.0)) for r in conn.execute(PENDING_BY_TENANT)]
+def pending_by_tenant(conn: Connection) -> list[TenantBacklog]:
+    return [TenantBacklog(r[0], int(r[1]), float(r[2] or 0.0), int(r[3])) for r in conn.execute(PENDING_BY_TENANT)]
 
 
 def explain_claim(conn: Connection, plan: ClaimPlan) -> str:

@@ -25,7 +25,8 @@ def write(outcome: Outcome) -> None:
     batch = outcome.batch
     try:
         mark_sent(batch.conn, outcome.sent_ids, outcome.sent_partitions, outcome.sent_offsets, outcome.sent_acked_at)
-        mark_failed(batch.conn, outcome.fail_ids, outcome.fail_statuses, outcome.fail_errors, outcome.fail_delays)
+        mark_failed(batch.conn, outcome.fail_ids, outcome.fail_statuses, outcome.fail_errors, outcome.fail_delays,
+                    outcome.fail_counted)
         batch.conn.commit()
         outcome.committed = True
     except SQLAlchemyError as exc:

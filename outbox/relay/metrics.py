@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import threading
@@ -18,6 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 from soma.observability.metrics import ServiceRegistry
 
 if TYPE_CHECKING:
+    from outbox.relay.claim import TenantBacklog
     from outbox.relay.judge import Outcome
 
 # Commit-to-acknowledgement latency: fine buckets below 100 ms, where the target lives.
@@ -55,21 +57,53 @@ class RelayMetrics:
         self.circuit_opened = Counter(
             "outbox_circuit_opened", "Times a tenant's circuit opened", ["tenant"], registry=r
         )
+        self.dead_rows = Gauge(
+            "outbox_dead_rows", "Rows parked as dead (they wait for an operator: replay or discard)", ["tenant"],
+            registry=r,
+        )
         self.claims = Counter("outbox_claims", "Claims the relay ran, by outcome", ["outcome"], registry=r)
         self.in_flight = Gauge("outbox_in_flight_rows", "Claimed rows awaiting the broker", registry=r)
-        self._seen_tenants: set[str] = set()
+        self._lock = threading.Lock()  # the gauge thread and the loop both touch the per-tenant series
+        self._seen_tenants: set[str] = set()  # tenants with backlog gauges
+        self._topics: dict[str, set[str]] = {}  # tenant -> topics of its (tenant, topic) counters
+        self.backlog_tenants: frozenset[str] = frozenset()  # tenants with pending or dead rows, last recount
 
-    def set_pending(self, rows: Iterable[tuple[str, int, float]]) -> None:
-        """Replace the per-tenant gauges; tenants with nothing left read 0 (their series stay)."""
+    def set_pending(self, rows: Iterable[TenantBacklog]) -> None:
+        """Replace the per-tenant gauges; tenants with nothing left read 0 (until evicted as idle)."""
         current = set()
-        for tenant, count, age in rows:
-            current.add(tenant)
-            self.pending.labels(tenant).set(count)
-            self.oldest_age.labels(tenant).set(age)
-        for tenant in self._seen_tenants - current:
-            self.pending.labels(tenant).set(0)
-            self.oldest_age.labels(tenant).set(0)
-        self._seen_tenants |= current
+        busy = set()
+        with self._lock:
+            for row in rows:
+                current.add(row.tenant)
+                self.pending.labels(row.tenant).set(row.pending)
+                self.oldest_age.labels(row.tenant).set(row.oldest_age_s)
+                self.dead_rows.labels(row.tenant).set(row.dead)
+                busy.add(row.tenant)
+            for tenant in self._seen_tenants - current:
+                self.pending.labels(tenant).set(0)
+                self.oldest_age.labels(tenant).set(0)
+                self.dead_rows.labels(tenant).set(0)
+            self._seen_tenants |= current
+        self.backlog_tenants = frozenset(busy)
+
+    def forget(self, tenants: Iterable[str]) -> None:
+        """Remove every series of these tenants (idle ones: see `policy.idle_tenants`)."""
+        with self._lock:
+            for tenant in tenants:
+                if tenant in self._seen_tenants:
+                    self._seen_tenants.discard(tenant)
+                    for gauge in (self.pending, self.oldest_age, self.dead_rows):
+                        _remove(gauge, tenant)
+                for topic in self._topics.pop(tenant, set()):
+                    for counter in (self.published, self.failed, self.dead):
+                        _remove(counter, tenant, topic)
+                for metric in (self.circuit, self.circuit_opened):
+                    _remove(metric, tenant)
+
+    def tenants(self) -> set[str]:
+        """Tenants with at least one series (for tests and the documented bound)."""
+        with self._lock:
+            return self._seen_tenants | set(self._topics)
 
     def record(self, outcome: Outcome) -> None:
         """Count a judged batch: latencies, and rows published, failed and dead per tenant and topic."""
@@ -78,7 +112,14 @@ class RelayMetrics:
         for counter, counts in ((self.published, outcome.published), (self.failed, outcome.failed),
                                 (self.dead, outcome.dead)):
             for (tenant, topic), n in counts.items():
-                counter.labels(tenant, topic).inc(n)
+                with self._lock:
+                    self._topics.setdefault(tenant, set()).add(topic)
+                    counter.labels(tenant, topic).inc(n)
+
+
+def _remove(metric: Gauge | Counter, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never had this series
+        metric.remove(*labels)
 
 
 @dataclass

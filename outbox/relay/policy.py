@@ -1,13 +1,15 @@
-"""The relay's decisions, as plain functions and classes: backoff, circuits, fair shares, poll pacing.
+"""The relay's decisions, as plain functions and classes: backoff, circuits, fair shares, poll pacing,
+forgetting idle tenants.
 
 Nothing here touches the database or the broker, so all of it is unit-tested directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Protocol
 
 from soma.settings import RelaySettings
 
@@ -99,6 +101,13 @@ class Circuits:
             if allowance is not None:
                 limits[tenant] = allowance
         return limits
+
+    def forget(self, tenants: Iterable[str]) -> None:
+        """Drop the circuits of these tenants (closed ones only: an open circuit keeps its state)."""
+        for tenant in tenants:
+            circuit = self.by_tenant.get(tenant)
+            if circuit is not None and circuit.state is CircuitState.CLOSED:
+                del self.by_tenant[tenant]
 
     def next_change(self) -> float | None:
         """The earliest moment an open circuit turns half-open (when the relay should look again)."""
@@ -193,3 +202,56 @@ class PollPacer:
         wait = self.current
         self.current = min(self.max_s, self.current * 2)
         return wait
+
+
+class TenantActivity:
+    """When each tenant was last seen (claimed, judged, or with rows waiting), to forget idle ones.
+
+    A tenant is idle once it has had nothing pending, failed or dead and no batch for `idle_s`
+    and its circuit is closed; the relay then drops its metric series and circuit, so the
+    relay's per-tenant state is bounded by the tenants active within `idle_s` (plus those
+    with rows waiting or dead), whatever stream of tenant ids it sees.
+    """
+
+    def __init__(self, idle_s: float) -> None:
+        self.idle_s = idle_s
+        self.last_seen: dict[str, float] = {}
+
+    def seen(self, tenants: Iterable[str], now: float) -> None:
+        for tenant in tenants:
+            self.last_seen[tenant] = now
+
+    def idle(self, now: float, busy: Iterable[str], circuits: Circuits) -> set[str]:
+        """Forget and return the tenants idle at `now` (`busy`: tenants with rows waiting or dead)."""
+        self.seen(busy, now)
+        gone = {
+            tenant for tenant, last in self.last_seen.items()
+            if now - last >= self.idle_s and circuits.by_tenant.get(tenant, _CLOSED).state is CircuitState.CLOSED
+        }
+        for tenant in gone:
+            del self.last_seen[tenant]
+        return gone
+
+
+_CLOSED = Circuit(threshold=1, reset_s=0.0)
+
+
+class KeyedRow(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+
+
+def held_back(rows: Sequence[KeyedRow], blockers: Mapping[tuple[str, str, str], int]) -> frozenset[int]:
+    """Ids of claimed rows not to produce: those newer than their key's `blocker`, an unsent row of
+    the same (tenant, topic, key) the claim does not hold. They are released unchanged and
+    claimed again once the blocker is sent or dead, so a key's rows go out in order."""
+    return frozenset(
+        row.id for row in rows
+        if (blocker := blockers.get((row.tenant_id, row.topic, row.key))) is not None and row.id > blocker
+    )

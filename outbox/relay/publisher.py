@@ -3,6 +3,13 @@
 The relay's producer is idempotent with `acks=all` (`Settings.producer_config`), so a retry
 inside librdkafka never duplicates or reorders a record. Rows are published exactly as
 stored: key, payload and headers; nothing is re-encoded.
+
+A row `produce()` refuses (any `KafkaException` such as MSG_SIZE_TOO_LARGE, a header or key
+that cannot be encoded, a local queue that stays full past the delivery timeout) is reported
+for that row alone, like a failed delivery report: the rest of the batch is still produced
+and every report is recorded, so nothing acknowledged is published again after a restart.
+The later rows of a refused row's key in the same batch are held back (released unchanged),
+so they do not overtake it.
 """
 
 from __future__ import annotations
@@ -13,29 +20,36 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from opentelemetry.trace import Span, SpanKind, Tracer
 from sqlalchemy import Connection
 
 from outbox.relay.claim import ClaimedRow
 from soma.clients import kafka_producer
+from soma.errors import first_line
 from soma.observability import telemetry
 from soma.settings import Settings
 
 log = logging.getLogger("outbox.relay")
 
+MAX_ERROR_CHARS = 1000  # a row's last_error is one line of at most this many characters
+QUEUE_FULL = "_QUEUE_FULL"  # the code of a row that found the local queue full past the delivery timeout
+ENCODING = "_ENCODING"  # the code of a row whose key or headers cannot be encoded
+
 
 class Batch:
     """Rows claimed in one transaction (`conn`, still open) and what the broker said about each."""
 
-    def __init__(self, conn: Connection, rows: list[ClaimedRow]) -> None:
+    def __init__(self, conn: Connection, rows: list[ClaimedRow], held: frozenset[int] = frozenset()) -> None:
         self.conn, self.rows = conn, rows
+        self.held = held  # ids not to produce (an older row of their key is not in this batch)
         n = len(rows)
         self.partitions = [0] * n
         self.offsets = [0] * n
         self.acked_at = [0.0] * n
         self.errors: list[str | None] = [None] * n
-        self.produced = 0  # rows handed to the producer (a prefix of `rows`)
+        self.codes: list[str | None] = [None] * n  # the error's code name (judge.row_fault classifies it)
+        self.produced = 0  # rows handed to the producer, refused or held back (a prefix of `rows`)
         self.outstanding = 0  # produced rows still without a delivery report
         self.closed = False  # no further row of this batch will be produced
         self.spans: list[Span | None] | None = None  # publish spans, when tracing is on
@@ -44,9 +58,30 @@ class Batch:
     def complete(self) -> bool:
         return self.closed and self.outstanding == 0
 
+    def held_back(self, index: int) -> None:
+        """Row `index` is not produced (an older row of its key was refused in this batch): it stays
+        unreported, so it is released at commit unchanged and claimed again after that row."""
+        self.produced += 1
+        if self.spans is not None:
+            span = self.spans[index]
+            if span is not None:
+                telemetry.end_delivery(span, "held back behind an older row of its key")
+
+    def refused(self, index: int, code: str, message: str) -> None:
+        """`produce()` refused row `index`: it counts as produced and reported, with this error."""
+        self.acked_at[index] = time.time()
+        self.codes[index] = code
+        self.errors[index] = f"{code}: {message}"[:MAX_ERROR_CHARS]
+        self.produced += 1
+        if self.spans is not None:
+            span = self.spans[index]
+            if span is not None:
+                telemetry.end_delivery(span, self.errors[index])
+
     def on_delivery(self, index: int, err: KafkaError | None, msg: Message) -> None:
         self.acked_at[index] = time.time()
         if err is not None:
+            self.codes[index] = err.name()
             self.errors[index] = f"{err.name()}: {err.str()}"
         else:
             self.partitions[index] = msg.partition() or 0
@@ -73,7 +108,12 @@ class Publisher:
                 log.error("kafka producer fatal error: %s", err.str())
 
         timeout_ms = int(self.settings.relay.delivery_timeout_s * 1000)
-        return kafka_producer(self.settings, **{"message.timeout.ms": timeout_ms, "error_cb": on_error})
+        # A topic the broker does not know fails as UNKNOWN_TOPIC_OR_PART (the row's fault: it counts)
+        # within half the delivery timeout, instead of as a timeout (which would not count).
+        propagation_ms = min(30_000, max(100, timeout_ms // 2))
+        return kafka_producer(self.settings, **{
+            "message.timeout.ms": timeout_ms, "topic.metadata.propagation.max.ms": propagation_ms, "error_cb": on_error,
+        })
 
     def send(self, batch: Batch, keep_going: Callable[[], bool] = lambda: True) -> None:
         """Hand every row of `batch` to the producer (waiting for queue space when it is full)."""
@@ -84,17 +124,28 @@ class Publisher:
         spans: list[Span | None] = [None] * len(batch.rows) if tracer is not None else []
         if tracer is not None:
             batch.spans = spans
+        timeout_s = self.settings.relay.delivery_timeout_s
+        held: set[tuple[str, str, str]] = set()  # keys with a refused row in this batch: per-key order
         for index, row in enumerate(batch.rows):
+            if row.id in batch.held or (held and (row.tenant_id, row.topic, row.key) in held):
+                batch.held_back(index)
+                continue
             topic = physical.get(row.topic) or physical.setdefault(row.topic, topic_name(row.topic))
-            if tracer is None:
-                headers: Any = [(name, value.encode()) for name, value in row.headers.items()]
-            else:
-                headers = self._traced(tracer, spans, index, row, topic)
+            try:
+                key = row.key.encode()
+                if tracer is None:
+                    headers: Any = [(name, value.encode()) for name, value in row.headers.items()]
+                else:
+                    headers = self._traced(tracer, spans, index, row, topic)
+            except (UnicodeError, AttributeError, TypeError) as exc:  # e.g. a lone surrogate in a legacy row
+                batch.refused(index, ENCODING, f"key or headers cannot be encoded: {first_line(exc)}")
+                held.add((row.tenant_id, row.topic, row.key))
+                continue
             callback: Any = partial(batch.on_delivery, index)
+            full_since: float | None = None
             while True:
                 try:
-                    produce(topic, value=row.payload, key=row.key.encode(), headers=headers, on_delivery=callback)
-                    break
+                    produce(topic, value=row.payload, key=key, headers=headers, on_delivery=callback)
                 except BufferError:  # local queue full: serve delivery reports, then retry
                     self._producer.poll(0.05)
                     if not keep_going():
@@ -103,8 +154,22 @@ class Publisher:
                         if span is not None:
                             telemetry.end_delivery(span, "relay stopping: not produced")
                         return
-            batch.produced += 1
-            batch.outstanding += 1
+                    full_since = full_since or time.monotonic()
+                    if time.monotonic() - full_since < timeout_s:
+                        continue
+                    batch.refused(index, QUEUE_FULL, f"local producer queue full for {timeout_s:g}s")
+                except KafkaException as exc:  # refused for this row alone (e.g. MSG_SIZE_TOO_LARGE)
+                    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                    code = err.name() if err is not None else "_KAFKA_EXCEPTION"
+                    batch.refused(index, code, err.str() if err is not None else first_line(exc))
+                except (TypeError, ValueError) as exc:  # a value the client cannot serialize
+                    batch.refused(index, ENCODING, first_line(exc))
+                else:
+                    batch.produced += 1
+                    batch.outstanding += 1
+                break
+            if batch.errors[index] is not None:
+                held.add((row.tenant_id, row.topic, row.key))
         batch.closed = True
 
     @staticmethod

@@ -29,7 +29,7 @@ from outbox.relay.claim import Claim, any_due, claim, pending_by_tenant, relay_e
 from outbox.relay.committer import Committer
 from outbox.relay.judge import Outcome, RetryPolicy, judge
 from outbox.relay.metrics import Heartbeat, MetricsServer, RelayMetrics, RelayStats, peak_rss_mb
-from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer
+from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, TenantActivity
 from outbox.relay.publisher import Batch, Publisher
 from outbox.relay.wakeup import Wakeup
 from soma.clients import database_errors
@@ -80,6 +80,8 @@ class Relay:
             settings.relay.retry_base_s, settings.relay.retry_max_s, settings.relay.max_attempts
         )
         self.metrics = RelayMetrics()
+        self.activity = TenantActivity(settings.relay.tenant_idle_s)
+        self._next_eviction = time.monotonic() + settings.relay.gauge_interval_s
         self.heartbeat = Heartbeat(stale_s=max(30.0, settings.relay.delivery_timeout_s * 2))
         self.readiness = Readiness(settings, "relay", ("kafka", "postgresql"), tables=("outbox_events",),
                                    extra={"loop": self.heartbeat.check})
@@ -150,6 +152,7 @@ class Relay:
             self._finish_completed()
             if not self.in_flight:
                 self._renew_producer_if_fatal()
+            self._forget_idle_tenants()
             free = depth - len(self.in_flight) - committer.pending
             if self._claim is None and free > 0:
                 plan = self.fair.plan(self.circuits.limits(time.monotonic()))
@@ -232,6 +235,18 @@ class Relay:
         with self.engine.connect() as conn, conn.begin():
             return not any_due(conn)
 
+    def _forget_idle_tenants(self) -> None:
+        """Every gauge interval: drop the series and circuits of tenants idle for SOMA_OUTBOX_RELAY_TENANT_IDLE_S."""
+        now = time.monotonic()
+        if now < self._next_eviction:
+            return
+        self._next_eviction = now + self.settings.relay.gauge_interval_s
+        gone = self.activity.idle(now, self.metrics.backlog_tenants, self.circuits)
+        if gone:
+            self.circuits.forget(gone)
+            self.metrics.forget(gone)
+            log.debug("relay: forgot %d idle tenant(s)", len(gone))
+
     def _renew_producer_if_fatal(self) -> None:
         _, publisher, _ = self._parts()
         if publisher.renew_if_fatal():
@@ -283,7 +298,7 @@ class Relay:
             for tenant, count in probed.items():
                 self.circuits.get(tenant).claimed(count)
             self._export_circuits()
-        batch = Batch(conn, rows)
+        batch = Batch(conn, rows, claimed.held)
         if self._stop.is_set():  # stopping: release the rows at once instead of sending them
             batch.closed = True
         else:
@@ -300,6 +315,7 @@ class Relay:
 
     def _finish(self, batch: Batch) -> None:
         now = time.monotonic()
+        self.activity.seen({row.tenant_id for row in batch.rows}, now)
         opened_before = {t for t, c in self.circuits.by_tenant.items() if c.state is CircuitState.OPEN}
         outcome = judge(batch, self.retry, self.circuits, self.rng, now)
         for delay in set(outcome.fail_delays):

@@ -103,7 +103,12 @@ class RelaySettings(Section):
         9465, ge=0, le=65535, description="Port of the relay's /metrics and /healthz (0: any free port, logged)."
     )
     gauge_interval_s: float = Field(
-        5.0, gt=0, description="How often the relay recounts the pending-rows and oldest-age gauges."
+        5.0, gt=0, description="How often the relay recounts the pending, oldest-age and dead-rows gauges."
+    )
+    tenant_idle_s: float = Field(
+        3600.0, gt=0,
+        description="A tenant with no rows waiting or dead and no delivery for this long loses its metric series "
+        "and circuit (bounds the relay's per-tenant state).",
     )
 
 

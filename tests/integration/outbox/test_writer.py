@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -204,3 +205,46 @@ def test_cli_emit_bad_input_is_one_line_and_writes_nothing(
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
     assert _count(engine, tenant) == 0
+
+
+def _oversized(tenant: str) -> dict[str, object]:
+    """A chat message of about 1.1 MB: over the default record limit (1,000,000 bytes)."""
+    return {"tenant_id": tenant, "session_id": "s1", "sequence": 1, "role": "user", "content": "x" * 1_100_000}
+
+
+def test_an_oversized_event_is_refused_before_anything_is_written(
+    engine: Engine, writer: OutboxWriter, tenant: str
+) -> None:
+    small = Emission("chat.messages", sample("chat.messages", tenant=tenant), tenant, "small")
+    big = Emission("chat.messages", _oversized(tenant), tenant, "big")
+    with Session(engine) as session, session.begin():
+        with pytest.raises(EmitError, match=r"chat.messages: record of \d+ bytes .* exceeds the topic's limit of "
+                                            r"1000000 bytes \(tenant '.*', dedupe key 'big'\)"):
+            writer.write(session, [small, big])
+        assert session.execute(text("SELECT 1")).scalar() == 1  # the caller's transaction is intact
+    assert _count(engine, tenant) == 0
+
+
+def test_cli_emit_of_an_oversized_event_is_one_line_exit_1_and_writes_nothing(
+    engine: Engine, settings: Settings, tenant: str, tmp_path: Path
+) -> None:
+    event = tmp_path / "big.json"
+    event.write_text(json.dumps(_oversized(tenant)))
+    result = run_soma(settings, "outbox", "emit", "chat.messages", "--tenant", tenant, "--dedupe-key", "big",
+                      "--file", str(event))
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "exceeds the topic's limit of 1000000 bytes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _count(engine, tenant) == 0
+
+
+def test_cli_emit_from_a_file_writes_the_event(engine: Engine, settings: Settings, tenant: str,
+                                               tmp_path: Path) -> None:
+    event = tmp_path / "one.json"
+    event.write_text(json.dumps({"session_id": "s1", "sequence": 1, "role": "user", "content": "from a file"}))
+    result = run_soma(settings, "outbox", "emit", "chat.messages", "--tenant", tenant, "--dedupe-key", "f-1",
+                      "--file", str(event))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["created"] is True
+    assert _count(engine, tenant) == 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from outbox.admin.api import create_app
 from outbox.admin.auth import Principal
@@ -417,3 +418,35 @@ def test_replayed_rows_are_ordinary_pending_rows_for_the_relay(
     assert due <= datetime.now(UTC)
     listed = client.get("/admin/outbox", params={"tenant": tenant, "status": "pending"}, headers=ADMIN).json()
     assert {item["headers"].get("replay-of") for item in listed["items"]} >= {str(original)}
+
+
+def _make_oversized(engine: Engine, row_id: int) -> None:
+    """Give a stored row a 1.1 MB payload, as a legacy row written before the size check would have."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE outbox_events SET payload = :p WHERE id = :id"),
+                     {"p": b"\xc3\x01" + b"x" * 1_100_000, "id": row_id})
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_replay_refuses_the_whole_request_when_one_row_is_over_its_topics_limit(
+    client: TestClient, engine: Engine, pair: tuple[str, str], dry_run: bool
+) -> None:
+    tenant, _ = pair
+    ids = seed(engine, tenant, 3, status="dead")
+    _make_oversized(engine, ids[1])
+    before = count_all(engine)
+    response = client.post("/admin/outbox/replay", json={"tenant": tenant, "ids": ids, "dry_run": dry_run},
+                           headers=ADMIN)
+    assert response.status_code == 422, response.text
+    [detail] = response.json()["detail"]
+    assert re.fullmatch(
+        rf"row {ids[1]} \(chat\.messages\): record of \d+ bytes exceeds the topic's limit of 1000000 bytes; "
+        r"nothing replayed: leave such rows out", detail["msg"]), detail["msg"]
+    assert count_all(engine) == before  # nothing copied, nothing audited
+    by_filter = client.post("/admin/outbox/replay/tenant", json={"tenant": tenant, "status": "dead"}, headers=ADMIN)
+    assert by_filter.status_code == 422
+    assert by_filter.json()["detail"][0]["msg"].startswith(f"row {ids[1]} (chat.messages)")
+    assert count_all(engine) == before
+    rest = client.post("/admin/outbox/replay", json={"tenant": tenant, "ids": [ids[0], ids[2]]}, headers=ADMIN)
+    assert rest.status_code == 200, rest.text
+    assert rest.json()["count"] == 2

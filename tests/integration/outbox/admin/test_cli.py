@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from soma.ops.processes import run_bounded
 from soma.settings import Settings
@@ -190,3 +190,21 @@ def test_admin_serve_without_tokens_refuses_to_start(outbox_db: Settings) -> Non
     bad = outbox_db.replace(admin_tokens=SecretStr("short=admin"))
     line = one_line_error(soma(bad, "admin", "serve", "--port", str(_free_port()), timeout_s=60))
     assert line.startswith("soma: error: invalid setting SOMA_ADMIN_TOKENS: entry 1: a token must be")
+
+
+def test_replay_of_a_row_over_its_topics_limit_is_one_line_and_replays_nothing(
+    outbox_db: Settings, engine: Engine, pair: tuple[str, str]
+) -> None:
+    tenant, _ = pair
+    ids = seed(engine, tenant, 2, status="dead")
+    with engine.begin() as conn:  # a legacy row, written before the size check
+        conn.execute(text("UPDATE outbox_events SET payload = :p WHERE id = :id"),
+                     {"p": b"\xc3\x01" + b"x" * 1_100_000, "id": ids[1]})
+    before = count_all(engine)
+    result = soma(outbox_db, "outbox", "replay", "--tenant", tenant, "--ids", f"{ids[0]},{ids[1]}")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"row {ids[1]} (chat.messages): record of" in result.stderr
+    assert "exceeds the topic's limit of 1000000 bytes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert count_all(engine) == before

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer
+from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, TenantActivity, held_back
 from soma.settings import load_settings
 
 
@@ -107,3 +107,45 @@ def test_poll_pacer_doubles_to_the_cap_and_resets_on_rows() -> None:
     assert [pacer.next_wait() for _ in range(5)] == [0.002, 0.004, 0.008, 0.01, 0.01]
     pacer.found_rows()
     assert pacer.next_wait() == 0.002
+
+
+def test_idle_tenants_are_forgotten_after_the_idle_time_busy_or_open_ones_are_kept() -> None:
+    activity = TenantActivity(idle_s=60)
+    circuits = Circuits(threshold=1, reset_s=1000)
+    activity.seen(["quiet", "waiting", "broken"], now=0)
+    circuits.get("quiet")
+    circuits.get("broken").failure(now=0)  # open
+    assert activity.idle(now=59, busy=[], circuits=circuits) == set()
+    # "waiting" still has rows pending (or dead): seen again now, so not idle.
+    assert activity.idle(now=60, busy=["waiting"], circuits=circuits) == {"quiet"}
+    circuits.forget({"quiet", "broken"})
+    assert set(circuits.by_tenant) == {"broken"}  # an open circuit is never forgotten
+    assert set(activity.last_seen) == {"waiting", "broken"}
+    assert activity.idle(now=200, busy=[], circuits=circuits) == {"waiting"}
+
+
+def test_a_stream_of_new_tenants_keeps_the_state_bounded_by_the_idle_window() -> None:
+    activity = TenantActivity(idle_s=10)
+    circuits = Circuits(threshold=5, reset_s=30)
+    peak = 0
+    for second in range(1000):  # one new tenant a second, each seen once
+        tenant = f"t-{second}"
+        activity.seen([tenant], now=second)
+        circuits.get(tenant).success()
+        gone = activity.idle(now=second, busy=[], circuits=circuits)
+        circuits.forget(gone)
+        peak = max(peak, len(activity.last_seen), len(circuits.by_tenant))
+    assert peak <= 11
+
+
+def test_rows_newer_than_an_unclaimed_unsent_row_of_their_key_are_held_back() -> None:
+    from outbox.relay.claim import ClaimedRow
+
+    def row(i: int, key: str, tenant: str = "a") -> ClaimedRow:
+        return ClaimedRow(i, tenant, "t", key, {}, b"", 0, 0.0)
+
+    rows = [row(5, "k"), row(7, "k"), row(9, "k"), row(6, "j"), row(8, "k", tenant="b")]
+    # Key (a, t, k) has an unsent row 6 the claim does not hold (say it failed a moment ago).
+    assert held_back(rows, {("a", "t", "k"): 6}) == {7, 9}
+    assert held_back(rows, {}) == frozenset()  # the claim holds every older row of its keys
+    assert held_back(rows, {("a", "t", "k"): 2}) == {5, 7, 9}
