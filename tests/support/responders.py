@@ -9,6 +9,7 @@ from typing import Any
 from streams.logic.session import Reply, SessionState
 
 SLOW_RESPONDER = "tests.support.responders:SlowResponder"
+PACED_RESPONDER = "tests.support.responders:PacedResponder"
 
 
 class SlowResponder:
@@ -19,3 +20,10 @@ class SlowResponder:
     def respond(self, session: SessionState, message: Mapping[str, Any]) -> Reply | None:
         time.sleep(self.delay_s)
         return None
+
+
+class PacedResponder(SlowResponder):
+    """2 ms per message: 1,000 messages take at least 2 s, so a kill after the first fifth of the
+    outputs lands mid-stream even on an idle machine (where the worker could otherwise finish first)."""
+
+    delay_s = 0.002

@@ -27,7 +27,7 @@ from soma.clients import kafka_consumer
 from soma.contracts.ids import derive_id
 from soma.settings import Settings
 from tests.integration.streams.conftest import LOGS
-from tests.support.responders import SLOW_RESPONDER
+from tests.support.responders import PACED_RESPONDER, SLOW_RESPONDER
 from tests.support.streams import Bus, port_of, stream_logged, stream_process, wait_ready
 
 SESSIONS, PER_SESSION = 10, 100
@@ -134,7 +134,8 @@ def test_worker_killed_mid_stream_recovers_without_loss_or_double_apply(prepared
     tenant = f"crash-{uuid.uuid4().hex[:8]}"
     bus, ids, before = _conversation_sent(prepared, tenant)
     total = len(ids)
-    with stream_logged("worker", prepared, LOGS / f"worker-killed-{uuid.uuid4().hex[:6]}.log") as proc:
+    paced = prepared.replace(worker_responder=PACED_RESPONDER)  # the kill lands mid-stream on an idle machine too
+    with stream_logged("worker", paced, LOGS / f"worker-killed-{uuid.uuid4().hex[:6]}.log") as proc:
         wait_ready(prepared, "worker", timeout_s=90)
         _wait_outputs(prepared, before, total // 5)
         os.killpg(proc.pid, signal.SIGKILL)
