@@ -99,6 +99,15 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+def _plain(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """A handler answering `status` with the error's one-line message."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    return handler
+
+
 def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
     @app.middleware("http")
     async def authenticate_first(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -117,47 +126,25 @@ def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
         ]
         return JSONResponse(status_code=422, content={"detail": items})
 
-    @app.exception_handler(InvalidFilter)
-    async def invalid_filter(request: Request, exc: InvalidFilter) -> JSONResponse:
-        return _validation("query" if request.method == "GET" else "body", exc.field, exc.reason)
+    async def invalid_field(request: Request, exc: Exception) -> JSONResponse:
+        field, reason = getattr(exc, "field", None), str(getattr(exc, "reason", exc))
+        return _validation("query" if request.method == "GET" else "body", field, reason)
 
-    @app.exception_handler(ReplayTooLarge)
-    async def too_large(request: Request, exc: ReplayTooLarge) -> JSONResponse:
+    async def invalid_body(request: Request, exc: Exception) -> JSONResponse:
         return _validation("body", None, str(exc))
 
-    @app.exception_handler(ReplayRecordTooLarge)
-    async def record_too_large(request: Request, exc: ReplayRecordTooLarge) -> JSONResponse:
-        return _validation("body", None, str(exc))
+    for refused in (InvalidFilter, InvalidDlqRequest):  # a field of the request: 422 naming it
+        app.add_exception_handler(refused, invalid_field)
+    for too_much in (ReplayTooLarge, ReplayRecordTooLarge, SelectionTooLarge):  # the request as a whole: 422
+        app.add_exception_handler(too_much, invalid_body)
+    for failure, status in ((DeadLetterNotFound, 404), (RowsNotFound, 404), (DlqError, 409), (OutboxNotMigrated, 503)):
+        app.add_exception_handler(failure, _plain(status))
 
     @app.exception_handler(AccessDenied)
     async def denied(request: Request, exc: AccessDenied) -> JSONResponse:
         actor = getattr(request.state, "actor", "?")
         log.warning("admin request refused (403): %s %s by %s", request.method, request.url.path, actor)
         return JSONResponse(status_code=403, content={"detail": str(exc)})
-
-    @app.exception_handler(InvalidDlqRequest)
-    async def invalid_dlq_request(request: Request, exc: InvalidDlqRequest) -> JSONResponse:
-        return _validation("query" if request.method == "GET" else "body", exc.field, exc.reason)
-
-    @app.exception_handler(SelectionTooLarge)
-    async def too_many_letters(request: Request, exc: SelectionTooLarge) -> JSONResponse:
-        return _validation("body", None, str(exc))
-
-    @app.exception_handler(DeadLetterNotFound)
-    async def no_letter(request: Request, exc: DeadLetterNotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
-
-    @app.exception_handler(DlqError)
-    async def dlq_conflict(request: Request, exc: DlqError) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
-
-    @app.exception_handler(RowsNotFound)
-    async def not_found(request: Request, exc: RowsNotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
-
-    @app.exception_handler(OutboxNotMigrated)
-    async def not_migrated(request: Request, exc: OutboxNotMigrated) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.exception_handler(InfrastructureUnavailable)
     async def unavailable(request: Request, exc: InfrastructureUnavailable) -> JSONResponse:
