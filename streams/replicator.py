@@ -1,7 +1,7 @@
 """replicator: memory.writes -> the PostgreSQL `memory_replica` table, idempotent by event id.
 
-Run: `faust -A streams.replicator worker`. Records are taken in small batches and applied in
-one transaction (in order). While PostgreSQL is unreachable the agent retries the same batch
+Run: `faust -A streams.replicator worker`. Records are taken in batches and applied in one
+statement (`streams.storage.replica.apply_writes`: the end state of applying them in order). While PostgreSQL is unreachable the agent retries the same batch
 with exponential backoff and does not move on, so its offsets are not committed; a record that
 fails for its own reasons (invalid payload, `payload_json` too large or too deeply nested, a
 value the table refuses: SQLSTATE class 22 or 23) goes to the DLQ: a refused batch is applied
@@ -36,7 +36,7 @@ stream = StreamApp("replicator", ["memory.writes"], needs=("postgresql",), table
 app = stream.app
 engine = database_engine(stream.settings)
 log = logging.getLogger("streams.replicator")
-BATCH = 200  # most writes per transaction
+BATCH = 500  # most writes per statement
 BATCH_WAIT_S = 0.002  # longest wait to fill a batch
 DB_ATTRIBUTES = {
     "db.system.name": "postgresql", "db.collection.name": "memory_replica", "db.operation.name": "INSERT",

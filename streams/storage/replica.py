@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine, MetaData
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import JSONB
 
 from soma.contracts.bounded_json import loads_bounded
 from streams.errors import InvalidInput
@@ -43,15 +43,18 @@ memory_replica = sa.Table(
 
 def row_for(write: Mapping[str, Any]) -> dict[str, Any]:
     """The replica row of a decoded MemoryWrite; an unusable payload raises InvalidInput (invalid JSON) or
-    `JsonLimitExceeded` (too large or too deeply nested for `soma.contracts.bounded_json`)."""
+    `JsonLimitExceeded` (too large or too deeply nested for `soma.contracts.bounded_json`).
+
+    The payload is checked here but sent to PostgreSQL as the write's own JSON text (`payload_json`),
+    so it is parsed once in Python and never serialized again."""
     operation = str(write["operation"])
-    payload: Any = None
+    text: str | None = None
     if operation == "upsert":
         text = write.get("payload_json")
         if text is None:
             raise InvalidInput("upsert without payload_json")
         try:
-            payload = loads_bounded(text, "payload_json")
+            loads_bounded(text, "payload_json")
         except ValueError as exc:
             raise InvalidInput(f"payload_json is not JSON: {exc}") from exc
     occurred = write["occurred_at"]
@@ -59,9 +62,28 @@ def row_for(write: Mapping[str, Any]) -> dict[str, Any]:
         occurred = datetime.fromtimestamp(int(occurred) / 1000, UTC)
     return {
         "tenant_id": write["tenant_id"], "memory_key": write["memory_key"], "session_id": write.get("session_id"),
-        "payload": payload, "deleted": operation == "delete", "last_event_id": write["event_id"],
+        "payload_json": text, "deleted": operation == "delete", "last_event_id": write["event_id"],
         "last_occurred_at": occurred,
     }
+
+
+# One statement for a whole batch: the rows travel as one array per column (a fixed statement,
+# prepared once, whatever the batch size). A write applies only when newer than the row it meets.
+UPSERT = sa.text("""
+INSERT INTO memory_replica AS t
+    (tenant_id, memory_key, session_id, payload, deleted, last_event_id, last_occurred_at, applied_at)
+SELECT w.tenant_id, w.memory_key, w.session_id, CAST(w.payload_json AS jsonb), w.deleted, w.last_event_id,
+       w.last_occurred_at, now()
+FROM unnest(CAST(:tenant_ids AS varchar[]), CAST(:memory_keys AS varchar[]), CAST(:session_ids AS varchar[]),
+            CAST(:payloads AS text[]), CAST(:deleted AS boolean[]), CAST(:event_ids AS varchar[]),
+            CAST(:occurred AS timestamptz[]))
+    AS w(tenant_id, memory_key, session_id, payload_json, deleted, last_event_id, last_occurred_at)
+ON CONFLICT (tenant_id, memory_key) DO UPDATE SET
+    session_id = EXCLUDED.session_id, payload = EXCLUDED.payload, deleted = EXCLUDED.deleted,
+    last_event_id = EXCLUDED.last_event_id, last_occurred_at = EXCLUDED.last_occurred_at, applied_at = now()
+WHERE (t.last_occurred_at, t.last_event_id) < (EXCLUDED.last_occurred_at, EXCLUDED.last_event_id)
+RETURNING t.tenant_id, t.memory_key
+""")
 
 
 def apply_write(engine: Engine, row: Mapping[str, Any]) -> bool:
@@ -69,24 +91,45 @@ def apply_write(engine: Engine, row: Mapping[str, Any]) -> bool:
     return apply_writes(engine, [row])[0]
 
 
+def _version(row: Mapping[str, Any]) -> tuple[datetime, str]:
+    return row["last_occurred_at"], str(row["last_event_id"])
+
+
+def newest_per_key(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """The newest write of each (tenant, memory key) of a batch: the one the table ends up holding.
+
+    PostgreSQL refuses to touch one row twice in a statement, and applying a batch in order leaves
+    exactly each key's newest write (the older ones either lose the version check or are overwritten)."""
+    newest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for row in rows:
+        key = (str(row["tenant_id"]), str(row["memory_key"]))
+        if key not in newest or _version(newest[key]) < _version(row):
+            newest[key] = row
+    return newest
+
+
 def apply_writes(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> list[bool]:
-    """`apply_write` for many rows in one transaction (in order); whether each applied."""
+    """Apply a batch in one statement, with the effect of applying it in order; whether each write applied.
+
+    A write of a key whose newest write applied counts as applied when it is newer than every earlier
+    write of its key in the batch (in order, it would have applied, then been overwritten); the
+    statement cannot tell whether it would also have lost to the row the table held before."""
+    newest = newest_per_key(rows)
+    winners = list(newest.values())
     with engine.begin() as conn:
-        return [bool(conn.execute(_upsert(row)).rowcount) for row in rows]
-
-
-def _upsert(row: Mapping[str, Any]) -> Any:
-    t = memory_replica
-    stmt = insert(t).values(**row)
-    excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[t.c.tenant_id, t.c.memory_key],
-        set_={
-            "session_id": excluded.session_id, "payload": excluded.payload, "deleted": excluded.deleted,
-            "last_event_id": excluded.last_event_id, "last_occurred_at": excluded.last_occurred_at,
-            "applied_at": sa.func.now(),
-        },
-        where=sa.tuple_(t.c.last_occurred_at, t.c.last_event_id)
-        < sa.tuple_(excluded.last_occurred_at, excluded.last_event_id),
-    )
-    return stmt
+        result = conn.execute(UPSERT, {
+            "tenant_ids": [r["tenant_id"] for r in winners], "memory_keys": [r["memory_key"] for r in winners],
+            "session_ids": [r["session_id"] for r in winners], "payloads": [r["payload_json"] for r in winners],
+            "deleted": [r["deleted"] for r in winners], "event_ids": [r["last_event_id"] for r in winners],
+            "occurred": [r["last_occurred_at"] for r in winners],
+        })
+        changed = {(str(tenant), str(key)) for tenant, key in result}
+    applied: list[bool] = []
+    latest: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for row in rows:
+        key = (str(row["tenant_id"]), str(row["memory_key"]))
+        newer = key not in latest or latest[key] < _version(row)
+        applied.append(key in changed and newer)
+        if newer:
+            latest[key] = _version(row)
+    return applied
