@@ -1,13 +1,14 @@
 """replicator: memory.writes -> the PostgreSQL `memory_replica` table, idempotent by event id.
 
 Run: `faust -A streams.replicator worker`. Records are taken in batches and applied in one
-statement (`streams.storage.replica.apply_writes`: the end state of applying them in order). While PostgreSQL is unreachable the agent retries the same batch
-with exponential backoff and does not move on, so its offsets are not committed; a record that
-fails for its own reasons (invalid payload, `payload_json` too large or too deeply nested, a
-value the table refuses: SQLSTATE class 22 or 23) goes to the DLQ: a refused batch is applied
-again record by record to find it. Every other database error (connection lost, read-only
-standby, missing grant, serialization failure) is retried with backoff, never dead-lettered. Reports replica lag (now -
-occurred_at of the last applied write) and the DLQ count.
+statement (`streams.storage.replica.apply_writes`: the end state of applying them in order).
+While PostgreSQL is unreachable the agent retries the same batch with exponential backoff and
+does not move on, so its offsets are not committed; a record that fails for its own reasons
+(invalid payload, `payload_json` too large or too deeply nested, a value the table refuses:
+SQLSTATE class 22 or 23) goes to the DLQ: a refused batch is applied again record by record to
+find it. Every other database error (connection lost, read-only standby, missing grant,
+serialization failure) is retried with backoff, never dead-lettered. Reports replica lag
+(now - occurred_at of the last applied write) and the DLQ count.
 """
 
 from __future__ import annotations
