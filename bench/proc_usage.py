@@ -137,6 +137,7 @@ class Usage:
     pid: int
     cpu_start: float | None
     cpu_end: float | None = None
+    cpu_marked: float | None = None  # at `Sampler.mark()`: the end of the load, before the drain
     peak_rss_mib: float = 0.0
     hwm_mib: float | None = None
     alive: bool = True
@@ -146,6 +147,13 @@ class Usage:
         if self.cpu_start is None or self.cpu_end is None:
             return None
         return self.cpu_end - self.cpu_start
+
+    @property
+    def cpu_load_s(self) -> float | None:
+        """CPU seconds from the start to the mark (the load window); None when either is unknown."""
+        if self.cpu_start is None or self.cpu_marked is None:
+            return None
+        return self.cpu_marked - self.cpu_start
 
 
 class Sampler:
@@ -172,6 +180,11 @@ class Sampler:
     def start(self) -> None:
         self._sample()
         self._thread.start()
+
+    def mark(self) -> None:
+        """Note every process's CPU seconds now (the load ends; the drain follows)."""
+        for u in self.usage.values():
+            u.cpu_marked = cpu_seconds(u.pid)
 
     def stop(self) -> list[Usage]:
         self._stop.set()

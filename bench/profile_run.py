@@ -1,0 +1,135 @@
+"""`soma bench profile`: where each hop's CPU goes under a fixed load.
+
+One `LoadRun` (chat through the outbox + predictor updates) against the running platform or a
+private one; for its load window every platform process is sampled by py-spy (non-blocking, so
+the processes are never paused), and the records each stream handled are counted from Kafka end
+offsets of its inputs (the relay's: the chat rows written). Per process: CPU seconds in the
+window (/proc), CPU per event, and the share of each bucket (bench/profile_buckets.py).
+py-spy needs ptrace rights over the processes (root, or CAP_SYS_PTRACE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.load import LoadRefused, LoadRun
+from bench.profile_buckets import bucket_samples, hop_row, markdown
+from soma.contracts.catalog import Catalog
+from soma.settings import Settings
+
+MAX_PROFILE_S = 120.0
+SAMPLE_HZ = 100
+
+
+def py_spy() -> str:
+    """The py-spy executable (next to this interpreter, else on PATH); `LoadRefused` in one line when missing."""
+    import sys
+
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if not found:
+        raise LoadRefused("bench profile: py-spy is not installed (pip install -e '.[bench]')")
+    return found
+
+
+@dataclass
+class SpyProbe:
+    """py-spy on every process for the load window, and the stream inputs' end offsets at both ends."""
+
+    settings: Settings
+    catalog: Catalog
+    duration_s: float
+    out: Path
+    spies: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    offsets_start: dict[str, int] = field(default_factory=dict)
+    offsets_end: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def _topics(self) -> list[str]:
+        from bench.kafka_offsets import inputs
+        from soma.ops.supervisor.spec import STREAMS
+
+        return sorted({t for s in STREAMS for t in inputs(self.catalog, s.name)})
+
+    def start(self, pids: dict[str, int]) -> None:
+        from bench.kafka_offsets import end_offsets
+
+        self.offsets_start = end_offsets(self.settings, self.catalog, self._topics())
+        spy = py_spy()
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, pid in pids.items():
+            if name.startswith("bench-driver"):
+                continue
+            self.spies[name] = subprocess.Popen(
+                [spy, "record", "--pid", str(pid), "--duration", str(int(self.duration_s + 0.999)),
+                 "--rate", str(SAMPLE_HZ), "--nonblocking", "--gil", "--format", "raw", "--output",
+                 str(self.out / f"{name}.raw.txt")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> None:
+        from bench.kafka_offsets import end_offsets
+
+        self.offsets_end = end_offsets(self.settings, self.catalog, self._topics())
+        for name, proc in self.spies.items():
+            try:
+                _, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # our own child, by its handle
+                _, err = proc.communicate()
+            if proc.returncode != 0:
+                self.errors.append(f"py-spy on {name} exited {proc.returncode}: "
+                                   f"{err.decode(errors='replace').strip().splitlines()[-1:] or ''}")
+
+    def events(self, process: str, chat_rows: int) -> int | None:
+        """Records the process handled in the window: its inputs' new records; the relay's are the chat rows."""
+        from bench.kafka_offsets import inputs
+
+        if process == "relay":
+            return chat_rows
+        if not process.startswith("stream-"):
+            return None
+        return sum(self.offsets_end.get(t, 0) - self.offsets_start.get(t, 0)
+                   for t in inputs(self.catalog, process.removeprefix("stream-")))
+
+
+def profile(settings: Settings, rate: float, duration_s: float, out: Path, *,
+            pids: dict[str, int] | None = None) -> dict[str, Any]:
+    """Run the load with the probe; the profile document (also written to `out`/profile.json and .md)."""
+    from soma.contracts.catalog import load_catalog
+
+    if not 0 < duration_s <= MAX_PROFILE_S:
+        raise LoadRefused(f"bench profile: --duration must be in (0, {MAX_PROFILE_S:.0f}] seconds, got {duration_s:g}")
+    py_spy()  # refuse before anything starts
+    probe = SpyProbe(settings, load_catalog(), duration_s, out)
+    run = LoadRun(settings, rate, duration_s, pids=pids, probes=[probe])
+    before = os.getloadavg()[0]
+    report = run.run().as_dict()
+    load_average = [round(before, 1), round(os.getloadavg()[0], 1)]
+    rows = []
+    for proc in report["processes"]:
+        name = proc["name"]
+        raw = out / f"{name}.raw.txt"
+        samples = bucket_samples(raw.read_text().splitlines()) if raw.exists() else {}
+        if name.startswith("bench-driver"):
+            continue
+        rows.append(hop_row(name, probe.events(name, run.chat_sent), proc["cpu_load_s"], samples, SAMPLE_HZ))
+    document = {"kind": "soma bench profile", "rate": rate, "predictor_rate": report["predictor_rate"],
+                "duration_s": duration_s, "machine": report["machine"],
+                "load_average_1m": load_average, "sample_hz": SAMPLE_HZ, "hops": rows,
+                "latency_ms": {k: report[k]["latency_ms"] for k in ("chat_commit_to_replica_row",
+                                                                    "predictor_update_to_global_frame")},
+                "lost": sum(report[k]["lost"] for k in ("chat_commit_to_replica_row",
+                                                        "tool_call_commit_to_replica_row_of_result",
+                                                        "predictor_update_to_global_frame")),
+                "notes": [*probe.errors, "share_percent: % of the process's py-spy samples of the thread holding the "
+                          "GIL per bucket; gil_s: those samples in seconds (on a busy machine this includes time a "
+                          "GIL holder waited for a core, so it can exceed cpu_s); cpu_s: /proc CPU seconds of all "
+                          "threads (librdkafka's too) in the load window"]}
+    (out / "profile.json").write_text(json.dumps(document, indent=1) + "\n")
+    (out / "profile.md").write_text(markdown(rows))
+    return document
