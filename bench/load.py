@@ -350,10 +350,10 @@ class LoadRun:
         try:
             self.enable_cog()
             self.warm_up(observer)
+            for probe in self.probes:  # before the sampler: a probe may take a quiet window first
+                probe.start(pids)
             sampler = Sampler({**pids, "bench-driver (this process)": os.getpid()})
             sampler.start()
-            for probe in self.probes:
-                probe.start(pids)
             started = time.time()
             achieved = self.drive()
             sampler.mark()

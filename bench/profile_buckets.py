@@ -116,26 +116,39 @@ def bucket_samples(lines: Iterable[str]) -> Counter[str]:
     return totals
 
 
+def _per_event_ms(cpu_s: float | None, events: int | None) -> float | None:
+    return None if not events or cpu_s is None else round(1000 * cpu_s / events, 3)
+
+
 def hop_row(name: str, events: int | None, cpu_s: float | None, samples: Mapping[str, int],
-            sample_hz: float) -> dict[str, Any]:
-    """One process: its events, CPU, CPU per event, the Python (GIL-held) seconds sampled, each bucket's share."""
+            sample_hz: float, idle_cpu_s: float | None = None) -> dict[str, Any]:
+    """One process: its events, CPU (and CPU over as long with no load), CPU per event (all of it, and above
+    idle), the GIL-held seconds sampled, each bucket's share of them."""
     total = sum(samples.values())
-    per_event = None if not events or cpu_s is None else round(1000 * cpu_s / events, 3)
+    above = None if cpu_s is None or idle_cpu_s is None else max(0.0, cpu_s - idle_cpu_s)
     return {"process": name, "events": events, "cpu_s": None if cpu_s is None else round(cpu_s, 2),
-            "cpu_ms_per_event": per_event, "samples": total, "gil_s": round(total / sample_hz, 2),
+            "idle_cpu_s": None if idle_cpu_s is None else round(idle_cpu_s, 2),
+            "cpu_ms_per_event": _per_event_ms(cpu_s, events),
+            "cpu_ms_per_event_above_idle": _per_event_ms(above, events),
+            "samples": total, "gil_s": round(total / sample_hz, 2),
             "share_percent": {b: round(100 * samples.get(b, 0) / total, 1) if total else 0.0 for b in BUCKETS}}
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(rows: list[dict[str, Any]], header: str = "") -> str:
     """The table for docs/performance.md: one row per process; buckets as % of its Python (GIL-held) samples."""
     used = [b for b in BUCKETS if any(r["share_percent"].get(b) for r in rows)]
-    head = ["process", "events", "CPU s", "CPU ms/event", "GIL held s (sampled)", *used]
+    head = ["process", "events", "CPU s", "idle CPU s", "CPU ms/event", "above idle ms/event",
+            "GIL held s (sampled)", *used]
     out = [header] if header else []
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["process"], "-" if r["events"] is None else f"{r['events']:,}",
-                 "-" if r["cpu_s"] is None else f"{r['cpu_s']:.1f}",
-                 "-" if r["cpu_ms_per_event"] is None else f"{r['cpu_ms_per_event']:.2f}", f"{r['gil_s']:.1f}",
+        cells = [r["process"], "-" if r["events"] is None else f"{r['events']:,}", _num(r["cpu_s"], 1),
+                 _num(r.get("idle_cpu_s"), 1), _num(r["cpu_ms_per_event"], 2),
+                 _num(r.get("cpu_ms_per_event_above_idle"), 2), f"{r['gil_s']:.1f}",
                  *(f"{r['share_percent'][b]:.0f} %" for b in used)]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

@@ -14,17 +14,24 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.load import LoadRefused, LoadRun
 from bench.profile_buckets import bucket_samples, hop_row, markdown
+from bench.sweep import lost
 from soma.contracts.catalog import Catalog
 from soma.settings import Settings
 
 MAX_PROFILE_S = 120.0
 SAMPLE_HZ = 100
+NOTE = ("share_percent: % of the process's py-spy samples of the thread holding the GIL, per bucket; gil_s: those "
+        "samples in seconds (on a busy machine this includes time a GIL holder waited for a core, so it can exceed "
+        "cpu_s); cpu_s: /proc CPU seconds of all threads (librdkafka's too) in the load window; idle_cpu_s: the "
+        "same process's CPU over a window as long with no load, measured just before (the fixed cost); "
+        "cpu_ms_per_event_above_idle: (cpu_s - idle_cpu_s) / events")
 
 
 def py_spy() -> str:
@@ -47,6 +54,8 @@ class SpyProbe:
     duration_s: float
     out: Path
     spies: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    idle_s: float = 10.0
+    idle_cpu_per_s: dict[str, float] = field(default_factory=dict)  # the baseline: CPU/s with no load
     offsets_start: dict[str, int] = field(default_factory=dict)
     offsets_end: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -57,9 +66,22 @@ class SpyProbe:
 
         return sorted({t for s in STREAMS for t in inputs(self.catalog, s.name)})
 
+    def _idle(self, pids: dict[str, int]) -> None:
+        """CPU per second of each process over `idle_s` with no load (after the warm-up): the fixed cost."""
+        from bench.proc_usage import cpu_seconds
+
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        time.sleep(self.idle_s)
+        for name, pid in pids.items():
+            start, end = before[name], cpu_seconds(pid)
+            if start is not None and end is not None:
+                self.idle_cpu_per_s[name] = (end - start) / self.idle_s
+
     def start(self, pids: dict[str, int]) -> None:
         from bench.kafka_offsets import end_offsets
 
+        if self.idle_s > 0:
+            self._idle(pids)
         self.offsets_start = end_offsets(self.settings, self.catalog, self._topics())
         spy = py_spy()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -117,19 +139,16 @@ def profile(settings: Settings, rate: float, duration_s: float, out: Path, *,
         samples = bucket_samples(raw.read_text().splitlines()) if raw.exists() else {}
         if name.startswith("bench-driver"):
             continue
-        rows.append(hop_row(name, probe.events(name, run.chat_sent), proc["cpu_load_s"], samples, SAMPLE_HZ))
+        idle = probe.idle_cpu_per_s.get(name)
+        rows.append(hop_row(name, probe.events(name, run.chat_sent), proc["cpu_load_s"], samples, SAMPLE_HZ,
+                            idle_cpu_s=None if idle is None else idle * duration_s))
     document = {"kind": "soma bench profile", "rate": rate, "predictor_rate": report["predictor_rate"],
-                "duration_s": duration_s, "machine": report["machine"],
+                "duration_s": duration_s, "idle_window_s": probe.idle_s, "machine": report["machine"],
                 "load_average_1m": load_average, "sample_hz": SAMPLE_HZ, "hops": rows,
                 "latency_ms": {k: report[k]["latency_ms"] for k in ("chat_commit_to_replica_row",
                                                                     "predictor_update_to_global_frame")},
-                "lost": sum(report[k]["lost"] for k in ("chat_commit_to_replica_row",
-                                                        "tool_call_commit_to_replica_row_of_result",
-                                                        "predictor_update_to_global_frame")),
-                "notes": [*probe.errors, "share_percent: % of the process's py-spy samples of the thread holding the "
-                          "GIL per bucket; gil_s: those samples in seconds (on a busy machine this includes time a "
-                          "GIL holder waited for a core, so it can exceed cpu_s); cpu_s: /proc CPU seconds of all "
-                          "threads (librdkafka's too) in the load window"]}
+                "lost": lost(report),
+                "notes": [*probe.errors, NOTE]}
     (out / "profile.json").write_text(json.dumps(document, indent=1) + "\n")
     (out / "profile.md").write_text(markdown(rows))
     return document

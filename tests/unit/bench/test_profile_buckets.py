@@ -84,17 +84,20 @@ def test_raw_lines_are_summed_per_bucket() -> None:
 
 
 def test_a_hop_row_and_its_markdown() -> None:
-    row = hop_row("stream-worker", 2000, 4.0, {FAUST: 30, OURS: 50, OBSERVE: 20}, 100)
+    row = hop_row("stream-worker", 2000, 4.0, {FAUST: 30, OURS: 50, OBSERVE: 20}, 100, idle_cpu_s=1.0)
     assert row["cpu_ms_per_event"] == 2.0
+    assert row["cpu_ms_per_event_above_idle"] == 1.5  # (4.0 - 1.0) s / 2,000
     assert row["samples"] == 100
     assert row["gil_s"] == 1.0
     assert set(row["share_percent"]) == set(BUCKETS)
     assert row["share_percent"][OURS] == 50.0
     idle = hop_row("admin", None, 0.1, {}, 100)
     assert idle["cpu_ms_per_event"] is None
+    assert (idle["idle_cpu_s"], idle["cpu_ms_per_event_above_idle"]) == (None, None)
+    assert hop_row("x", 10, 1.0, {}, 100, idle_cpu_s=2.0)["cpu_ms_per_event_above_idle"] == 0.0  # noise: not < 0
     assert all(v == 0.0 for v in idle["share_percent"].values())
     table = markdown([row, idle]).splitlines()
-    assert table[0] == (f"| process | events | CPU s | CPU ms/event | GIL held s (sampled) | {FAUST} | "
-                        f"{OBSERVE} | {OURS} |")
-    assert table[2] == "| stream-worker | 2,000 | 4.0 | 2.00 | 1.0 | 30 % | 20 % | 50 % |"
-    assert table[3] == "| admin | - | 0.1 | - | 0.0 | 0 % | 0 % | 0 % |"
+    assert table[0] == ("| process | events | CPU s | idle CPU s | CPU ms/event | above idle ms/event | "
+                        f"GIL held s (sampled) | {FAUST} | {OBSERVE} | {OURS} |")
+    assert table[2] == "| stream-worker | 2,000 | 4.0 | 1.0 | 2.00 | 1.50 | 1.0 | 30 % | 20 % | 50 % |"
+    assert table[3] == "| admin | - | 0.1 | - | - | - | 0.0 | 0 % | 0 % | 0 % |"
