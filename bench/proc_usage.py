@@ -98,10 +98,12 @@ def from_state_file(state_dir: Path) -> dict[str, int]:
 
 
 def platform_pids(state_dir: Path, topic_prefix: str) -> dict[str, int]:
-    """The state file's live components of this topic prefix if any, else the processes found in /proc."""
+    """The state file's live components of this topic prefix, unless /proc shows more of ours (the state
+    file is another platform's, e.g. `soma up` beside a private run, or stale): then those found in /proc."""
     listed = {name: pid for name, pid in from_state_file(state_dir).items()
-              if _prefix_of(pid) in (None, topic_prefix)}
-    return listed or discover(topic_prefix)
+              if _prefix_of(pid) in (None, topic_prefix) and (PROC / str(pid)).exists()}  # gone while we looked
+    found = discover(topic_prefix)
+    return listed if listed and len(listed) >= len(found) else found
 
 
 def cpu_seconds(pid: int) -> float | None:
