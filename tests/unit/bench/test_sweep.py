@@ -99,7 +99,14 @@ def test_the_plot_series_skip_what_was_not_measured() -> None:
     rates, p99, cpu = series(doc)
     assert rates == [50.0, 100.0]
     assert p99 == {"chat": [100.0, 200.0], "tool": [None, 300.0], "frame": [50.0, 60.0]}
-    assert cpu == {"bench-driver (this process)": [10.0, 10.0], "relay": [20.0, 20.0]}
+    assert cpu == {"bench-driver (this process)": [10.0, 10.0], "relay": [20.0, 20.0],
+                   "platform (sum)": [20.0, 20.0]}  # the driver is not the platform
+    unread = _report(200, 300, 400, 100)
+    unread["processes"] = unread["processes"][1:]  # relay gone: no CPU for it, and none for the platform
+    doc["rates"].append(sweep_document([unread], mode="m", duration_s=10.0, machine="m", started_at="t")["rates"][0])
+    _, _, cpu = series(doc)
+    assert cpu["relay"] == [20.0, 20.0, None]
+    assert cpu["platform (sum)"] == [20.0, 20.0, None]
 
 
 def test_without_matplotlib_the_sweep_still_writes_its_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
