@@ -198,7 +198,7 @@ def profile(
     from bench.proc_usage import parse_pids
     from bench.profile_buckets import markdown
     from bench.profile_run import profile as run_profile
-    from bench.profile_run import py_spy
+    from bench.spy import py_spy
 
     s = settings()
     check_target(s, rate, duration)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,28 +19,17 @@ from typing import Any
 
 from bench.load import LoadRefused, LoadRun
 from bench.profile_buckets import bucket_samples, hop_row, markdown
+from bench.spy import SAMPLE_HZ, Spy, py_spy
 from bench.sweep import lost
 from soma.contracts.catalog import Catalog
 from soma.settings import Settings
 
 MAX_PROFILE_S = 120.0
-SAMPLE_HZ = 100
 NOTE = ("share_percent: % of the process's py-spy samples of the thread holding the GIL, per bucket; gil_s: those "
         "samples in seconds (on a busy machine this includes time a GIL holder waited for a core, so it can exceed "
         "cpu_s); cpu_s: /proc CPU seconds of all threads (librdkafka's too) in the load window; idle_cpu_s: the "
         "same process's CPU over a window as long with no load, measured just before (the fixed cost); "
         "cpu_ms_per_event_above_idle: (cpu_s - idle_cpu_s) / events")
-
-
-def py_spy() -> str:
-    """The py-spy executable (next to this interpreter, else on PATH); `LoadRefused` in one line when missing."""
-    import sys
-
-    beside = Path(sys.executable).parent / "py-spy"
-    found = str(beside) if beside.exists() else shutil.which("py-spy")
-    if not found:
-        raise LoadRefused("bench profile: py-spy is not installed (pip install -e '.[bench]')")
-    return found
 
 
 @dataclass
@@ -53,7 +40,7 @@ class SpyProbe:
     catalog: Catalog
     duration_s: float
     out: Path
-    spies: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    spies: dict[str, Spy] = field(default_factory=dict)
     idle_s: float = 10.0
     idle_cpu_per_s: dict[str, float] = field(default_factory=dict)  # the baseline: CPU/s with no load
     offsets_start: dict[str, int] = field(default_factory=dict)
@@ -83,29 +70,20 @@ class SpyProbe:
         if self.idle_s > 0:
             self._idle(pids)
         self.offsets_start = end_offsets(self.settings, self.catalog, self._topics())
-        spy = py_spy()
         self.out.mkdir(parents=True, exist_ok=True)
+        until = time.monotonic() + self.duration_s
         for name, pid in pids.items():
-            if name.startswith("bench-driver"):
-                continue
-            self.spies[name] = subprocess.Popen(
-                [spy, "record", "--pid", str(pid), "--duration", str(int(self.duration_s + 0.999)),
-                 "--rate", str(SAMPLE_HZ), "--nonblocking", "--gil", "--format", "raw", "--output",
-                 str(self.out / f"{name}.raw.txt")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if not name.startswith("bench-driver"):
+                self.spies[name] = Spy(name, pid, self.out, until)
+                self.spies[name].start()
 
     def stop(self) -> None:
         from bench.kafka_offsets import end_offsets
 
         self.offsets_end = end_offsets(self.settings, self.catalog, self._topics())
-        for name, proc in self.spies.items():
-            try:
-                _, err = proc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()  # our own child, by its handle
-                _, err = proc.communicate()
-            if proc.returncode != 0:
-                self.errors.append(f"py-spy on {name} exited {proc.returncode}: "
-                                   f"{err.decode(errors='replace').strip().splitlines()[-1:] or ''}")
+        for spy in self.spies.values():
+            spy.join(timeout_s=30)
+            self.errors.extend(spy.errors)
 
     def events(self, process: str, chat_rows: int) -> int | None:
         """Records the process handled in the window: its inputs' new records; the relay's are the chat rows."""
@@ -135,10 +113,9 @@ def profile(settings: Settings, rate: float, duration_s: float, out: Path, *,
     rows = []
     for proc in report["processes"]:
         name = proc["name"]
-        raw = out / f"{name}.raw.txt"
-        samples = bucket_samples(raw.read_text().splitlines()) if raw.exists() else {}
         if name.startswith("bench-driver"):
             continue
+        samples = bucket_samples(probe.spies[name].lines()) if name in probe.spies else {}
         idle = probe.idle_cpu_per_s.get(name)
         rows.append(hop_row(name, probe.events(name, run.chat_sent), proc["cpu_load_s"], samples, SAMPLE_HZ,
                             idle_cpu_s=None if idle is None else idle * duration_s))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.profile_buckets import (
@@ -101,3 +103,18 @@ def test_a_hop_row_and_its_markdown() -> None:
                         f"GIL held s (sampled) | {FAUST} | {OBSERVE} | {OURS} |")
     assert table[2] == "| stream-worker | 2,000 | 4.0 | 1.0 | 2.00 | 1.50 | 1.0 | 30 % | 20 % | 50 % |"
     assert table[3] == "| admin | - | 0.1 | - | - | - | 0.0 | 0 % | 0 % | 0 % |"
+
+
+def test_why_py_spy_stopped_names_the_panic_and_a_spent_window_starts_nothing(tmp_path: Path) -> None:
+    import time
+
+    from bench.spy import Spy, _why
+
+    err = b"py-spy> Sampling process\nthread 'main' panicked at src/python_spy.rs:9: bad read\nnote: Some details\n"
+    assert _why(err) == "thread 'main' panicked at src/python_spy.rs:9: bad read"
+    assert _why(b"note: only this\n") == "note: only this"
+    assert _why(b"") == "no message"
+    spy = Spy("relay", 1, tmp_path, until=time.monotonic() + 1)  # less than a run is worth
+    spy.start()
+    spy.join(timeout_s=5)
+    assert (spy.files, spy.errors, spy.lines()) == ([], [], [])
