@@ -196,7 +196,7 @@ def profile(
 
     from bench.load import LoadRefused, check_target
     from bench.proc_usage import parse_pids
-    from bench.profile_buckets import markdown
+    from bench.profile_buckets import markdown, top_markdown
     from bench.profile_run import profile as run_profile
     from bench.spy import py_spy
 
@@ -217,7 +217,8 @@ def profile(
             document = run_profile(own, rate, duration, where)
     else:
         document = run_profile(s, rate, duration, where, pids=chosen)
-    console.print(markdown(document["hops"]), soft_wrap=True, highlight=False)
+    console.print(markdown(document["hops"]), soft_wrap=True, highlight=False, markup=False)
+    console.print(top_markdown(document["top_frames"]), soft_wrap=True, highlight=False, markup=False)
     console.print(f"machine: {document['machine']}; load average {document['load_average_1m']}; "
                   f"lost {document['lost']}", soft_wrap=True)
     for note in document["notes"]:

@@ -9,9 +9,10 @@ for a core is sampled as if it ran, so the sampled seconds can exceed the CPU se
 
 A sample goes to the bucket of its innermost frame that belongs to a library or to our code:
 a fastavro call made by our worker is Avro, a log call made inside aiokafka is logging. The
-standard library (json, socket, threading, ...) never decides; a sample that only has stdlib
-frames is the event loop's when asyncio is on its stack, else `other`. A leaf that waits
-(selectors, sleeps, timer wheels) is `idle sleeps/timers` whatever called it.
+standard library (json, socket, threading, ...) never decides, and the walk stops at asyncio's
+`Handle._run` (what runs the loop, e.g. mode's worker, is not what the callback did): such a
+sample is the event loop's (`other` outside asyncio). A leaf that waits (selectors, sleeps) and
+mode's Service sleeps and waits (Faust's take buffer wakes through them) are `idle sleeps/timers`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ _WAITS: tuple[tuple[str, str | None], ...] = (
     ("selectors", None), ("threading", "wait"), ("asyncio/tasks", "sleep"), ("asyncio/locks", "wait"),
     ("queue", "get"),
 )
+# inner frames that are timers or waits whatever their module says: mode's Service.sleep/wait (the take
+# buffer's `wait_for_stopped` goes through them), asyncio.sleep
+_TIMER_FUNCS = {("mode/services.py", "wait_first"), ("mode/services.py", "sleep"), ("mode/services.py", "wait"),
+                ("mode/services.py", "wait_for_stopped"), ("mode/utils/locks.py", "wait"),
+                ("asyncio/tasks.py", "sleep")}
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<path>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -82,23 +88,33 @@ def bucket_of_path(path: str) -> str | None:
     return None
 
 
-def classify(frames: list[str]) -> str:
-    """The bucket of one sample's stack (root first)."""
+def deciding(frames: list[str]) -> tuple[str, str]:
+    """(bucket, the frame that decided it as `function (file)`) of one sample's stack (root first)."""
     if not frames:
-        return OTHER
+        return OTHER, "(no frames)"
     leaf_func, leaf_path = parse_frame(frames[-1])
     leaf_module = _module_path(leaf_path)
     for prefix, func in _WAITS:
         if leaf_module.startswith(prefix) and (func is None or leaf_func == func):
-            return IDLE
+            return IDLE, f"{leaf_func} ({leaf_module})"
     seen_asyncio = False
     for frame in reversed(frames):
-        _, path = parse_frame(frame)
+        func, path = parse_frame(frame)
+        module = _module_path(path)
+        if (module, func) in _TIMER_FUNCS:
+            return IDLE, f"{func} ({module})"
+        if module == "asyncio/events.py" and func == "_run":
+            return LOOP, f"{leaf_func} ({leaf_module})"  # a callback's boundary: above it is what runs the loop
         bucket = bucket_of_path(path)
         if bucket is not None:
-            return bucket
-        seen_asyncio = seen_asyncio or _module_path(path).startswith(("asyncio/", "uvloop/"))
-    return LOOP if seen_asyncio else OTHER
+            return bucket, f"{func} ({module})"
+        seen_asyncio = seen_asyncio or module.startswith(("asyncio/", "uvloop/"))
+    return (LOOP if seen_asyncio else OTHER), f"{leaf_func} ({leaf_module})"
+
+
+def classify(frames: list[str]) -> str:
+    """The bucket of one sample's stack (root first)."""
+    return deciding(frames)[0]
 
 
 def parse_raw(lines: Iterable[str]) -> Iterable[tuple[list[str], int]]:
@@ -114,6 +130,22 @@ def bucket_samples(lines: Iterable[str]) -> Counter[str]:
     for frames, count in parse_raw(lines):
         totals[classify(frames)] += count
     return totals
+
+
+def top_frames(lines: Iterable[str], n: int = 6) -> list[dict[str, Any]]:
+    """The `n` deciding frames with the most samples: where inside each bucket the time goes."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for frames, count in parse_raw(lines):
+        counts[deciding(frames)] += count
+    total = sum(counts.values())
+    return [{"bucket": bucket, "frame": frame, "share_percent": round(100 * c / total, 1)}
+            for (bucket, frame), c in counts.most_common(n)]
+
+
+def top_markdown(tops: Mapping[str, list[dict[str, Any]]]) -> str:
+    """One line per process: its busiest deciding frames with their share of its samples."""
+    return "".join(f"- {name}: " + "; ".join(f"{t['share_percent']:.0f} % `{t['frame']}` ({t['bucket']})"
+                                            for t in top) + "\n" for name, top in tops.items() if top)
 
 
 def _per_event_ms(cpu_s: float | None, events: int | None) -> float | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import LoadRefused, LoadRun
-from bench.profile_buckets import bucket_samples, hop_row, markdown
+from bench.profile_buckets import bucket_samples, hop_row, markdown, top_frames, top_markdown
 from bench.spy import SAMPLE_HZ, Spy, py_spy
 from bench.sweep import lost
 from soma.contracts.catalog import Catalog
@@ -111,21 +111,24 @@ def profile(settings: Settings, rate: float, duration_s: float, out: Path, *,
     report = run.run().as_dict()
     load_average = [round(before, 1), round(os.getloadavg()[0], 1)]
     rows = []
+    tops: dict[str, list[dict[str, Any]]] = {}
     for proc in report["processes"]:
         name = proc["name"]
         if name.startswith("bench-driver"):
             continue
-        samples = bucket_samples(probe.spies[name].lines()) if name in probe.spies else {}
+        lines = probe.spies[name].lines() if name in probe.spies else []
+        samples = bucket_samples(lines)
+        tops[name] = top_frames(lines)
         idle = probe.idle_cpu_per_s.get(name)
         rows.append(hop_row(name, probe.events(name, run.chat_sent), proc["cpu_load_s"], samples, SAMPLE_HZ,
                             idle_cpu_s=None if idle is None else idle * duration_s))
     document = {"kind": "soma bench profile", "rate": rate, "predictor_rate": report["predictor_rate"],
                 "duration_s": duration_s, "idle_window_s": probe.idle_s, "machine": report["machine"],
-                "load_average_1m": load_average, "sample_hz": SAMPLE_HZ, "hops": rows,
+                "load_average_1m": load_average, "sample_hz": SAMPLE_HZ, "hops": rows, "top_frames": tops,
                 "latency_ms": {k: report[k]["latency_ms"] for k in ("chat_commit_to_replica_row",
                                                                     "predictor_update_to_global_frame")},
                 "lost": lost(report),
                 "notes": [*probe.errors, NOTE]}
     (out / "profile.json").write_text(json.dumps(document, indent=1) + "\n")
-    (out / "profile.md").write_text(markdown(rows))
+    (out / "profile.md").write_text(markdown(rows) + "\n" + top_markdown(tops))
     return document

@@ -24,6 +24,8 @@ from bench.profile_buckets import (
     markdown,
     parse_frame,
     parse_raw,
+    top_frames,
+    top_markdown,
 )
 
 LOOP_ROOT = ["<module> (faust:8)", "run_forever (asyncio/base_events.py:608)",
@@ -58,6 +60,16 @@ def test_frames_are_split_into_function_and_file() -> None:
 ])
 def test_a_sample_goes_to_its_innermost_deciding_frame(leaf: list[str], bucket: str) -> None:
     assert classify(LOOP_ROOT[1:] + leaf) == bucket
+
+
+def test_what_runs_the_loop_is_not_what_a_callback_did() -> None:
+    runner = ["execute_from_commandline (mode/worker.py:264)", *LOOP_ROOT[1:]]
+    assert classify([*runner, "_read_ready (asyncio/selector_events.py:1)"]) == LOOP
+    assert classify([*runner, "_on_done (faust/streams.py:1)"]) == FAUST
+    assert classify([*runner, "take_events (faust/streams.py:700)", "wait_for_stopped (mode/services.py:1)",
+                     "wait_first (mode/services.py:2)", "wait (asyncio/tasks.py:3)"]) == IDLE
+    assert classify(["execute_from_commandline (mode/worker.py:264)", "run_until_complete (asyncio/x.py:1)"]) == (
+        FAUST)  # start-up, outside any callback: the runner's own
 
 
 def test_stacks_without_a_deciding_frame() -> None:
@@ -118,3 +130,18 @@ def test_why_py_spy_stopped_names_the_panic_and_a_spent_window_starts_nothing(tm
     spy.start()
     spy.join(timeout_s=5)
     assert (spy.files, spy.errors, spy.lines()) == ([], [], [])
+
+
+def test_the_busiest_deciding_frames() -> None:
+    raw = [
+        "<module> (faust:8);take_events (faust/streams.py:700) 30",
+        "<module> (faust:8);take_events (faust/streams.py:712) 10",  # another line of the same function
+        "<module> (faust:8);on_batch (streams/worker.py:80);dumps (json/__init__.py:1) 50",
+        "<module> (faust:8);select (selectors.py:468) 10",
+    ]
+    top = top_frames(raw, n=2)
+    assert top == [{"bucket": OURS, "frame": "on_batch (streams/worker.py)", "share_percent": 50.0},
+                   {"bucket": FAUST, "frame": "take_events (faust/streams.py)", "share_percent": 40.0}]
+    assert top_markdown({"stream-worker": top, "admin": []}) == (
+        f"- stream-worker: 50 % `on_batch (streams/worker.py)` ({OURS}); "
+        f"40 % `take_events (faust/streams.py)` ({FAUST})\n")
