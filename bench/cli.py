@@ -194,15 +194,14 @@ def profile(
     timers). Needs py-spy (the bench extra) and ptrace rights."""
     from datetime import UTC, datetime
 
-    from bench.load import LoadRefused, check_target
+    from bench.load import LoadRefused
     from bench.proc_usage import parse_pids
     from bench.profile_buckets import markdown, top_markdown
+    from bench.profile_run import check_profile
     from bench.profile_run import profile as run_profile
-    from bench.spy import py_spy
 
     s = settings()
-    check_target(s, rate, duration)
-    py_spy()
+    check_profile(s, rate, duration)
     try:
         chosen = parse_pids(pids) if pids else None
     except ValueError as exc:

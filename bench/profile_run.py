@@ -97,14 +97,22 @@ class SpyProbe:
                    for t in inputs(self.catalog, process.removeprefix("stream-")))
 
 
+def check_profile(settings: Settings, rate: float, duration_s: float) -> None:
+    """`LoadRefused` in one line unless the profile is bounded, local and py-spy is there."""
+    from bench.load import check_target
+
+    if not 0 < duration_s <= MAX_PROFILE_S:
+        raise LoadRefused(f"bench profile: --duration must be in (0, {MAX_PROFILE_S:.0f}] seconds, got {duration_s:g}")
+    check_target(settings, rate, duration_s)
+    py_spy()
+
+
 def profile(settings: Settings, rate: float, duration_s: float, out: Path, *,
             pids: dict[str, int] | None = None) -> dict[str, Any]:
     """Run the load with the probe; the profile document (also written to `out`/profile.json and .md)."""
     from soma.contracts.catalog import load_catalog
 
-    if not 0 < duration_s <= MAX_PROFILE_S:
-        raise LoadRefused(f"bench profile: --duration must be in (0, {MAX_PROFILE_S:.0f}] seconds, got {duration_s:g}")
-    py_spy()  # refuse before anything starts
+    check_profile(settings, rate, duration_s)
     probe = SpyProbe(settings, load_catalog(), duration_s, out)
     run = LoadRun(settings, rate, duration_s, pids=pids, probes=[probe])
     before = os.getloadavg()[0]

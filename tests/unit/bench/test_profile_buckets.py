@@ -145,3 +145,15 @@ def test_the_busiest_deciding_frames() -> None:
     assert top_markdown({"stream-worker": top, "admin": []}) == (
         f"- stream-worker: 50 % `on_batch (streams/worker.py)` ({OURS}); "
         f"40 % `take_events (faust/streams.py)` ({FAUST})\n")
+
+
+def test_the_profile_is_bounded_and_local() -> None:
+    from bench.load import LoadRefused
+    from bench.profile_run import MAX_PROFILE_S, check_profile
+    from soma.settings import Settings
+
+    with pytest.raises(LoadRefused, match=r"^bench profile: --duration must be in \(0, 120\] seconds, got 500$"):
+        check_profile(Settings.construct_flat(), 100, 500)
+    assert MAX_PROFILE_S == 120
+    with pytest.raises(LoadRefused, match="not a loopback address"):
+        check_profile(Settings.construct_flat(kafka_bootstrap="10.1.2.3:9092"), 100, 30)
