@@ -139,3 +139,30 @@ def test_each_stream_reads_the_topics_that_name_it_as_consumer() -> None:
     assert inputs(catalog, "integrator") == ["cog.predictor_updates"]
     assert inputs(catalog, "segmenter") == ["cog.global_frame"]
     assert inputs(catalog, "replicator") == ["memory.writes"]
+
+
+def test_a_backlog_that_does_not_drain_stops_the_sweep_on_a_running_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.kafka_offsets as offsets
+    import bench.sweep_run as sweep_run
+    from soma.settings import Settings
+
+    lags = iter([{"worker": 0, "replicator": 0}, {"worker": 0, "replicator": 0}, {"worker": 0, "replicator": 1234}])
+    ran: list[float] = []
+
+    def one(settings: Settings, rate: float, opts: sweep_run.SweepOptions) -> dict[str, Any]:
+        ran.append(rate)
+        return _report(rate, 100 * rate, 150 * rate, 10.0)
+
+    monkeypatch.setattr(offsets, "wait_drained", lambda settings, catalog, timeout_s: next(lags))
+    monkeypatch.setattr(sweep_run, "_one", one)
+    monkeypatch.setattr(sweep_run.time, "sleep", lambda s: None)
+    said: list[str] = []
+    opts = sweep_run.SweepOptions([1.0, 5.0, 9.0], 10.0, drain_timeout_s=30.0)
+    doc = sweep_run.run_sweep(Settings.construct_flat(), opts, said.append)
+    assert ran == [1.0, 5.0]
+    assert [r["backlog_before"] for r in doc["rates"]] == [{"worker": 0, "replicator": 0}] * 2
+    assert doc["notes"][0] == ("rates from 9/s not run: the streams still had uncommitted input after 30s "
+                               "(replicator 1234), the backlog of the rate before")
+    assert doc["notes"][0] in said
+    assert doc["summary"][summary_key(1000)] == 5.0  # p99 150 * 5 = 750 ms
+    assert doc["mode"] == "running platform"
