@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from bench.proc_usage import Sampler, Usage
 from soma.errors import SomaError
@@ -35,6 +35,14 @@ MAX_DURATION_S = 300.0
 TICK_S = 0.01
 TENANTS = 4
 DOMAINS = ("plan", "act", "recall", "ask", "reflect")
+
+
+class Probe(Protocol):
+    """Watches the load window: `start` as the load begins (with the measured processes), `stop` as it ends."""
+
+    def start(self, pids: dict[str, int]) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class LoadRefused(SomaError):
@@ -140,6 +148,7 @@ class LoadReport:
             "chat_commit_to_memory_write (worker output, intermediate)": self.chat_to_memory_write.summary(),
             "predictor_update_to_global_frame": self.frames.summary(),
             "processes": [{"name": u.name, "pid": u.pid, "cpu_s": None if u.cpu_s is None else round(u.cpu_s, 2),
+                           "cpu_load_s": None if u.cpu_load_s is None else round(u.cpu_load_s, 2),
                            "peak_rss_mib": round(u.peak_rss_mib, 1),
                            "hwm_mib": None if u.hwm_mib is None else round(u.hwm_mib, 1), "alive": u.alive}
                           for u in self.processes],
@@ -150,7 +159,7 @@ class LoadReport:
 class LoadRun:
     def __init__(self, settings: Settings, rate: float, duration_s: float, *, predictor_rate: float | None = None,
                  tool_every: int = 10, pids: dict[str, int] | None = None, drain_timeout_s: float = 60.0,
-                 warmup_timeout_s: float = 60.0) -> None:
+                 warmup_timeout_s: float = 60.0, probes: Sequence[Probe] = ()) -> None:
         from outbox.writer import OutboxWriter
         from soma.clients import database_engine, kafka_producer
         from soma.contracts.catalog import load_catalog
@@ -162,7 +171,7 @@ class LoadRun:
         self.settings, self.rate, self.duration_s = settings, rate, duration_s
         self.predictor_rate = rate if predictor_rate is None else predictor_rate
         self.tool_every, self.drain_timeout_s, self.warmup_timeout_s = tool_every, drain_timeout_s, warmup_timeout_s
-        self.pids = pids
+        self.pids, self.probes = pids, list(probes)
         run = uuid.uuid4().hex[:6]
         self.tenants = [f"load-{run}-{n}" for n in range(TENANTS)]
         self.catalog = load_catalog()
@@ -341,10 +350,15 @@ class LoadRun:
         try:
             self.enable_cog()
             self.warm_up(observer)
+            for probe in self.probes:  # before the sampler: a probe may take a quiet window first
+                probe.start(pids)
             sampler = Sampler({**pids, "bench-driver (this process)": os.getpid()})
             sampler.start()
             started = time.time()
             achieved = self.drive()
+            sampler.mark()
+            for probe in self.probes:
+                probe.stop()
             chat, tool, frames = self.collect(observer, started)
             usage = sampler.stop()
         finally:

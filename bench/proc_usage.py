@@ -98,10 +98,12 @@ def from_state_file(state_dir: Path) -> dict[str, int]:
 
 
 def platform_pids(state_dir: Path, topic_prefix: str) -> dict[str, int]:
-    """The state file's live components of this topic prefix if any, else the processes found in /proc."""
+    """The state file's live components of this topic prefix, unless /proc shows more of ours (the state
+    file is another platform's, e.g. `soma up` beside a private run, or stale): then those found in /proc."""
     listed = {name: pid for name, pid in from_state_file(state_dir).items()
-              if _prefix_of(pid) in (None, topic_prefix)}
-    return listed or discover(topic_prefix)
+              if _prefix_of(pid) in (None, topic_prefix) and (PROC / str(pid)).exists()}  # gone while we looked
+    found = discover(topic_prefix)
+    return listed if listed and len(listed) >= len(found) else found
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -137,6 +139,7 @@ class Usage:
     pid: int
     cpu_start: float | None
     cpu_end: float | None = None
+    cpu_marked: float | None = None  # at `Sampler.mark()`: the end of the load, before the drain
     peak_rss_mib: float = 0.0
     hwm_mib: float | None = None
     alive: bool = True
@@ -146,6 +149,13 @@ class Usage:
         if self.cpu_start is None or self.cpu_end is None:
             return None
         return self.cpu_end - self.cpu_start
+
+    @property
+    def cpu_load_s(self) -> float | None:
+        """CPU seconds from the start to the mark (the load window); None when either is unknown."""
+        if self.cpu_start is None or self.cpu_marked is None:
+            return None
+        return self.cpu_marked - self.cpu_start
 
 
 class Sampler:
@@ -172,6 +182,11 @@ class Sampler:
     def start(self) -> None:
         self._sample()
         self._thread.start()
+
+    def mark(self) -> None:
+        """Note every process's CPU seconds now (the load ends; the drain follows)."""
+        for u in self.usage.values():
+            u.cpu_marked = cpu_seconds(u.pid)
 
     def stop(self) -> list[Usage]:
         self._stop.set()

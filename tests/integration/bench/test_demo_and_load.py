@@ -62,7 +62,7 @@ def test_soma_demo_shows_every_hop(platform: Settings) -> None:
 
 @pytest.mark.timeout(600)
 def test_soma_bench_load_reports_latencies_and_loses_nothing(platform: Settings) -> None:
-    result = run_soma(platform, "bench", "load", "--rate", "20", "--duration", "5", "--json", timeout_s=400,
+    result = run_soma(platform, "bench", "load", "--rate", "20", "--duration", "3", "--json", timeout_s=400,
                       COLUMNS="260")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -75,10 +75,33 @@ def test_soma_bench_load_reports_latencies_and_loses_nothing(platform: Settings)
         latency = item["latency_ms"]
         assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"], (path, latency)
     assert report["chat_commit_to_replica_row"]["sent"] + report["tool_call_commit_to_replica_row_of_result"][
-        "sent"] == pytest.approx(20 * 5 * 1.1, abs=3)
+        "sent"] == pytest.approx(20 * 3 * 1.1, abs=3)
     names = {p["name"] for p in report["processes"]}
     assert {"relay", "admin", *(f"stream-{name}" for name in STREAMS)} <= names
     assert all(p["cpu_s"] is not None and p["peak_rss_mib"] > 10 for p in report["processes"])
+    assert all(0 <= p["cpu_load_s"] <= p["cpu_s"] for p in report["processes"])
+
+
+@pytest.mark.timeout(600)
+def test_a_sweep_writes_one_result_per_rate_its_verdicts_and_a_plot(platform: Settings, tmp_path: Path) -> None:
+    result = run_soma(platform, "bench", "load", "--rates", "20,10", "--duration", "3", "--out", str(tmp_path),
+                      "--json", timeout_s=500, COLUMNS="260")
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert json.loads((tmp_path / "sweep.json").read_text()) == document
+    assert [r["rate"] for r in document["rates"]] == [10, 20]
+    for entry in document["rates"]:
+        assert entry["lost"] == 0, entry
+        assert entry["predictor_rate"] == entry["rate"]
+        assert set(entry["p99_ms"]) == {"chat", "tool", "frame"}
+        assert all(v is not None and v > 0 for v in entry["p99_ms"].values()), entry["p99_ms"]
+        assert {"relay", *(f"stream-{name}" for name in STREAMS)} <= set(entry["cpu_percent"])
+        assert set(entry["backlog_before"]) == set(STREAMS)
+    assert set(document["summary"]) == {"highest_rate_every_p99_under_1000_ms_nothing_lost",
+                                        "highest_rate_every_p99_under_500_ms_nothing_lost"}
+    assert document["plot"] == str(tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "rate 10/s" in result.stderr
 
 
 def test_bench_load_refuses_a_remote_broker(settings: Settings) -> None:

@@ -40,3 +40,19 @@ def test_pids_come_from_the_supervisor_state_file_when_there_is_one(tmp_path: Pa
         {"name": "relay", "pid": os.getpid()}, {"name": "worker", "pid": None}, {"name": "gone", "pid": 2**22 + 7},
     ]}))
     assert from_state_file(tmp_path) == {"relay": os.getpid()}
+
+
+def test_processes_found_in_proc_win_over_a_state_file_that_lists_fewer(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.proc_usage as proc_usage
+
+    (tmp_path / "platform").mkdir()
+    (tmp_path / "platform" / "state.json").write_text(json.dumps({"components": [
+        {"name": "relay", "pid": os.getpid()}]}))
+    monkeypatch.setattr(proc_usage, "_prefix_of", lambda pid: None)  # unreadable: kept
+    monkeypatch.setattr(proc_usage, "discover", lambda prefix: {"relay": 11, "stream-worker": 12})
+    assert proc_usage.platform_pids(tmp_path, "p.") == {"relay": 11, "stream-worker": 12}
+    monkeypatch.setattr(proc_usage, "discover", lambda prefix: {"relay": 11})
+    assert proc_usage.platform_pids(tmp_path, "p.") == {"relay": os.getpid()}  # the supervisor's names first
+    monkeypatch.setattr(proc_usage, "_prefix_of", lambda pid: "other.")  # another platform's state file
+    assert proc_usage.platform_pids(tmp_path, "p.") == {"relay": 11}
