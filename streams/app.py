@@ -39,6 +39,7 @@ from streams.runtime.state import StateWriter
 from streams.runtime.tolerant_records import install as read_non_utf8_header_names
 
 read_non_utf8_header_names()  # one record's bad header name must not kill the consumer (see the module)
+PRODUCER_BATCH_BYTES = 256 * 1024  # per partition (at most SOMA_KAFKA_MAX_MESSAGE_BYTES, the broker's limit)
 
 
 class StreamApp(Batches, StateWriter, Health):
@@ -75,6 +76,9 @@ class StreamApp(Batches, StateWriter, Health):
             producer_acks=-1,
             # aiokafka counts batch framing in a record's size: leave room so prepare()'s size check decides
             producer_max_request_size=s.kafka.max_message_bytes + RECORD_FRAMING_BYTES,
+            # aiokafka keeps one produce request in flight per broker and puts one batch per partition in
+            # it: with its 16 KiB default a batch's 200 outputs to one partition took several round trips
+            producer_max_batch_size=min(PRODUCER_BATCH_BYTES, s.kafka.max_message_bytes),
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
             broker_session_timeout=s.streams.session_timeout_s,
