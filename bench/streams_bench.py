@@ -88,20 +88,24 @@ def _wait_count(settings: Settings, topic: str, target: int, timeout_s: float,
     raise TimeoutError(f"{topic}: {target} records not reached in {timeout_s}s")
 
 
-def load_updates(settings: Settings, n: int) -> None:
+def preload(settings: Settings, topic: str, n: int, make: Callable[[int], dict[str, Any]]) -> None:
+    """`n` records `make(i)` (each with its tenant_id) on `topic`, sent 5000 at a time."""
     producer = EventProducer(settings, load_catalog(), Codec(load_catalog(), settings))
-    batch = []
-    for i in range(n):
-        tenant = f"t{i % 100}"
-        batch.append(producer.prepare("cog.predictor_updates", {
-            "tenant_id": tenant, "source_kind": "state", "predictor_id": "p", "domain": f"d{(i * 7) % 5}",
-            "confidence": float((i * 13) % 17),
-        }, tenant=tenant))
-        if len(batch) == 5000:
-            producer.send_all(batch, timeout_s=60)
-            batch = []
-    if batch:
-        producer.send_all(batch, timeout_s=60)
+    for start in range(0, n, 5000):
+        producer.send_all([producer.prepare(topic, value, tenant=value["tenant_id"])
+                           for value in map(make, range(start, min(n, start + 5000)))], timeout_s=60)
+
+
+def update(i: int) -> dict[str, Any]:
+    """Predictor update `i`: 100 tenants, 5 domains."""
+    return {"tenant_id": f"t{i % 100}", "source_kind": "state", "predictor_id": "p", "domain": f"d{(i * 7) % 5}",
+            "confidence": float((i * 13) % 17)}
+
+
+def message(i: int) -> dict[str, Any]:
+    """User chat message `i`: 20 tenants x 50 sessions, sequences in order within each session."""
+    return {"tenant_id": f"t{i % 20}", "session_id": f"s{i // 20 % 50}", "sequence": i // 1000 + 1,
+            "role": "user", "content": f"message {i} " + "x" * 120}
 
 
 Handle = Callable[[dict[str, Any]], list[OutgoingRecord]]
@@ -196,30 +200,15 @@ def through_stream(settings: Settings, name: str, output: str, n: int) -> tuple[
 def integrator_throughput(settings: Settings, n: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """((stream rate, CPU/update), (baseline rate, CPU/update)) over the same N updates."""
     _bl_topics(settings, "cog.global_frame")
-    load_updates(settings, n)
+    preload(settings, "cog.predictor_updates", n, update)
     base = asyncio.run(bare_loop(settings, "cog.predictor_updates", n, integrator_handle(settings)))
     return through_stream(settings, "integrator", "cog.global_frame", n), base
-
-
-def load_messages(settings: Settings, n: int) -> None:
-    producer = EventProducer(settings, load_catalog(), Codec(load_catalog(), settings))
-    batch = []
-    for i in range(n):
-        tenant = f"t{i % 20}"
-        batch.append(producer.prepare("chat.messages", {
-            "tenant_id": tenant, "session_id": f"s{i // 20 % 50}", "sequence": i // 1000 + 1, "role": "user",
-            "content": f"message {i} " + "x" * 120}, tenant=tenant))
-        if len(batch) == 5000:
-            producer.send_all(batch, timeout_s=60)
-            batch = []
-    if batch:
-        producer.send_all(batch, timeout_s=60)
 
 
 def worker_throughput(settings: Settings, n: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """((stream rate, CPU/message), (baseline rate, CPU/message)) over the same M messages."""
     _bl_topics(settings, "memory.writes")
-    load_messages(settings, n)
+    preload(settings, "chat.messages", n, message)
     base = asyncio.run(bare_loop(settings, "chat.messages", n, worker_handle(settings)))
     return through_stream(settings, "worker", "memory.writes", n), base
 
