@@ -26,7 +26,7 @@ stream = StreamApp("segmenter", ["cog.global_frame"])
 app = stream.app
 tenants = stream.table("segmenter_tenants")
 BATCH = 500  # most frames per batch (one delivery wait and one state write per tenant and batch)
-BATCH_WAIT_S = 0.005  # longest wait to fill a batch (adds at most this to the frame-to-segment latency)
+BATCH_WAIT_S = 0.02  # longest wait to fill a batch (adds at most this to the frame-to-segment latency)
 
 
 def params_for(tenant: str) -> SegmenterParams:

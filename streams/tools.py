@@ -29,7 +29,7 @@ stream = StreamApp("tools", ["tool.requests"])
 app = stream.app
 registry = ToolRegistry()
 registry.load_plugins(stream.settings.streams.tools_plugins)
-BATCH_WAIT_S = 0.005  # longest wait to fill a batch of requests (adds at most this to a call's latency)
+BATCH_WAIT_S = 0.02  # longest wait to fill a batch of requests (adds at most this to a call's latency)
 
 
 async def handle(record: Incoming, limit: asyncio.Semaphore, deliveries: list[Awaitable[Any]]) -> None:
