@@ -29,6 +29,7 @@ from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings, load_settings
 from soma.settings.sections import RECORD_FRAMING_BYTES
 from streams.logic.stall import StallDetector
+from streams.runtime import fetch_wait
 from streams.runtime.auth import faust_credentials
 from streams.runtime.batches import Batches
 from streams.runtime.faust_worker import StreamWorker
@@ -39,6 +40,8 @@ from streams.runtime.state import StateWriter
 from streams.runtime.tolerant_records import install as read_non_utf8_header_names
 
 read_non_utf8_header_names()  # one record's bad header name must not kill the consumer (see the module)
+fetch_wait.install()  # a busy partition must not wait 1.5 s behind a quiet one's long poll (see the module)
+PRODUCER_BATCH_BYTES = 256 * 1024  # per partition (at most SOMA_KAFKA_MAX_MESSAGE_BYTES, the broker's limit)
 
 
 class StreamApp(Batches, StateWriter, Health):
@@ -75,6 +78,9 @@ class StreamApp(Batches, StateWriter, Health):
             producer_acks=-1,
             # aiokafka counts batch framing in a record's size: leave room so prepare()'s size check decides
             producer_max_request_size=s.kafka.max_message_bytes + RECORD_FRAMING_BYTES,
+            # aiokafka keeps one produce request in flight per broker and puts one batch per partition in
+            # it: with its 16 KiB default a batch's 200 outputs to one partition took several round trips
+            producer_max_batch_size=min(PRODUCER_BATCH_BYTES, s.kafka.max_message_bytes),
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
             broker_session_timeout=s.streams.session_timeout_s,

@@ -22,8 +22,8 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TextIO
@@ -47,20 +47,32 @@ _AUTH_HEADER = re.compile(r"(?P<head>\b(?:Bearer|Basic)\s+)(?P<secret>[A-Za-z0-9
 
 
 # --- context --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def log_context(**fields: Any) -> Iterator[None]:
+class log_context:  # used like a function: `with log_context(tenant=...):`
     """Add fields (e.g. ``tenant``, ``event_id``) to every log line written inside the block.
 
     Context variables: an asyncio task or a thread sees only what it (or its parent task) set.
-    A value of None leaves the field out.
+    A value of None leaves the field out. A class, not a `contextmanager` generator: the streams
+    enter one per record, and this costs a third of the generator's machinery.
     """
-    current = dict(_context.get() or {})
-    current.update({key: value for key, value in fields.items() if value is not None})
-    token = _context.set(current)
-    try:
-        yield
-    finally:
-        _context.reset(token)
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+        self._token: Token[Mapping[str, Any] | None] | None = None
+
+    def __enter__(self) -> None:
+        current = _context.get()
+        merged = dict(current) if current else {}
+        for key, value in self._fields.items():
+            if value is not None:
+                merged[key] = value
+        self._token = _context.set(merged)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _context.reset(self._token)
+            self._token = None
 
 
 def current_context() -> Mapping[str, Any]:

@@ -8,7 +8,7 @@ work, with the same deterministic ids) or the state (and skips the input).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
 from streams.runtime.emit import Emitter
@@ -56,9 +56,12 @@ class StateWriter(Emitter):
         return int(self.app.conf.topic_partitions)
 
     async def write_states(self, staged: StagedStates[Any]) -> None:
-        """Write a batch's working states (call once its outputs are acknowledged)."""
+        """Write a batch's working states (call once its outputs are acknowledged): every partition's changes
+        handed to the producer, then one wait for all of them."""
+        pending: list[Awaitable[Any]] = []
         for partition, changes in staged.changes().items():
-            await self.write_state(staged.table, partition, changes)
+            pending.extend(await self.send_state(staged.table, partition, changes))
+        await self.acknowledged(pending, "state changelog records")
 
     async def write_state(self, table: Any, partition: int, changes: Mapping[str, Any]) -> None:
         """Write table keys (local store + changelog) and wait until the broker has the changelog.
@@ -69,13 +72,20 @@ class StateWriter(Emitter):
         not redelivered (the next input applies on top of stale state). Awaiting the changelog
         here, before the handler returns and the input is acked, closes that window.
         """
+        await self.acknowledged(await self.send_state(table, partition, changes), "state changelog records")
+
+    async def send_state(self, table: Any, partition: int, changes: Mapping[str, Any]) -> list[Awaitable[Any]]:
+        """Set table keys in the local store and hand their changelog records to the producer; their deliveries.
+
+        Serialized as Faust's own table writes are (its changelog recovery reads them back), then straight to
+        the producer: not through `Topic.send`, whose per-record future message, sensor state and callbacks
+        were most of a state write's time, and not via the send_soon buffer either (see `write_state`)."""
+        topic = table.changelog_topic
+        name = topic.get_topic_name()
         pending = []
         for key, value in changes.items():
             table.data[key] = value
-            # Straight to the producer (`force` skips Faust's attach-to-offset deferral), not via
-            # the send_soon buffer: the returned future resolves on the broker's ack.
-            pending.append(await table.changelog_topic.send(
-                key=key, value=value, partition=partition, key_serializer=table.key_serializer,
-                value_serializer=table.value_serializer, force=True,
-            ))
-        await self.acknowledged(pending, "state changelog records")
+            raw_key, headers = topic.prepare_key(key, table.key_serializer, None, None)
+            raw_value, headers = topic.prepare_value(value, table.value_serializer, None, headers)
+            pending.append(await self.app.producer.send(name, raw_key, raw_value, partition, None, headers))
+        return pending

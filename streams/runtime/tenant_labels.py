@@ -26,6 +26,9 @@ class TenantLabels:
         self._clock = clock
         self._seen: dict[str, float] = {}  # tenant label -> last use
         self._series: dict[str, set[tuple[Any, tuple[str, ...]]]] = {}  # tenant label -> (metric, label values)
+        # (metric, label values) -> its child: `metric.labels()` takes a lock and builds a tuple each call,
+        # and the streams ask for a child per record
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def label(self, tenant: str | None) -> str:
         """The label value for `tenant`, marking it used now."""
@@ -42,9 +45,12 @@ class TenantLabels:
     def child(self, metric: Any, tenant: str | None, *labels: str) -> Any:
         """`metric.labels(*labels, tenant label)` (the tenant is every such metric's last label)."""
         name = self.label(tenant)
-        values = (*labels, name)
-        self._series.setdefault(name, set()).add((metric, values))
-        return metric.labels(*values)
+        series = (metric, (*labels, name))
+        child = self._children.get(series)
+        if child is None:
+            self._series.setdefault(name, set()).add(series)
+            child = self._children[series] = metric.labels(*series[1])
+        return child
 
     def sweep(self) -> list[str]:
         """Drop the series of every tenant idle for `idle_s` or longer; the tenant labels dropped."""
@@ -53,6 +59,7 @@ class TenantLabels:
         for name in idle:
             del self._seen[name]
             for metric, values in self._series.pop(name, set()):
+                self._children.pop((metric, values), None)
                 with contextlib.suppress(KeyError):  # already gone
                     metric.remove(*values)
         return idle

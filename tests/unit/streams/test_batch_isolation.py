@@ -124,3 +124,65 @@ def test_integrator_batch_dead_letters_only_the_poison_record(monkeypatch: pytes
         ("cache", "global_frame:t1"), ("cache", "global_frame:t4"),
         ("write_states", ["t1", "t4"]),  # ... then the states: the refused inputs changed none
     ]
+
+
+def test_segmenter_batch_folds_frames_in_order_and_dead_letters_only_the_poison_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import streams.segmenter as segmenter
+    from streams.logic.segment import SegmenterParams
+
+    log: list[Any] = []
+    _record_calls(monkeypatch, segmenter.stream, log)
+    monkeypatch.setattr(segmenter, "tenants", Table())
+    monkeypatch.setattr(segmenter, "params_for", lambda tenant: SegmenterParams(dwell=1))
+    monkeypatch.setattr(segmenter.stream, "param", lambda name, tenant=None: True)
+
+    def frame(event_id: str, tenant: str, seq: int, leader: str, **overrides: Any) -> Incoming:
+        value = {"event_id": event_id, "tenant_id": tenant, "occurred_at": 1000 + seq, "frame_seq": seq,
+                 "leader": leader, "weights": {leader: 1.0}, **overrides}
+        return Incoming("cog.global_frame", value, 0, seq, None, b"", {})
+
+    batch = [frame("f1", "t1", 1, "plan"), frame("f2", "t1", 2, "act"),  # f2 closes t1's segment: f1 folded first
+             frame("f3", "t2", 1, "plan", frame_seq="not a number"), frame("f4", "t2", 2, "plan"),
+             frame("f2", "t1", 2, "act")]  # a replay within the batch: already applied, nothing sent
+    asyncio.run(segmenter.process(batch))
+    assert log == [
+        ("send", "f1", []),
+        ("send", "f2", ["cog.segments"]),
+        ("reject", "f3", "ValueError"),
+        ("send", "f4", []),
+        ("acknowledged",),  # every segment delivered ...
+        ("write_states", ["t1", "t2"]),  # ... before the states recording their frames
+    ]
+
+
+def test_tools_batch_acknowledges_every_result_once_after_all_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.tools as tools
+
+    log: list[Any] = []
+    _record_calls(monkeypatch, tools.stream, log)
+    monkeypatch.setattr(tools.stream, "param", lambda name, tenant=None: 2)
+
+    async def send_prepared(items: Sequence[Any]) -> list[Any]:
+        log.append(("send", [item.out.event["call_id"] for item in items]))
+        return ["delivery"]
+
+    monkeypatch.setattr(tools.stream, "prepare_outputs",
+                        lambda outputs, cause=None: [SimpleNamespace(out=o) for o in outputs])
+    monkeypatch.setattr(tools.stream, "send_prepared", send_prepared)
+
+    async def acknowledged(futures: Sequence[Any], what: str) -> None:
+        log.append(("acknowledged", len(futures)))
+
+    monkeypatch.setattr(tools.stream, "acknowledged", acknowledged)
+
+    def request(call_id: str, tool: str, timeout_ms: Any = 1000) -> Incoming:
+        value = {"event_id": f"e-{call_id}", "tenant_id": "acme", "occurred_at": 1000, "session_id": "s",
+                 "call_id": call_id, "tool": tool, "arguments_json": "{}", "timeout_ms": timeout_ms}
+        return Incoming("tool.requests", value, 0, 0, None, b"", {})
+
+    asyncio.run(tools.execute_batch([request("c1", "echo"), request("c2", "echo", timeout_ms="soon"),
+                                     request("c3", "no-such-tool")]))
+    assert sorted(log[:3]) == [("reject", "e-c2", "ValueError"), ("send", ["c1"]), ("send", ["c3"])]
+    assert log[3:] == [("acknowledged", 2)]  # one wait for the batch's results, after every call ended
