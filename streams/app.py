@@ -34,6 +34,7 @@ from streams.runtime.batches import Batches
 from streams.runtime.faust_worker import StreamWorker
 from streams.runtime.health import Health
 from streams.runtime.metrics import StreamMetrics
+from streams.runtime.monitor import SparseMonitor
 from streams.runtime.recovery import StreamTableManager
 from streams.runtime.state import StateWriter
 from streams.runtime.tolerant_records import install as read_non_utf8_header_names
@@ -85,6 +86,7 @@ class StreamApp(Batches, StateWriter, Health):
             logging_config=logging_dict_config(s, f"stream-{name}"),  # JSON lines once the worker starts
             Worker=StreamWorker,
             TableManager=StreamTableManager,  # recovery that loses no source record (streams.runtime.recovery)
+            Monitor=SparseMonitor,  # rates sampled every 10 s, not every second (idle wake-ups)
         )
         self.logical = {s.topic_name(t): t for t in self.catalog.topics}
         self.sources = self.app.topic(
@@ -95,6 +97,7 @@ class StreamApp(Batches, StateWriter, Health):
         self.app.task(self.mirror_config)
         if self.tracer is not None:  # export batched spans before a slow shutdown can end in SIGKILL
             self.app.on_before_shutdown.connect(self._flush_spans)
+        self.app.on_before_shutdown.connect(self._close_dlq_reader)
         self.app.timer(interval=5.0)(self.check_readiness)
         self.app.timer(interval=15.0)(self.measure_dlq)
         self.app.timer(interval=min(60.0, self.settings.streams.metrics_tenant_idle_s))(self.sweep_tenant_metrics)
@@ -103,6 +106,9 @@ class StreamApp(Batches, StateWriter, Health):
     async def sweep_tenant_metrics(self) -> None:
         """Remove the metric series of tenants idle longer than SOMA_STREAMS_METRICS_TENANT_IDLE_S (an app timer)."""
         self.metrics.sweep_tenants()
+
+    async def _close_dlq_reader(self, sender: Any, **kwargs: Any) -> None:
+        await self._drop_dlq_reader()
 
     @staticmethod
     async def _flush_spans(sender: Any, **kwargs: Any) -> None:
