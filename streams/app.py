@@ -17,8 +17,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import faust
-
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.live_config import LiveConfig
@@ -31,6 +29,7 @@ from soma.settings.sections import RECORD_FRAMING_BYTES
 from streams.logic.stall import StallDetector
 from streams.runtime.auth import faust_credentials
 from streams.runtime.batches import Batches
+from streams.runtime.consumer_thread import SparseApp
 from streams.runtime.faust_worker import StreamWorker
 from streams.runtime.health import Health
 from streams.runtime.metrics import StreamMetrics
@@ -62,7 +61,7 @@ class StreamApp(Batches, StateWriter, Health):
         s = self.settings
         self.readiness = Readiness(s, f"stream-{name}", ("kafka", *needs), tables=tables)
         first = self.catalog.topic(sources[0])
-        self.app = faust.App(
+        self.app = SparseApp(  # faust.App, its consumer thread's keep-alive timers at 10 s
             f"{s.kafka.topic_prefix}soma-{name}",
             broker=[f"kafka://{host}:{port}" for host, port in s.kafka_servers],
             broker_client_id=f"{s.kafka.client_id}-{name}",

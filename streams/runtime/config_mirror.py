@@ -21,7 +21,9 @@ from streams.runtime.core import log
 from streams.runtime.emit import Emitter
 
 # Loading: look at the positions every half second (an empty topic is loaded at once). Following:
-# an update ends the broker's long poll and our wait at once, so the timeouts only bound idle wake-ups.
+# an update ends the broker's long poll and our wait at once, so the timeouts only bound idle wake-ups
+# (consumer_timeout_ms: aiokafka's fetch routine looks every 200 ms by default, though every change it
+# acts on already wakes it).
 LOAD_WAIT_MS = 500
 FOLLOW_WAIT_MS = 10_000
 
@@ -46,7 +48,7 @@ class ConfigMirror(Emitter):
         physical = self.settings.topic_name("config_updates")
         partitions = self.catalog.topic("config_updates").partitions
         consumer = aiokafka_reader(self.settings, f"{self.name}-config", isolation_level="read_committed",
-                                   fetch_max_wait_ms=FOLLOW_WAIT_MS)
+                                   fetch_max_wait_ms=FOLLOW_WAIT_MS, consumer_timeout_ms=FOLLOW_WAIT_MS)
         await consumer.start()
         try:
             tps = [TopicPartition(physical, p) for p in range(partitions)]
