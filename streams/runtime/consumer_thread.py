@@ -50,13 +50,13 @@ class SparseConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: igno
             pass
 
 
-class SparseConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+class SparseConsumerService(faust_aiokafka.Consumer):  # type: ignore[misc]  # Faust's consumer, not a client
     def _new_consumer_thread(self) -> SparseConsumerThread:
         return SparseConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class SparseTransport(faust_aiokafka.Transport):  # type: ignore[misc]
-    Consumer = SparseConsumer
+    Consumer = SparseConsumerService
 
 
 class SparseApp(faust.App):  # type: ignore[misc]
