@@ -17,8 +17,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import faust
-
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.live_config import LiveConfig
@@ -32,9 +30,11 @@ from streams.logic.stall import StallDetector
 from streams.runtime import fetch_wait
 from streams.runtime.auth import faust_credentials
 from streams.runtime.batches import Batches
+from streams.runtime.consumer_thread import SparseApp
 from streams.runtime.faust_worker import StreamWorker
 from streams.runtime.health import Health
 from streams.runtime.metrics import StreamMetrics
+from streams.runtime.monitor import SparseMonitor
 from streams.runtime.recovery import StreamTableManager
 from streams.runtime.state import StateWriter
 from streams.runtime.tolerant_records import install as read_non_utf8_header_names
@@ -64,7 +64,7 @@ class StreamApp(Batches, StateWriter, Health):
         s = self.settings
         self.readiness = Readiness(s, f"stream-{name}", ("kafka", *needs), tables=tables)
         first = self.catalog.topic(sources[0])
-        self.app = faust.App(
+        self.app = SparseApp(  # faust.App, its consumer thread's keep-alive timers at 10 s
             f"{s.kafka.topic_prefix}soma-{name}",
             broker=[f"kafka://{host}:{port}" for host, port in s.kafka_servers],
             broker_client_id=f"{s.kafka.client_id}-{name}",
@@ -91,6 +91,7 @@ class StreamApp(Batches, StateWriter, Health):
             logging_config=logging_dict_config(s, f"stream-{name}"),  # JSON lines once the worker starts
             Worker=StreamWorker,
             TableManager=StreamTableManager,  # recovery that loses no source record (streams.runtime.recovery)
+            Monitor=SparseMonitor,  # rates sampled every 10 s, not every second (idle wake-ups)
         )
         self.logical = {s.topic_name(t): t for t in self.catalog.topics}
         self.sources = self.app.topic(
@@ -101,6 +102,7 @@ class StreamApp(Batches, StateWriter, Health):
         self.app.task(self.mirror_config)
         if self.tracer is not None:  # export batched spans before a slow shutdown can end in SIGKILL
             self.app.on_before_shutdown.connect(self._flush_spans)
+        self.app.on_before_shutdown.connect(self._close_dlq_reader)
         self.app.timer(interval=5.0)(self.check_readiness)
         self.app.timer(interval=15.0)(self.measure_dlq)
         self.app.timer(interval=min(60.0, self.settings.streams.metrics_tenant_idle_s))(self.sweep_tenant_metrics)
@@ -109,6 +111,9 @@ class StreamApp(Batches, StateWriter, Health):
     async def sweep_tenant_metrics(self) -> None:
         """Remove the metric series of tenants idle longer than SOMA_STREAMS_METRICS_TENANT_IDLE_S (an app timer)."""
         self.metrics.sweep_tenants()
+
+    async def _close_dlq_reader(self, sender: Any, **kwargs: Any) -> None:
+        await self._drop_dlq_reader()
 
     @staticmethod
     async def _flush_spans(sender: Any, **kwargs: Any) -> None:

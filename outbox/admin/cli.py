@@ -248,6 +248,7 @@ def serve(
     import uvicorn
 
     from outbox.admin.api import create_app
+    from outbox.admin.server import Server
     from soma.observability.logs import configure_logging
 
     current = settings()
@@ -262,4 +263,4 @@ def serve(
         log_level=current.telemetry.log_level.lower(),
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    Server(config).run()

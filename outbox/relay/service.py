@@ -40,7 +40,7 @@ from soma.settings import Settings
 
 log = logging.getLogger("outbox.relay")
 
-STOP_CHECK_S = 0.25  # longest a wait goes without looking at the stop flag
+STOP_CHECK_S = 1.0  # longest an idle wait goes without looking at the stop flag (idle wake-ups vs stop latency)
 RETRY_BUCKET_S = 0.1  # retry times are remembered at this resolution (bounded memory)
 
 

@@ -24,6 +24,7 @@ the lock replaces a poll interval: the relay looks again the moment the commits 
 from __future__ import annotations
 
 import contextlib
+import select
 from typing import Any
 
 import psycopg
@@ -64,12 +65,20 @@ class Wakeup:
         return self.idle
 
     def wait(self, timeout_s: float) -> bool:
-        """Wait (idle) for a writer's notification; True if one came."""
-        got = False
-        for _ in self._raw.notifies(timeout=max(0.001, timeout_s), stop_after=1):
-            got = True
-        if got:  # not inside the loop above: it holds the connection's lock
+        """Wait (idle) for a writer's notification; True if one came. The socket is waited on here, in one
+        select: psycopg's `notifies(timeout)` wakes every 0.1 s (to notice a Ctrl-C) while nothing comes."""
+        got = self._pending()
+        if not got and select.select([self._raw.fileno()], [], [], max(0.001, timeout_s))[0]:
+            got = self._pending()
+        if got:  # not inside `_pending`'s loop: it holds the connection's lock
             self._drain()
+        return got
+
+    def _pending(self) -> bool:
+        """A notification already received (kept by psycopg while a query ran) or readable now, no waiting."""
+        got = False
+        for _ in self._raw.notifies(timeout=0.0, stop_after=1):
+            got = True
         return got
 
     def busy(self) -> None:

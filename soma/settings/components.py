@@ -252,7 +252,13 @@ class SupervisorSettings(Section):
         300.0, gt=0, description="How long `soma up --detach` waits for every component to be ready."
     )
     poll_s: float = Field(
-        1.0, gt=0, le=60, description="How often the supervisor checks its children and their /readyz."
+        1.0, gt=0, le=60,
+        description="How often the supervisor probes the /readyz of children starting or not ready.",
+    )
+    ready_poll_s: float = Field(
+        10.0, gt=0, le=60,
+        description="How often it probes a ready child's /readyz (a stall restart waits for the next probe), "
+        "and rewrites the state file when nothing changed.",
     )
 
 

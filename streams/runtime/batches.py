@@ -1,7 +1,8 @@
 """The one agent loop of every stream: take events in batches, decode them, run the stream's work to
 its end, and only then let Faust acknowledge them.
 
-Faust acknowledges the events it handed out (one, or a `take_events` batch) when the agent
+Batches come from `take_batches` (streams.runtime.take: Faust's `take_events` without its timer
+while idle). The events handed out (one, or a batch) are acknowledged when the agent
 leaves them, even by an exception or a cancellation, and its shutdown commits what was
 acknowledged: a SIGTERM or a failure mid-batch would commit offsets past work never done.
 So `complete` makes a cancellation (shutdown) wait for the work to finish first, and a failure
@@ -14,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from streams.runtime.core import log
 from streams.runtime.records import Incoming, Records
+from streams.runtime.take import take_batches
 
 ProcessBatch = Callable[[list[Incoming]], Awaitable[None]]
 Handle = Callable[[Incoming], Awaitable[None]]
@@ -31,8 +33,12 @@ class Batches(Records):
         """The body of every agent: at most `size` events per batch, waiting at most `within` seconds to fill
         one; `process` gets the decoded records (undecodable ones are dead-lettered first)."""
         await self.wait_for_config()
-        async for taken in events.take_events(size, within=within):
+        async for taken in self.take(events, size, within):
             await self.complete(self._decoded(taken, process))
+
+    def take(self, events: Any, size: int, within: float) -> AsyncIterator[list[Any]]:
+        """The batches of the agent's stream: waiting without a timer while nothing is buffered."""
+        return take_batches(events, size, within)
 
     async def _decoded(self, taken: Sequence[Any], process: ProcessBatch) -> None:
         records = [record for record in [await self.decode(event) for event in taken] if record is not None]

@@ -20,6 +20,13 @@ from streams.logic.output import Output
 from streams.runtime.core import log
 from streams.runtime.emit import Emitter
 
+# Loading: look at the positions every half second (an empty topic is loaded at once). Following:
+# an update ends the broker's long poll and our wait at once, so the timeouts only bound idle wake-ups
+# (consumer_timeout_ms: aiokafka's fetch routine looks every 200 ms by default, though every change it
+# acts on already wakes it).
+LOAD_WAIT_MS = 500
+FOLLOW_WAIT_MS = 10_000
+
 
 class ConfigMirror(Emitter):
     on_config: list[Callable[[], None]]
@@ -40,7 +47,8 @@ class ConfigMirror(Emitter):
 
         physical = self.settings.topic_name("config_updates")
         partitions = self.catalog.topic("config_updates").partitions
-        consumer = aiokafka_reader(self.settings, f"{self.name}-config", isolation_level="read_committed")
+        consumer = aiokafka_reader(self.settings, f"{self.name}-config", isolation_level="read_committed",
+                                   fetch_max_wait_ms=FOLLOW_WAIT_MS, consumer_timeout_ms=FOLLOW_WAIT_MS)
         await consumer.start()
         try:
             tps = [TopicPartition(physical, p) for p in range(partitions)]
@@ -48,7 +56,8 @@ class ConfigMirror(Emitter):
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
             while True:
-                batch = await consumer.getmany(timeout_ms=500)
+                loading = not self.config_loaded.is_set()
+                batch = await consumer.getmany(timeout_ms=LOAD_WAIT_MS if loading else FOLLOW_WAIT_MS)
                 for messages in batch.values():
                     for message in messages:
                         await self.apply_config(message.value, message.offset)

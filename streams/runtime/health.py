@@ -7,6 +7,7 @@ stream uses reachable, config loaded, partitions assigned, no stall; `/ready` is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,26 +16,22 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from soma.clients import aiokafka_reader
-from soma.settings import Settings
 from streams.runtime.core import StreamCore, log
 
 
-async def dlq_depth(settings: Settings, partitions: int) -> int:
-    """Records retained in the `dlq` topic (end - beginning offsets): a short-lived reader asks the broker."""
+async def dlq_depth(reader: Any, topic: str, partitions: int) -> int:
+    """Records retained in the `dlq` topic (end - beginning offsets), asked of the broker by a started reader."""
     from aiokafka import TopicPartition
 
-    consumer = aiokafka_reader(settings, "dlq-depth")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic_name("dlq"), p) for p in range(partitions)]
-        first = await consumer.beginning_offsets(tps)
-        last = await consumer.end_offsets(tps)
-        return sum(max(0, last[tp] - first[tp]) for tp in tps)
-    finally:
-        await consumer.stop()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    first = await reader.beginning_offsets(tps)
+    last = await reader.end_offsets(tps)
+    return sum(max(0, last[tp] - first[tp]) for tp in tps)
 
 
 class Health(StreamCore):
+    _dlq_reader: Any = None  # the aiokafka reader of measure_dlq, started at its first measurement
+
     async def check_readiness(self) -> None:
         """The stall check and the lag gauges (an app timer)."""
         consumer = getattr(self.app, "consumer", None)
@@ -71,13 +68,26 @@ class Health(StreamCore):
             return {tp: int(consumer.highwater(tp) or 0) for tp in tps}
 
     async def measure_dlq(self) -> None:
-        """The DLQ depth gauge (an app timer)."""
+        """The DLQ depth gauge (an app timer). One reader is kept between measurements: it costs nothing
+        while idle (no group, no assignment), unlike starting one (bootstrap, metadata) every time."""
         try:
-            depth = await dlq_depth(self.settings, self.catalog.topic("dlq").partitions)
-        except Exception as exc:  # the broker unreachable: the gauge keeps its last value
+            if self._dlq_reader is None:
+                reader = aiokafka_reader(self.settings, "dlq-depth")
+                await reader.start()
+                self._dlq_reader = reader
+            depth = await dlq_depth(self._dlq_reader, self.settings.topic_name("dlq"),
+                                    self.catalog.topic("dlq").partitions)
+        except Exception as exc:  # the broker unreachable: the gauge keeps its last value, a new reader next time
             log.debug("%s: DLQ depth not measured: %s", self.name, exc)
+            await self._drop_dlq_reader()
             return
         self.metrics.dlq_depth.set(depth)
+
+    async def _drop_dlq_reader(self) -> None:
+        reader, self._dlq_reader = self._dlq_reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.stop()
 
     def add_views(self) -> None:
         stream_app = self

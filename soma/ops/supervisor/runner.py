@@ -7,7 +7,9 @@
 - Stopping: SIGTERM to the process groups of the highest dependency level first, then the next
   level, all within one grace period (`SOMA_SUPERVISOR_STOP_GRACE_S`); whatever is left then
   gets SIGKILL, by process group and pid. Nothing is ever signalled by name.
-- The state file (`state.py`) is rewritten on every change and every poll.
+- The state file (`state.py`) is rewritten on every change (and every SOMA_SUPERVISOR_READY_POLL_S).
+- A ready child is probed every SOMA_SUPERVISOR_READY_POLL_S, one starting or unready every
+  SOMA_SUPERVISOR_POLL_S: each probe costs the child its dependency checks.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from soma.ops.supervisor.state import ComponentState, Paths, PlatformState, writ
 from soma.settings import Settings
 
 log = logging.getLogger("soma.supervisor")
-TICK_S = 0.2
+TICK_S = 0.2  # while a child starts, restarts or stops
+STEADY_TICK_S = 1.0  # every child ready (or disabled): a crash is noticed within a second
 PR_SET_PDEATHSIG = 1
 
 
@@ -147,12 +150,15 @@ class Supervisor:
                 self._start_due(now)
                 self._probe(now)
                 self._check_all_ready(now)
-                if now - last_publish >= self.settings.supervisor.poll_s:
+                if now - last_publish >= self.settings.supervisor.ready_poll_s:
                     self.publish()
                     last_publish = now
-                self._stop.wait(TICK_S)
+                self._stop.wait(STEADY_TICK_S if self._steady() else TICK_S)
         finally:
             self.shutdown()
+
+    def _steady(self) -> bool:
+        return all(c.state.state in ("ready", "disabled") and c.kill_at is None for c in self.children)
 
     def _reap(self, now: float) -> None:
         for child in self.children:
@@ -234,7 +240,7 @@ class Supervisor:
             if child.proc is None or child.kill_at is not None:
                 continue
             if child.probe is None:
-                if now - child.probed_at >= self.settings.supervisor.poll_s:
+                if now - child.probed_at >= self._probe_interval(child):
                     child.probe = _probe_async(child.spec.ready_url, timeout)
                     child.probed_at = now
                 continue
@@ -242,6 +248,11 @@ class Supervisor:
                 continue
             result, child.probe = child.probe.result(), None
             self._judge(child, result, now)
+
+    def _probe_interval(self, child: Child) -> float:
+        """Coarse once ready: each probe costs the child its dependency checks."""
+        sup = self.settings.supervisor
+        return sup.ready_poll_s if child.state.state == "ready" else sup.poll_s
 
     def _judge(self, child: Child, result: Probe, now: float) -> None:
         st = child.state

@@ -15,7 +15,7 @@ class Events:
         self.batches = batches
         self.asked: list[tuple[int, float]] = []
 
-    async def take_events(self, size: int, within: float) -> AsyncIterator[list[Any]]:
+    async def taken(self, size: int, within: float) -> AsyncIterator[list[Any]]:
         self.asked.append((size, within))
         for batch in self.batches:
             yield batch
@@ -33,6 +33,9 @@ class Loop(Batches):
             self.log.append("dead-lettered")
             return None
         return Incoming("t", {"event_id": event, "tenant_id": "a"}, 0, 0, None, b"", {})
+
+    def take(self, events: Any, size: int, within: float) -> AsyncIterator[list[Any]]:
+        return events.taken(size, within)  # type: ignore[no-any-return]
 
     async def complete(self, work: Awaitable[None]) -> None:
         self.log.append("complete")
