@@ -27,7 +27,6 @@ from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings, load_settings
 from soma.settings.sections import RECORD_FRAMING_BYTES
 from streams.logic.stall import StallDetector
-from streams.runtime import fetch_wait
 from streams.runtime.auth import faust_credentials
 from streams.runtime.batches import Batches
 from streams.runtime.consumer_thread import SparseApp
@@ -40,7 +39,6 @@ from streams.runtime.state import StateWriter
 from streams.runtime.tolerant_records import install as read_non_utf8_header_names
 
 read_non_utf8_header_names()  # one record's bad header name must not kill the consumer (see the module)
-fetch_wait.install()  # a busy partition must not wait 1.5 s behind a quiet one's long poll (see the module)
 PRODUCER_BATCH_BYTES = 256 * 1024  # per partition (at most SOMA_KAFKA_MAX_MESSAGE_BYTES, the broker's limit)
 
 

@@ -1,4 +1,12 @@
-"""Faust's Kafka transport without the consumer thread's sub-second idle timers.
+"""Faust's Kafka transport: the consumer's long poll bounded, and no sub-second idle timers.
+
+The long poll: aiokafka keeps one fetch request in flight per broker, and leaves out of it every
+partition whose fetched records are not consumed yet; the broker holds the request until one of
+ITS partitions has new data or `fetch_max_wait_ms` passes. So a stream whose busy partitions were
+left out waits for the long poll of its quiet ones (the worker's tool.results, any partition
+without traffic) before it can fetch the busy ones again: up to the 1.5 s Faust hard-codes
+(faust/transport/drivers/aiokafka.py, `_create_worker_consumer`), paid again and again at a steady
+rate. Here it is `FETCH_MAX_WAIT_MS`, at the price of two empty fetches a second while idle.
 
 faust-streaming runs its aiokafka consumer in a mode `ServiceThread`; three timers there do no
 work while the stream is idle:
@@ -24,6 +32,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 
+FETCH_MAX_WAIT_MS = 500  # aiokafka's own default
 FETCHER_POLL_MS = 5_000
 KEEPALIVE_S = 10.0
 LAG_ALLOWED_S = 1.9  # mode's: 3 s since the last keep-alive that slept 1.1 s
@@ -32,8 +41,9 @@ LAG_ALLOWED_S = 1.9  # mode's: 3 s since the last keep-alive that slept 1.1 s
 class SparseConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]  # faust is untyped
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # aiokafka's consumer_timeout_ms, which Faust does not pass; read when the consumer starts its fetcher
+        # Options Faust does not pass (or hard-codes); both are read when the consumer starts its fetcher.
         consumer._consumer_timeout = FETCHER_POLL_MS / 1000
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
     async def _keepalive2(self) -> None:  # replaces mode's (started by ServiceThread.start)
