@@ -239,7 +239,8 @@ def drain_phase(settings: Settings, engine: Engine, writer: OutboxWriter, args: 
             log(f"ceiling: {result}")
             return
         log(f"ceiling (pgbench, the relay's claim + key probe + mark + commit, {clients} connection(s)):"
-            f" {result.rows_per_s:,.0f} rows/s, {result.latency_ms:.1f} ms per batch; load {load()}")
+            f" {result.rows_per_s:,.0f} rows/s, {result.latency_ms:.1f} ms per batch ("
+            + ", ".join(f"{name} {ms:.1f}" for name, ms in result.statements.items()) + f"); load {load()}")
 
 
 def latency_phase(settings: Settings, engine: Engine, writer: OutboxWriter, args: argparse.Namespace) -> None:

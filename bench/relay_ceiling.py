@@ -69,6 +69,22 @@ class Ceiling:
     batches_per_s: float
     latency_ms: float
     clients: int
+    statements: dict[str, float]  # pgbench -r: average ms per batch of each statement
+
+
+STATEMENT_NAMES = {"SELECT COALESCE": "claim", "SELECT (SELECT EXISTS": "failed probe",
+                   "SELECT k.tenant_id": "key check", "UPDATE": "mark sent", "COMMIT": "commit"}
+
+
+def _statements(stdout: str) -> dict[str, float]:
+    found = {}
+    for line in stdout.splitlines():
+        match = re.match(r"\s+([0-9.]+)\s+\d+\s+(.*)", line)
+        if match:
+            for prefix, name in STATEMENT_NAMES.items():
+                if match.group(2).startswith(prefix):
+                    found[name] = float(match.group(1))
+    return found
 
 
 def sent_rows(engine: Engine) -> int:
@@ -106,8 +122,6 @@ def run(settings: Settings, engine: Engine, batches: int, clients: int, timeout_
         return f"pgbench did not finish {batches} batches within {timeout_s:.0f} s"
     finally:
         path.unlink()
-    if os.environ.get("RELAY_CEILING_SHOW"):
-        print(result.stdout)
     tps = re.search(r"tps = ([0-9.]+)", result.stdout)
     latency = re.search(r"latency average = ([0-9.]+) ms", result.stdout)
     if result.returncode != 0 or tps is None:
@@ -116,4 +130,5 @@ def run(settings: Settings, engine: Engine, batches: int, clients: int, timeout_
     done = re.search(r"actually processed: ([0-9]+)", result.stdout)
     seconds = int(done.group(1)) / per_s if done and per_s > 0 else 0.0
     rows = sent_rows(engine) - before
-    return Ceiling(rows / seconds if seconds else 0.0, per_s, float(latency.group(1)) if latency else 0.0, clients)
+    return Ceiling(rows / seconds if seconds else 0.0, per_s, float(latency.group(1)) if latency else 0.0, clients,
+                   _statements(result.stdout))
