@@ -1,15 +1,19 @@
 """Outbox relay and writer benchmarks, each against a baseline measured in the same run.
 
-    python bench/relay_bench.py --events 100000          # drain, latency, writer (about 2 minutes)
+    python bench/relay_bench.py                          # drain + ceiling, 5 x 60 s latency, writer (~8 min)
+    python bench/relay_bench.py --skip writer --latency-runs 2 --latency-seconds 20   # a quick look
     python bench/relay_bench.py --memory-rows 1000000    # adds the relay's RSS while draining 1M rows
 
 1. Drain: N pending 1 KB ChatMessage rows (10 tenants) published by the relay (in this
    process, default settings), vs the raw confluent-kafka producer (same librdkafka config
-   as the relay: idempotent, acks=all) sending the same pre-encoded key/value/headers.
-   Targets: relay >= 0.5x raw, and >= 15,000 events/s.
+   as the relay: idempotent, acks=all) sending the same pre-encoded key/value/headers, side
+   by side in each round, with each side's CPU per event. Target: relay >= 0.5x raw, or:
+   Ceiling: pgbench running the relay's own claim, key probe and mark statements on the same
+   rows (bench/relay_ceiling.py), 1 and 2 connections: what PostgreSQL itself allows.
 2. Latency: `soma outbox relay` running; writers commit one event per transaction at a steady
    1,000 events/s; commit-to-ack (client commit time to the relay's delivery report, same
-   clock) p50/p99, over several runs (each with a fresh relay). Target p99 < 35 ms.
+   clock) p50/p99/max of every run (each with a fresh relay; bench/relay_latency.py), and the
+   relay's CPU. Target: p99 < 35 ms in 5 of 5 runs of 60 s.
 3. Writer: events committed per second through `OutboxWriter.emit_many` in batches of 100
    (one writer), and single-event transactions from 4 threads; each with the coalesced
    wake-up trigger (relay busy: no NOTIFY), with every commit notifying (a relay idle forever:
@@ -17,7 +21,8 @@
 4. Memory (--memory-rows): relay RSS sampled every second while draining M rows; peak RSS.
 
 Everything runs against the local stack on loopback, in a schema and topic prefix of its own,
-dropped at the end. Every phase is bounded in time.
+dropped at the end. Every phase is bounded in time. Each line reports the load average: the
+machine may be shared, so compare sides of one run, not runs.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from bench import relay_ceiling
 from bench.machine import describe
+from bench.relay_latency import relay_subprocess, steady_latency
 from bench.relay_rows import TENANTS, TOPIC, bench_environment, copy_rows, one_kb_events, truncate
 from outbox.relay.service import Relay
 from outbox.relay.wakeup import Wakeup
@@ -49,7 +56,6 @@ from outbox.writer import Emission, OutboxWriter
 from soma.clients import database_engine, kafka_producer
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
-from soma.ops.processes import SOMA
 from soma.settings import Settings
 
 
@@ -58,7 +64,8 @@ def log(line: str) -> None:
 
 
 # --- 1. drain vs raw producer ------------------------------------------------------------
-def raw_producer(settings: Settings, rows: list[dict[str, Any]], timeout_s: float) -> float:
+def raw_producer(settings: Settings, rows: list[dict[str, Any]], timeout_s: float) -> tuple[float, float]:
+    """Events/s and CPU microseconds per event (this process, every thread) of the bare producer."""
     producer = kafka_producer(settings)
     topic = settings.topic_name("bench.raw")
     prepared = [(r["key"].encode(), r["payload"], [(k, v.encode()) for k, v in r["headers"].items()]) for r in rows]
@@ -69,7 +76,7 @@ def raw_producer(settings: Settings, rows: list[dict[str, Any]], timeout_s: floa
         if err is None:
             acked += 1
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for key, value, headers in prepared:
         while True:
             try:
@@ -79,101 +86,24 @@ def raw_producer(settings: Settings, rows: list[dict[str, Any]], timeout_s: floa
                 producer.poll(0.01)
         producer.poll(0)
     producer.flush(timeout_s)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if acked != len(rows):
         raise SystemExit(f"relay_bench: raw producer got {acked}/{len(rows)} acknowledgements")
-    return len(rows) / elapsed
+    return len(rows) / elapsed, cpu / len(rows) * 1e6
 
 
-def relay_drain(settings: Settings, engine: Engine, rows: list[dict[str, Any]]) -> float:
+def relay_drain(settings: Settings, engine: Engine, rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """Events/s (first claim to last commit) and CPU microseconds per event of the relay (in this process)."""
     truncate(engine)
     copy_rows(engine, rows)
     relay = Relay(settings, serve_metrics=False)
     relay.start()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     stats = relay.run(drain=True)
+    cpu = time.process_time() - cpu
     if stats.published != len(rows) or stats.last_commit_at is None:
         raise SystemExit(f"relay_bench: relay published {stats.published}/{len(rows)}")
-    return len(rows) / (stats.last_commit_at - started)
-
-
-# --- 2. latency at a steady rate ---------------------------------------------------------
-@contextmanager
-def relay_subprocess(settings: Settings, log_file: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    with log_file.open("wb") as out:
-        proc = subprocess.Popen([*SOMA, "outbox", "relay", *args], stdout=out, stderr=subprocess.STDOUT,
-                                env=settings.child_env(SOMA_OUTBOX_RELAY_METRICS_PORT="0"),
-                                start_new_session=True)
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-
-
-def steady_latency(settings: Settings, engine: Engine, writer: OutboxWriter, rate: float, seconds: float,
-                   threads: int = 4) -> dict[str, float]:
-    truncate(engine)
-    commits: dict[str, float] = {}
-    lock = threading.Lock()
-    start_at = time.time() + 2.0
-
-    def write(worker: int) -> None:
-        interval = threads / rate
-        n = 0
-        while True:
-            due = start_at + worker / rate + n * interval
-            if due - start_at > seconds:
-                return
-            delay = due - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            key = f"lat-{worker}-{n}"
-            tenant = TENANTS[n % len(TENANTS)]
-            event = {"session_id": f"s-{worker}", "sequence": n, "role": "user", "content": "x" * 900}
-            with Session(engine) as session, session.begin():
-                writer.emit(session, TOPIC, event, tenant=tenant, dedupe_key=key)
-            with lock:
-                commits[key] = time.time()
-            n += 1
-
-    log_file = Path(f"/tmp/relay-bench-{os.getpid()}.log")  # noqa: S108 - the relay's log, for a look
-    with relay_subprocess(settings, log_file) as proc:
-        time.sleep(1.5)
-        workers = [threading.Thread(target=write, args=(w,)) for w in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(seconds + 30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                if not conn.execute(text("SELECT count(*) FROM outbox_events WHERE status <> 'sent'")).scalar():
-                    break
-            time.sleep(0.2)
-        proc.terminate()
-        proc.wait(60)
-    with engine.connect() as conn:
-        sent = {k: (float(s), float(c)) for k, s, c in conn.execute(text(
-            "SELECT dedupe_key, extract(epoch FROM sent_at), extract(epoch FROM created_at)"
-            " FROM outbox_events WHERE status = 'sent'"))}
-    latencies = sorted((sent[k][0] - commit) * 1000 for k, commit in commits.items() if k in sent)
-    insert_to_ack = sorted((s - c) * 1000 for s, c in sent.values())
-    achieved = len(commits) / seconds
-    return {
-        "events": len(commits), "achieved_rate": achieved, "unsent": len(commits) - len(latencies),
-        "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "max": latencies[-1],
-        "insert_p50": percentile(insert_to_ack, 50), "insert_p99": percentile(insert_to_ack, 99),
-    }
-
-
-def percentile(values: list[float], pct: float) -> float:
-    return statistics.quantiles(values, n=1000, method="inclusive")[int(pct * 10) - 1] if len(values) > 1 else values[0]
+    return len(rows) / (stats.last_commit_at - started), cpu / len(rows) * 1e6
 
 
 # --- 3. writer throughput ------------------------------------------------------------------
@@ -284,70 +214,107 @@ def memory_drain(settings: Settings, engine: Engine, rows: list[dict[str, Any]],
     return {"samples": samples, "elapsed": elapsed, "summary": summary}
 
 
+def drain_phase(settings: Settings, engine: Engine, writer: OutboxWriter, args: argparse.Namespace) -> None:
+    rows = one_kb_events(writer, args.events)
+    log(f"drain: {args.events} rows, {len(rows[0]['payload'])} B values, {len(TENANTS)} tenants")
+    raw_rates, relay_rates = [], []
+    for _ in range(args.rounds):
+        raw, raw_cpu = raw_producer(settings, rows, timeout_s=120)
+        relay, relay_cpu = relay_drain(settings, engine, rows)
+        raw_rates.append(raw)
+        relay_rates.append(relay)
+        log(f"  round: raw producer {raw:,.0f}/s ({raw_cpu:.0f} us CPU/event), relay {relay:,.0f}/s"
+            f" ({relay_cpu:.0f} us CPU/event in the relay process) = {relay / raw:.2f}x; load {load()}")
+    raw, relay = max(raw_rates), max(relay_rates)
+    log(f"drain: relay {relay:,.0f} events/s vs raw producer {raw:,.0f} events/s = {relay / raw:.2f}x"
+        f" (best of {args.rounds}; target >= 0.5x, or the PostgreSQL ceiling below)")
+    if "ceiling" in args.skip:
+        return
+    batches = len(rows) // settings.relay.batch_size - 1
+    for clients in (1, 2):  # the relay: one claim thread, one committer thread
+        truncate(engine)
+        copy_rows(engine, rows)
+        result = relay_ceiling.run(settings, engine, batches, clients, timeout_s=300)
+        if isinstance(result, str):
+            log(f"ceiling: {result}")
+            return
+        log(f"ceiling (pgbench, the relay's claim + key probe + mark + commit, {clients} connection(s)):"
+            f" {result.rows_per_s:,.0f} rows/s, {result.latency_ms:.1f} ms per batch ("
+            + ", ".join(f"{name} {ms:.1f}" for name, ms in result.statements.items()) + f"); load {load()}")
+
+
+def latency_phase(settings: Settings, engine: Engine, writer: OutboxWriter, args: argparse.Namespace) -> None:
+    p99s = []
+    for run in range(1, args.latency_runs + 1):
+        result = steady_latency(settings, engine, writer, args.rate, args.latency_seconds)
+        p99s.append(result["p99"])
+        log(f"latency run {run}: {result['events']} events at {result['achieved_rate']:,.0f}/s for"
+            f" {args.latency_seconds:.0f} s; commit-to-ack p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms,"
+            f" max {result['max']:.1f} ms (insert-to-ack p50 {result['insert_p50']:.1f} ms,"
+            f" p99 {result['insert_p99']:.1f} ms); unsent {result['unsent']}; relay CPU"
+            f" {result['relay_cpu'] * 100:.0f}% of a core; load {load()}")
+    under = sum(1 for p99 in p99s if p99 < 35.0)
+    log(f"latency: p99 < 35 ms in {under} of {len(p99s)} runs (median p99 {statistics.median(p99s):.1f} ms,"
+        f" worst {max(p99s):.1f} ms)")
+
+
+def writer_phase(settings: Settings, engine: Engine, writer: OutboxWriter, args: argparse.Namespace) -> None:
+    modes = ("coalesced", "notify-every-commit", "off")
+    rates: dict[str, float | None] = {}
+    for batch, threads in ((100, 1), (1, 4)):
+        for mode in modes:
+            with wakeup_mode(engine, mode):
+                rates[mode] = writer_throughput(engine, writer, batch, threads, args.writer_seconds)
+        log(f"writer (OutboxWriter.emit_many), {batch} event(s) per transaction, {threads} thread(s): "
+            + ", ".join(f"{mode} {rate:,.0f} events/s" for mode, rate in rates.items()))
+    for mode in modes:
+        with wakeup_mode(engine, mode):
+            rates[mode] = pgbench_commits(settings, clients=8, seconds=args.writer_seconds)
+    log("commit path (pgbench, 8 connections, one 1 KB row per transaction): "
+        + ", ".join(f"{mode} {rate:,.0f} commits/s" if rate else f"{mode} n/a (no pgbench)"
+                    for mode, rate in rates.items()))
+
+
+def memory_phase(settings: Settings, engine: Engine, writer: OutboxWriter, args: argparse.Namespace) -> None:
+    rows = one_kb_events(writer, 1000)
+    result = memory_drain(settings, engine, rows, args.memory_rows, timeout_s=900)
+    samples = result["samples"]
+    peak = max(rss for _, rss, _ in samples)
+    marks = [samples[int(len(samples) * f)] for f in (0.1, 0.5, 0.9)] if samples else []
+    log(f"memory: drained {args.memory_rows:,} rows in {result['elapsed']:.0f} s;"
+        f" RSS at 10/50/90% of the run: {', '.join(f'{rss} MB ({sent:,} sent)' for _, rss, sent in marks)};"
+        f" peak sampled {peak} MB")
+    log(f"memory: relay says: {result['summary']}")
+
+
+def load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="pending rows for the drain benchmark")
     parser.add_argument("--rounds", type=int, default=2, help="drain rounds (best of each side is reported)")
-    parser.add_argument("--latency-seconds", type=float, default=15.0)
-    parser.add_argument("--latency-runs", type=int, default=3, help="the machine is shared: p99 varies by run")
+    parser.add_argument("--latency-seconds", type=float, default=60.0, help="length of one latency run")
+    parser.add_argument("--latency-runs", type=int, default=5, help="the target holds in every run, not on average")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s for the latency benchmark")
     parser.add_argument("--writer-seconds", type=float, default=8.0)
     parser.add_argument("--memory-rows", type=int, default=0, help="also drain this many rows, sampling RSS")
-    parser.add_argument("--skip", action="append", default=[], choices=["drain", "latency", "writer"])
+    parser.add_argument("--skip", action="append", default=[], choices=["drain", "ceiling", "latency", "writer"])
     args = parser.parse_args()
-    log(f"machine: {describe()}")
+    log(f"machine: {describe()}; load {load()}")
     with bench_environment() as settings:
         catalog = load_catalog()
         writer = OutboxWriter(catalog, Codec(catalog, settings), settings)
         engine = database_engine(settings)
-        if "latency" not in args.skip:
-            p99s = []
-            for _ in range(args.latency_runs):
-                result = steady_latency(settings, engine, writer, args.rate, args.latency_seconds)
-                p99s.append(result["p99"])
-                log(f"latency: {result['events']} events at {result['achieved_rate']:,.0f}/s committed;"
-                    f" commit-to-ack p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms,"
-                    f" max {result['max']:.1f} ms (insert-to-ack p50 {result['insert_p50']:.1f} ms,"
-                    f" p99 {result['insert_p99']:.1f} ms); unsent {result['unsent']}")
-            log(f"latency: p99 over {len(p99s)} runs: median {statistics.median(p99s):.1f} ms,"
-                f" best {min(p99s):.1f} ms, worst {max(p99s):.1f} ms (target p99 < 35 ms)")
-        if "writer" not in args.skip:
-            modes = ("coalesced", "notify-every-commit", "off")
-            for batch, threads in ((100, 1), (1, 4)):
-                rates: dict[str, float | None] = {}
-                for mode in modes:
-                    with wakeup_mode(engine, mode):
-                        rates[mode] = writer_throughput(engine, writer, batch, threads, args.writer_seconds)
-                log(f"writer (OutboxWriter.emit_many), {batch} event(s) per transaction, {threads} thread(s): "
-                    + ", ".join(f"{mode} {rate:,.0f} events/s" for mode, rate in rates.items()))
-            for mode in modes:
-                with wakeup_mode(engine, mode):
-                    rates[mode] = pgbench_commits(settings, clients=8, seconds=args.writer_seconds)
-            log("commit path (pgbench, 8 connections, one 1 KB row per transaction): "
-                + ", ".join(f"{mode} {rate:,.0f} commits/s" if rate else f"{mode} n/a (no pgbench)"
-                            for mode, rate in rates.items()))
         if "drain" not in args.skip:
-            rows = one_kb_events(writer, args.events)
-            log(f"drain: {args.events} rows, {len(rows[0]['payload'])} B values, {len(TENANTS)} tenants")
-            raw_rates, relay_rates = [], []
-            for _ in range(args.rounds):
-                raw_rates.append(raw_producer(settings, rows, timeout_s=120))
-                relay_rates.append(relay_drain(settings, engine, rows))
-                log(f"  round: raw producer {raw_rates[-1]:,.0f}/s, relay {relay_rates[-1]:,.0f}/s")
-            raw, relay = max(raw_rates), max(relay_rates)
-            log(f"drain: relay {relay:,.0f} events/s vs raw producer {raw:,.0f} events/s = {relay / raw:.2f}x"
-                f" (targets: >= 0.5x and >= 15,000/s)")
-            del rows
+            drain_phase(settings, engine, writer, args)
+        if "latency" not in args.skip:
+            latency_phase(settings, engine, writer, args)
+        if "writer" not in args.skip:
+            writer_phase(settings, engine, writer, args)
         if args.memory_rows:
-            rows = one_kb_events(writer, 1000)
-            result = memory_drain(settings, engine, rows, args.memory_rows, timeout_s=900)
-            samples = result["samples"]
-            peak = max(rss for _, rss, _ in samples)
-            marks = [samples[int(len(samples) * f)] for f in (0.1, 0.5, 0.9)] if samples else []
-            log(f"memory: drained {args.memory_rows:,} rows in {result['elapsed']:.0f} s;"
-                f" RSS at 10/50/90% of the run: {', '.join(f'{rss} MB ({sent:,} sent)' for _, rss, sent in marks)};"
-                f" peak sampled {peak} MB")
-            log(f"memory: relay says: {result['summary']}")
+            memory_phase(settings, engine, writer, args)
         engine.dispose()
 
 

@@ -44,7 +44,9 @@ class OutboxEvent(Base):
     __tablename__ = "outbox_events"
     __table_args__ = (
         UniqueConstraint("tenant_id", "dedupe_key"),
-        Index(None, "status", "tenant_id", "created_at"),
+        # Unsent rows only (migration 0006): a sent row costs no entry here.
+        Index(None, "status", "tenant_id", "created_at",
+              postgresql_where=text("status IN ('pending', 'failed', 'dead')")),
         # The relay's claim query: due rows of one tenant in order, pending or retrying only.
         Index(
             "ix_outbox_events_due",

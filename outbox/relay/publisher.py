@@ -35,6 +35,10 @@ log = logging.getLogger("outbox.relay")
 MAX_ERROR_CHARS = 1000  # a row's last_error is one line of at most this many characters
 QUEUE_FULL = "_QUEUE_FULL"  # the code of a row that found the local queue full past the delivery timeout
 ENCODING = "_ENCODING"  # the code of a row whose key or headers cannot be encoded
+# The relay hands librdkafka whole claimed batches, so it batches without waiting: the shared
+# 5 ms linger only added 5 ms to every row's commit-to-ack at low rates (under load, records
+# still gather while earlier requests are in flight).
+LINGER_MS = 0.5
 
 
 class Batch:
@@ -113,6 +117,7 @@ class Publisher:
         propagation_ms = min(30_000, max(100, timeout_ms // 2))
         return kafka_producer(self.settings, **{
             "message.timeout.ms": timeout_ms, "topic.metadata.propagation.max.ms": propagation_ms, "error_cb": on_error,
+            "linger.ms": LINGER_MS,
         })
 
     def send(self, batch: Batch, keep_going: Callable[[], bool] = lambda: True) -> None:

@@ -10,6 +10,7 @@ A crash at any point aborts the open transactions: those rows are claimed again 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import random
@@ -130,6 +131,10 @@ class Relay:
                 ) from exc
         self._gauges = threading.Thread(target=self._refresh_gauges, name="relay-gauges", daemon=True)
         self._gauges.start()
+        # Everything built so far lives as long as the relay: out of the collector's sight, a full
+        # collection walks only the objects of batches in flight (no pause proportional to the
+        # imported libraries in the latency tail).
+        gc.freeze()
 
     def run(self, *, drain: bool = False) -> RelayStats:
         """Relay until stopped; with `drain`, return once nothing is due and nothing is in flight."""
