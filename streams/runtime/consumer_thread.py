@@ -6,8 +6,7 @@ ITS partitions has new data or `fetch_max_wait_ms` passes. So a stream whose bus
 left out waits for the long poll of its quiet ones (the worker's tool.results, any partition
 without traffic) before it can fetch the busy ones again: up to the 1.5 s Faust hard-codes
 (faust/transport/drivers/aiokafka.py, `_create_worker_consumer`), paid again and again at a steady
-rate. Here the wait is chosen per request by `streams.runtime.fetching` (a long poll of at most
-`IDLE_WAIT_MS` while idle, short coalescing waits while records flow).
+rate. Here it is `FETCH_MAX_WAIT_MS`, at the price of two empty fetches a second while idle.
 
 faust-streaming runs its aiokafka consumer in a mode `ServiceThread`; three timers there do no
 work while the stream is idle:
@@ -33,8 +32,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 
-from streams.runtime import fetching
-
+FETCH_MAX_WAIT_MS = 500  # aiokafka's own default
 FETCHER_POLL_MS = 5_000
 KEEPALIVE_S = 10.0
 LAG_ALLOWED_S = 1.9  # mode's: 3 s since the last keep-alive that slept 1.1 s
@@ -43,9 +41,9 @@ LAG_ALLOWED_S = 1.9  # mode's: 3 s since the last keep-alive that slept 1.1 s
 class SparseConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]  # faust is untyped
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # An option Faust does not pass; read when the consumer starts its fetcher.
+        # Options Faust does not pass (or hard-codes); both are read when the consumer starts its fetcher.
         consumer._consumer_timeout = FETCHER_POLL_MS / 1000
-        fetching.adapt(consumer)  # and the fetch wait Faust hard-codes (1.5 s) chosen per request
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
     async def _keepalive2(self) -> None:  # replaces mode's (started by ServiceThread.start)

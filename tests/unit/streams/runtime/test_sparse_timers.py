@@ -8,6 +8,7 @@ import asyncio
 from mode.threads import QueueServiceThread
 
 from streams.runtime.consumer_thread import (
+    FETCH_MAX_WAIT_MS,
     FETCHER_POLL_MS,
     SparseApp,
     SparseConsumerThread,
@@ -26,6 +27,7 @@ def test_the_app_consumes_through_the_sparse_consumer_thread() -> None:
         consumer = thread._create_worker_consumer(app.transport)
         try:
             assert consumer._consumer_timeout == FETCHER_POLL_MS / 1000
+            assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS  # not Faust's 1.5 s
         finally:
             await consumer.stop()
         assert isinstance(app.monitor, SparseMonitor)
