@@ -246,7 +246,7 @@ def drain_phase(settings: Settings, engine: Engine, writer: OutboxWriter, args: 
 def latency_phase(settings: Settings, engine: Engine, writer: OutboxWriter, args: argparse.Namespace) -> None:
     p99s = []
     for run in range(1, args.latency_runs + 1):
-        result = steady_latency(settings, engine, writer, args.rate, args.latency_seconds)
+        result = steady_latency(settings, engine, writer, args.rate, args.latency_seconds, threads=args.writers)
         p99s.append(result["p99"])
         log(f"latency run {run}: {result['events']} events at {result['achieved_rate']:,.0f}/s for"
             f" {args.latency_seconds:.0f} s; commit-to-ack p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms,"
@@ -298,6 +298,9 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=60.0, help="length of one latency run")
     parser.add_argument("--latency-runs", type=int, default=5, help="the target holds in every run, not on average")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s for the latency benchmark")
+    parser.add_argument("--writers", type=int, default=4,
+                        help="writer threads of the latency benchmark (one event per transaction each; each commit"
+                             " waits for PostgreSQL's WAL flush, so a few threads cannot reach 1,000/s)")
     parser.add_argument("--writer-seconds", type=float, default=8.0)
     parser.add_argument("--memory-rows", type=int, default=0, help="also drain this many rows, sampling RSS")
     parser.add_argument("--skip", action="append", default=[], choices=["drain", "ceiling", "latency", "writer"])
