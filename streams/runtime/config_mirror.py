@@ -28,6 +28,14 @@ LOAD_WAIT_MS = 500
 FOLLOW_WAIT_MS = 10_000
 
 
+def _follow_sparsely(consumer: Any) -> None:
+    """Long waits once loaded. Not from the start: the seek to the beginning and the reads up to the
+    start-up end offsets wait on the fetcher's own timers (10 s each made a restarted stream start ~20 s later)."""
+    fetcher = consumer._fetcher  # aiokafka's, built by start(); both are read on every loop and request
+    fetcher._fetch_max_wait_ms = FOLLOW_WAIT_MS
+    fetcher._fetcher_timeout = FOLLOW_WAIT_MS / 1000
+
+
 class ConfigMirror(Emitter):
     on_config: list[Callable[[], None]]
 
@@ -48,7 +56,7 @@ class ConfigMirror(Emitter):
         physical = self.settings.topic_name("config_updates")
         partitions = self.catalog.topic("config_updates").partitions
         consumer = aiokafka_reader(self.settings, f"{self.name}-config", isolation_level="read_committed",
-                                   fetch_max_wait_ms=FOLLOW_WAIT_MS, consumer_timeout_ms=FOLLOW_WAIT_MS)
+                                   fetch_max_wait_ms=LOAD_WAIT_MS, consumer_timeout_ms=LOAD_WAIT_MS)
         await consumer.start()
         try:
             tps = [TopicPartition(physical, p) for p in range(partitions)]
@@ -63,6 +71,7 @@ class ConfigMirror(Emitter):
                         await self.apply_config(message.value, message.offset)
                 if not self.config_loaded.is_set() and all(await _positions_reached(consumer, ends)):
                     self.config_loaded.set()
+                    _follow_sparsely(consumer)
         finally:
             await consumer.stop()
 
