@@ -23,7 +23,6 @@ from streams.runtime.records import Incoming, Records
 from streams.runtime.take import take_batches
 
 ProcessBatch = Callable[[list[Incoming]], Awaitable[None]]
-Handle = Callable[[Incoming], Awaitable[None]]
 
 
 class Batches(Records):
@@ -43,11 +42,6 @@ class Batches(Records):
     async def _decoded(self, taken: Sequence[Any], process: ProcessBatch) -> None:
         records = [record for record in [await self.decode(event) for event in taken] if record is not None]
         await process(records)
-
-    async def run(self, events: Any, handle: Handle) -> None:
-        """The agent body of a one-at-a-time stream: decode, handle (traced), dead-letter, next."""
-        async for record in self.records(events):
-            await self.complete(self.handle_traced(record, handle))
 
     async def complete(self, work: Awaitable[None]) -> None:
         """Run the work on the events in hand to its end, whatever happens to the agent meanwhile."""

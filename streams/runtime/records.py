@@ -11,7 +11,7 @@ continues.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,14 +98,6 @@ class Records(ConfigMirror, Tracing):
                                    str(exc) or type(exc).__name__, header_tenant(headers))
             return None
         return Incoming(topic, value, message.partition, message.offset, key, raw, headers)
-
-    async def records(self, stream: Any) -> AsyncIterator[Incoming]:
-        """Decoded records of the stream; undecodable ones are dead-lettered and skipped."""
-        await self.wait_for_config()
-        async for event in stream.events():
-            record = await self.decode(event)
-            if record is not None:
-                yield record
 
     async def handle_safely(self, record: Incoming, handle: Callable[[Incoming], Awaitable[None]]) -> None:
         """Run the handler; a record that fails for any reason but the infrastructure is dead-lettered."""
