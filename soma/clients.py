@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from soma.errors import InfrastructureUnavailable, first_line
 from soma.settings import Settings, env_name
+from soma.settings.kafka_security import uses_sasl, uses_tls
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
@@ -85,18 +86,35 @@ def sasl_password(settings: Settings) -> str | None:
     return secret.get_secret_value() if secret is not None else None
 
 
+def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of the aiokafka clients (None without TLS): the CA, client certificate and key
+    librdkafka gets as ssl.ca.location / ssl.certificate.location / ssl.key.location, and its hostname check."""
+    kafka = settings.kafka
+    if not uses_tls(kafka):
+        return None
+    from aiokafka.helpers import create_ssl_context  # imported here: only the stream processes need aiokafka
+
+    password = kafka.ssl_key_password.get_secret_value() if kafka.ssl_key_password is not None else None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=kafka.ssl_ca_file, certfile=kafka.ssl_cert_file, keyfile=kafka.ssl_key_file, password=password,
+    )
+    context.check_hostname = kafka.ssl_check_hostname  # certificates are verified either way
+    return context
+
+
 def aiokafka_security(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for an aiokafka client (empty for PLAINTEXT): the same security protocol and
-    SASL credentials `Settings.kafka_config` gives librdkafka, so every client talks to the broker alike."""
-    protocol = settings.kafka.security_protocol
-    if protocol == "PLAINTEXT":
+    """Keyword arguments for an aiokafka client (empty for PLAINTEXT): the same security protocol, TLS files
+    and SASL credentials `Settings.kafka_config` gives librdkafka, so every client talks to the broker alike."""
+    kafka = settings.kafka
+    if kafka.security_protocol == "PLAINTEXT":
         return {}
-    kwargs: dict[str, Any] = {"security_protocol": protocol}
-    if protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = ssl.create_default_context()
-    if protocol.startswith("SASL"):
-        kwargs["sasl_mechanism"] = settings.kafka.sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = settings.kafka.sasl_username
+    kwargs: dict[str, Any] = {"security_protocol": kafka.security_protocol}
+    if uses_tls(kafka):
+        kwargs["ssl_context"] = kafka_ssl_context(settings)
+    if uses_sasl(kafka):
+        # aiokafka takes the SCRAM credentials in its sasl_plain_* arguments too.
+        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = kafka.sasl_username
         kwargs["sasl_plain_password"] = sasl_password(settings)
     return kwargs
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
+from soma.contracts.partition import aiokafka_partitioner
 from soma.live_config import LiveConfig
 from soma.observability import telemetry
 from soma.observability.logs import logging_dict_config
@@ -74,6 +75,8 @@ class StreamApp(Batches, StateWriter, Health):
             topic_allow_declare=True,
             processing_guarantee="at_least_once",
             producer_acks=-1,
+            # Java's partitioner (murmur2, as librdkafka's murmur2_random): every Faust send without a partition
+            producer_partitioner=aiokafka_partitioner,
             # aiokafka counts batch framing in a record's size: leave room so prepare()'s size check decides
             producer_max_request_size=s.kafka.max_message_bytes + RECORD_FRAMING_BYTES,
             # aiokafka keeps one produce request in flight per broker and puts one batch per partition in

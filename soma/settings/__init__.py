@@ -83,9 +83,11 @@ def _walk(section: type[Section], path: tuple[str, ...]) -> Iterator[tuple[str, 
 def _error(section: type[Section], exc: ValidationError) -> SettingsError:
     """A one-line error naming the variable of the first invalid field (never echoing its value)."""
     first = exc.errors()[0]
-    where = str(first["loc"][0]) if first["loc"] else "?"
-    variable = _variable(section, where) if where in section.model_fields else where.upper()
     message = str(first["msg"]).removeprefix("Value error, ")
+    if not first["loc"]:  # a check across fields (a model validator): its message starts with the variable
+        return SettingsError(f"invalid setting {message}")
+    where = str(first["loc"][0])
+    variable = _variable(section, where) if where in section.model_fields else where.upper()
     return SettingsError(f"invalid setting {variable}: {message}")
 
 

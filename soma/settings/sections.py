@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from soma.settings.kafka_security import check, librdkafka_security
 from soma.settings.values import env_name
 
 # json_schema_extra marker of a live-changeable field.
@@ -48,6 +49,22 @@ class Section(BaseSettings):
 
 
 RECORD_FRAMING_BYTES = 16_384
+# Java's default partitioner for keyed records (murmur2), as Kafka's Java clients, Kafka Streams, Connect and
+# aiokafka use; librdkafka's own default is CRC-32. NULL keys go to a random partition (Soma sends none).
+PARTITIONER = "murmur2_random"
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _optional_path(value: Any) -> Any:
+    """An empty variable is unset; a path is made absolute now, so a child process in another folder finds it."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    if isinstance(value, str | Path):
+        return Path(value).expanduser().absolute()
+    return value
 
 
 class KafkaSettings(Section):
@@ -57,13 +74,34 @@ class KafkaSettings(Section):
 
     bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="librdkafka security.protocol."
+        "PLAINTEXT",
+        description="How every client talks to the brokers: PLAINTEXT, SSL (TLS; mutual TLS with a client"
+        " certificate), SASL_PLAINTEXT or SASL_SSL. librdkafka security.protocol, aiokafka security_protocol.",
     )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        None, description="SASL mechanism when the security protocol uses SASL."
+        None, description="SASL mechanism, required by the SASL_* protocols: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
     )
-    sasl_username: str | None = Field(None, description="SASL user name.")
-    sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    sasl_username: str | None = Field(None, description="SASL user name (required by the SASL_* protocols).")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (secret; required by the SASL_* protocols).",
+    )
+    ssl_ca_file: Path | None = Field(
+        None, description="PEM file of the CA certificate(s) the brokers' certificates are checked against"
+        " (SSL/SASL_SSL); unset: the system's CAs.",
+    )
+    ssl_cert_file: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS (SSL/SASL_SSL); needs SOMA_KAFKA_SSL_KEY_FILE.",
+    )
+    ssl_key_file: Path | None = Field(
+        None, description="PEM private key of SOMA_KAFKA_SSL_CERT_FILE.",
+    )
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted SOMA_KAFKA_SSL_KEY_FILE (secret).",
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to (TLS). Turn off only"
+        " for brokers whose certificates lack the advertised host name.",
+    )
     client_id: str = Field("soma", description="client.id sent to the broker.")
     max_message_bytes: int = Field(
         1_000_000, ge=1024,
@@ -81,6 +119,14 @@ class KafkaSettings(Section):
         None, validation_alias=own("schema_registry_url"),
         description="Confluent-compatible schema registry; unset = Avro single-object encoding.",
     )
+
+    _protocol_case = field_validator("security_protocol", "sasl_mechanism", mode="before")(_upper)
+    _paths = field_validator("ssl_ca_file", "ssl_cert_file", "ssl_key_file", mode="before")(_optional_path)
+
+    @model_validator(mode="after")
+    def _security_is_consistent(self) -> KafkaSettings:
+        check(self)
+        return self
 
     @field_validator("bootstrap")
     @classmethod
@@ -101,24 +147,19 @@ class KafkaSettings(Section):
         return pairs
 
     def config(self) -> dict[str, Any]:
-        """librdkafka settings shared by producers, consumers and the admin client."""
-        config: dict[str, Any] = {
+        """librdkafka settings shared by producers, consumers and the admin client (security included)."""
+        return {
             "bootstrap.servers": self.bootstrap,
             "client.id": self.client_id,
-            "security.protocol": self.security_protocol,
+            **librdkafka_security(self),
         }
-        if self.sasl_mechanism:
-            config["sasl.mechanism"] = self.sasl_mechanism
-            config["sasl.username"] = self.sasl_username or ""
-            if self.sasl_password is not None:
-                config["sasl.password"] = self.sasl_password.get_secret_value()
-        return config
 
     def producer_config(self, **overrides: Any) -> dict[str, Any]:
         """An idempotent, fully acknowledged producer (no duplicates on retry, no loss on failover)."""
         config = self.config() | {
             "enable.idempotence": True,
             "acks": "all",
+            "partitioner": PARTITIONER,
             "linger.ms": 5,
             "compression.type": "lz4",
             "message.timeout.ms": int(self.timeout_s * 3 * 1000),

@@ -1,7 +1,8 @@
 """Outputs to the broker: build (the shared record builder), partition, send, wait for the acknowledgement.
 
-Every output is built by `soma.contracts.events.prepare` and put on the partition
-`soma.contracts.partition.partition_for` gives its key (murmur2, as every Kafka client does).
+Every output is built by `soma.contracts.events.prepare` and handed to the producer without a
+partition: the app's producer partitioner (`soma.contracts.partition.aiokafka_partitioner`, Java's
+murmur2 over the topic's actual partition count) puts it where every other producer puts its key.
 `prepare_outputs` builds all the outputs of one input before any reaches the producer, so an
 output the catalog refuses (`RecordTooLarge` over its topic's size limit, a field) fails the
 input with nothing half-sent; `send_prepared` only hands records to the producer; `acknowledged`
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import Span, SpanKind
 
 from soma.contracts.events import HEADER_TRACEPARENT, OutgoingRecord, prepare
-from soma.contracts.partition import partition_for
 from soma.observability import telemetry
 from streams.logic.output import Output
 from streams.runtime.core import StreamCore, log
@@ -77,18 +77,18 @@ class Emitter(StreamCore):
         pending = []
         for item in prepared:
             record, span = item.record, item.span
-            partition = partition_for(record.key, self.catalog.topic(item.out.topic).partitions)
             future = await self.app.producer.send(
-                record.physical_topic, record.key, record.value, partition, None, record.headers,
+                record.physical_topic, record.key, record.value, None, None, record.headers,
             )
             if span is not None:
                 if span.is_recording():
                     session = record.event.get("session_id")
                     span.set_attributes(telemetry.messaging_attributes(
-                        "publish", record.physical_topic, partition=partition, key=record.key, tenant=item.tenant,
+                        "publish", record.physical_topic, key=record.key, tenant=item.tenant,
                         event_id=str(record.event["event_id"]), session_id=str(session) if session else None,
                     ))
-                telemetry.end_on_delivery(span, future)  # ends when the broker acknowledges, not at enqueue
+                # ends when the broker acknowledges, not at enqueue, and names the partition then
+                telemetry.end_on_delivery(span, future)
             pending.append(future)
             self.metrics.tenant_child(self.metrics.emitted, item.tenant, item.out.topic).inc()
         return pending

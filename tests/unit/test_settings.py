@@ -35,6 +35,7 @@ def test_secrets_are_masked_in_repr_and_safe_view() -> None:
         database_url="postgresql+psycopg://app:pg-s3cret-pw@db:5432/app",
         redis_url="redis://:redis-s3cret-pw@cache:6379/0",
         kafka_sasl_password="sasl-s3cret-pw",
+        kafka_sasl_username="svc",
         kafka_sasl_mechanism="PLAIN",
         kafka_security_protocol="SASL_SSL",
     )
