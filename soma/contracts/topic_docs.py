@@ -16,6 +16,8 @@ this file is stale). Physical names carry `SOMA_TOPIC_PREFIX` in front, empty by
 Replication factor 1 fits the single-broker development stack; production overrides it.
 A key is a template over the value's fields; a `[bracketed]` part is left out when a field
 in it is null (`[{scope_tenant}/]{name}` is `NAME` globally, `t1/NAME` for tenant t1).
+Every producer puts a key on partition `murmur2(key) % partitions`, as Kafka's Java producer does
+(see docs/architecture.md, "Partitioning").
 
 | topic | value | key | partitions | cleanup | retention |
 |---|---|---|---|---|---|
