@@ -53,12 +53,7 @@ def _properties(folder: Path, pki: Pki, port: int, controller: int) -> Path:
         "ssl.truststore.location": str(pki.ca),
         "ssl.client.auth": "required",
         "log.dirs": str(folder / "data"),
-        "num.partitions": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": "1",  # one broker (consumers with a group.id look for it)
     }
     config = folder / "server.properties"
     config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
