@@ -15,6 +15,7 @@ import pytest
 
 from soma.clients import aiokafka_security, kafka_ssl_context
 from soma.errors import SettingsError
+from soma.observability.logs import settings_secrets
 from soma.ops.processes import REPO
 from soma.settings import Settings, load_settings
 from streams.runtime.auth import faust_credentials
@@ -100,6 +101,7 @@ def test_sasl_ssl_with_scram_and_an_encrypted_client_key(pki: Pki) -> None:
     assert SASL_PW not in shown
     assert KEY_PASSWORD not in shown
     assert settings.safe_view()["SOMA_KAFKA_SSL_KEY_PASSWORD"] == "***"
+    assert {SASL_PW, KEY_PASSWORD} <= set(settings_secrets(settings))  # what the log redactor replaces
 
 
 def test_hostname_check_can_be_turned_off_but_certificates_are_still_verified(pki: Pki) -> None:
