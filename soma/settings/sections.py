@@ -55,7 +55,8 @@ PARTITIONER = "murmur2_random"
 
 
 def _upper(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
+    """Case-insensitive, as librdkafka takes them; an empty variable is unset."""
+    return (value.strip().upper() or None) if isinstance(value, str) else value
 
 
 def _optional_path(value: Any) -> Any:

@@ -126,7 +126,10 @@ def test_paths_are_absolute_and_an_empty_variable_is_unset(pki: Pki, monkeypatch
     settings = load_settings(kafka_security_protocol="SSL", kafka_ssl_ca_file=pki.ca.name)
     assert settings.kafka.ssl_ca_file == pki.ca  # a child process in another folder still finds it
     monkeypatch.setenv("SOMA_KAFKA_SSL_CA_FILE", "")
-    assert load_settings(kafka_security_protocol="SSL").kafka.ssl_ca_file is None
+    monkeypatch.setenv("SOMA_KAFKA_SASL_MECHANISM", " ")
+    unset = load_settings(kafka_security_protocol="SSL")
+    assert unset.kafka.ssl_ca_file is None
+    assert unset.kafka.sasl_mechanism is None
 
 
 def _error(**fields: Any) -> str:
