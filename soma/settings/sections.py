@@ -77,6 +77,11 @@ class KafkaSettings(Section):
         "", validation_alias=own("topic_prefix"),
         description="Prefix of every physical topic name (isolates test runs and environments).",
     )
+    env: str | None = Field(
+        None, validation_alias=own("env"),
+        description="Environment in topics.yaml's `environments:` whose replication factor, min.insync.replicas"
+        " and partitions apply (to `soma topics ensure` and the streams); unset = the topics' own values.",
+    )
     schema_registry_url: SecretStr | None = Field(
         None, validation_alias=own("schema_registry_url"),
         description="Confluent-compatible schema registry; unset = Avro single-object encoding.",
@@ -212,3 +217,11 @@ class StackSettings(Section):
     )
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port of the local broker.")
     kafka_heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
+    kafka_brokers: int = Field(
+        1, ge=1, le=5,
+        description="Brokers `soma stack up` runs (KRaft, each broker+controller): 1, or N with N host:port in"
+        " SOMA_KAFKA_BOOTSTRAP (one per broker) and controller ports SOMA_STACK_KAFKA_CONTROLLER_PORT .. +N-1.",
+    )
+    kafka_cluster_heap: str = Field(
+        "512m", description="JVM heap (-Xmx) of each broker when SOMA_STACK_KAFKA_BROKERS is more than 1."
+    )
