@@ -37,12 +37,17 @@ def _print(states: list[TopicState], title: str) -> None:
 
 
 @app.command("ensure")
-def ensure() -> None:
-    """Create missing topics (catalog and Faust's) as SOMA_ENV asks; grow partitions, set min ISR; report drift."""
+def ensure(
+    grow_partitions: bool = typer.Option(
+        False, "--grow-partitions",
+        help="Add partitions to existing topics that have fewer than wanted (keys may then map to other partitions).",
+    ),
+) -> None:
+    """Create missing topics (catalog and Faust's) as SOMA_ENV asks, set min ISR; report drift (exit 2)."""
     from soma.contracts.catalog import catalog_for
     from soma.contracts.topics import ensure as ensure_topics
 
-    states = ensure_topics(settings(), catalog_for(settings()))
+    states = ensure_topics(settings(), catalog_for(settings()), grow_partitions=grow_partitions)
     _print(states, "soma topics ensure")
     if any(state.state == "drift" for state in states):
         raise typer.Exit(2)

@@ -2,10 +2,11 @@
 environment asks, and report what cannot be changed in place.
 
 `ensure` creates what is missing with the effective partitions, replication factor and configs
-(`SOMA_ENV`'s overrides applied, see soma.contracts.environments). On an existing topic it
-raises the partition count when asked (never lowers it) and sets `min.insync.replicas`; a
-different replication factor, cleanup policy or retention is reported as drift and left alone
-(changing them moves or may lose data: an operator's decision, e.g. `kafka-reassign-partitions`).
+(`SOMA_ENV`'s overrides applied, see soma.contracts.environments). On an existing topic it sets
+`min.insync.replicas` as asked, and raises the partition count only with `grow_partitions`
+(`--grow-partitions`: a key may then map to another partition) and never lowers it; a different
+replication factor, cleanup policy or retention is reported as drift and left alone (changing
+them moves or may lose data: an operator's decision, e.g. `kafka-reassign-partitions`).
 A replication factor larger than the cluster's broker count is refused before anything changes.
 """
 
@@ -75,11 +76,11 @@ def _plan(admin: AdminClient, physical: str, spec: TopicSpec, found: BrokerTopic
     if found.partitions < spec.partitions:
         grow = spec.partitions
     elif found.partitions > spec.partitions:
-        drift.append(f"partitions {found.partitions} on the broker, {spec.partitions} wanted"
+        drift.append(f"partitions {found.partitions} on the broker, {spec.partitions} in the catalog"
                      " (partitions are never removed)")
     if found.replication_factor != spec.replication_factor:
-        drift.append(f"replication factor {found.replication_factor} on the broker, {spec.replication_factor} wanted"
-                     " (not changed in place: reassign the partitions' replicas, e.g. kafka-reassign-partitions)")
+        drift.append(f"replication factor {found.replication_factor} on the broker, {spec.replication_factor} in "
+                     "the catalog (not changed in place: reassign the replicas, e.g. kafka-reassign-partitions)")
     resource = ConfigResource(ResourceType.TOPIC, physical)
     configs = admin.describe_configs([resource])[resource].result(timeout=timeout)
     set_min_isr = None
@@ -90,7 +91,7 @@ def _plan(admin: AdminClient, physical: str, spec: TopicSpec, found: BrokerTopic
         if name == MIN_ISR:
             set_min_isr = wanted
         else:
-            drift.append(f"{name}={actual} on the broker, {wanted} wanted")
+            drift.append(f"{name}={actual} on the broker, {wanted} in the catalog")
     return _Plan(drift, grow, set_min_isr)
 
 
@@ -147,7 +148,8 @@ def _compare(settings: Settings, catalog: Catalog, admin: AdminClient
         plan = _plan(admin, physical, spec, on_broker[physical], settings.kafka.timeout_s, internal)
         pending = [*plan.drift]
         if plan.add_partitions:
-            pending.append(f"partitions {on_broker[physical].partitions} on the broker, {spec.partitions} wanted")
+            pending.append(f"partitions {on_broker[physical].partitions} on the broker, {spec.partitions} in the "
+                           "catalog (`soma topics ensure --grow-partitions` adds them)")
         if plan.set_min_isr:
             pending.append(f"{MIN_ISR} not {plan.set_min_isr}")
         states.append((TopicState(shown, physical, "drift" if pending else "ok", "; ".join(pending)), plan))
@@ -161,7 +163,7 @@ def _compare(settings: Settings, catalog: Catalog, admin: AdminClient
         if logical.endswith(REPARTITION_SUFFIX):  # a group_by's topic: only its replication can be checked
             rf = internal_rf(catalog, specs)
             found = on_broker[physical].replication_factor
-            detail = "" if found == rf else f"replication factor {found} on the broker, {rf} wanted"
+            detail = "" if found == rf else f"replication factor {found} on the broker, {rf} in the catalog"
             states.append((TopicState(logical, physical, "drift" if detail else "ok", detail), None))
         else:
             states.append((TopicState(logical, physical, "undocumented", "not in topics.yaml"), None))
@@ -172,9 +174,9 @@ def internal_rf(catalog: Catalog, specs: dict[str, tuple[str, TopicSpec, bool]])
     return max((spec.replication_factor for _, spec, internal in specs.values() if internal), default=1)
 
 
-def ensure(settings: Settings, catalog: Catalog) -> list[TopicState]:
-    """Create the missing topics, grow partitions and set min.insync.replicas where asked; report the rest
-    as ok or drift. Safe to run any number of times."""
+def ensure(settings: Settings, catalog: Catalog, grow_partitions: bool = False) -> list[TopicState]:
+    """Create the missing topics, set min.insync.replicas (and with `grow_partitions` add partitions) where
+    asked; report the rest as ok or drift. Safe to run any number of times."""
     admin = kafka_admin(settings)
     specs = wanted(settings, catalog)
     compared, brokers = _compare(settings, catalog, admin)
@@ -185,8 +187,8 @@ def ensure(settings: Settings, catalog: Catalog) -> list[TopicState]:
             continue
         if state.state == "missing":
             states[state.physical] = _create(admin, settings, state, specs[state.physical])
-        elif plan is not None and (plan.add_partitions or plan.set_min_isr):
-            states[state.physical] = _update(admin, settings, state, plan)
+        elif plan is not None and ((plan.add_partitions and grow_partitions) or plan.set_min_isr):
+            states[state.physical] = _update(admin, settings, state, plan, grow_partitions)
         else:
             states[state.physical] = state
     return list(states.values())
@@ -210,11 +212,15 @@ def _create(
                       f"{spec.partitions} partitions, RF {spec.replication_factor}{min_isr}, {spec.cleanup_policy}")
 
 
-def _update(admin: AdminClient, settings: Settings, state: TopicState, plan: _Plan) -> TopicState:
-    done = []
+def _update(admin: AdminClient, settings: Settings, state: TopicState, plan: _Plan, grow: bool) -> TopicState:
+    done: list[str] = []
+    left = [*plan.drift]
     timeout = settings.kafka.timeout_s
     try:
-        if plan.add_partitions:
+        if plan.add_partitions and not grow:
+            left.append(f"partitions fewer than the catalog's {plan.add_partitions}"
+                        " (`soma topics ensure --grow-partitions` adds them)")
+        elif plan.add_partitions:
             new = NewPartitions(state.physical, plan.add_partitions)
             admin.create_partitions([new], operation_timeout=timeout)[state.physical].result(timeout=timeout * 2)
             done.append(f"partitions raised to {plan.add_partitions} (keys added later may map to other partitions)")
@@ -225,6 +231,6 @@ def _update(admin: AdminClient, settings: Settings, state: TopicState, plan: _Pl
             done.append(f"{MIN_ISR} set to {plan.set_min_isr}")
     except KafkaException as exc:
         raise InfrastructureUnavailable(f"kafka: changing {state.physical} failed: {exc.args[0]}") from exc
-    if plan.drift:
-        return TopicState(state.topic, state.physical, "drift", "; ".join([*done, *plan.drift]))
+    if left:
+        return TopicState(state.topic, state.physical, "drift", "; ".join([*done, *left]))
     return TopicState(state.topic, state.physical, "updated", "; ".join(done))

@@ -131,6 +131,8 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "delete.topic.enable": "true",
         }
+        if self.nodes > 1:  # loopback: fence a dead node in ~3 s (default 9 s), so its partitions move on sooner
+            props |= {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"}
         config = self._config
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j.properties").write_text(LOG4J)

@@ -14,11 +14,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import ConfigResource, ResourceType
 from sqlalchemy import text
 
 from bench.load import LoadRun
@@ -29,12 +32,13 @@ from soma.ops.stack.cluster import LocalCluster, stop_all
 from soma.ops.stack.kafka import LocalKafka, kafka_version
 from soma.settings import Settings
 from tests.support.detached import detached_platform
-from tests.support.procs import run_soma, wait_for
+from tests.support.procs import run_soma
 
 RATE = 200.0
-LOAD_S = 30.0
-KILL_AFTER_S = 6.0
-OUTAGE_S = 12.0
+LOAD_S = 24.0
+KILL_AFTER_S = 4.0
+OUTAGE_S = 16.0
+CATCH_UP_S = 120.0
 
 
 @pytest.fixture
@@ -70,11 +74,14 @@ def _under_replicated(settings: Settings, topics: list[str]) -> list[str]:
 class BrokerKill:
     """A load probe: SIGKILL one broker KILL_AFTER_S into the load, start it again OUTAGE_S later."""
 
-    def __init__(self, settings: Settings, node: int, count_rows: object) -> None:
+    def __init__(self, settings: Settings, node: int, count_rows: object, topics: list[str]) -> None:
+        self.settings, self.topics = settings, topics
         self.node = LocalKafka(settings, node, 3)
         self.count_rows = count_rows
         self.rows: dict[str, int] = {}
         self.error: BaseException | None = None
+        self.caught_up_s: float | None = None  # from its restart until every partition has 3 in-sync replicas
+        self.during: list[tuple[float, int]] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._stop = threading.Event()
 
@@ -87,15 +94,29 @@ class BrokerKill:
             pid = self.node.daemon.pid()
             assert pid is not None, f"broker {self.node.node} is not running"
             os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
             self.rows["killed"] = self.count_rows()  # type: ignore[operator]
-            self._stop.wait(OUTAGE_S)
+            while time.monotonic() - killed < OUTAGE_S:
+                self._stop.wait(1.0)  # samples of the replica while the broker is down
+                self.during.append((round(time.monotonic() - killed, 1), self.count_rows()))  # type: ignore[operator]
             self.rows["before_restart"] = self.count_rows()  # type: ignore[operator]
             self.node.start()
+            restarted = time.monotonic()
+            deadline = restarted + CATCH_UP_S
+            while self.lagging() and time.monotonic() < deadline:
+                self._stop.wait(0.5)
+            self.caught_up_s = None if self.lagging() else round(time.monotonic() - restarted, 1)
         except BaseException as exc:
             self.error = exc
 
+    def lagging(self) -> list[str]:
+        try:
+            return _under_replicated(self.settings, self.topics)
+        except KafkaException as exc:
+            return [f"metadata: {exc}"]
+
     def stop(self) -> None:
-        self._thread.join(timeout=OUTAGE_S + KILL_AFTER_S + 60)
+        self._thread.join(timeout=KILL_AFTER_S + OUTAGE_S + CATCH_UP_S + 60)
 
 
 def _relay_metrics(settings: Settings) -> str:
@@ -112,6 +133,7 @@ def _samples(metrics: str, name: str, tenants: list[str]) -> dict[str, float]:
     return found
 
 
+@pytest.mark.timeout(600)  # ~3.5 min here: cluster and platform start, 24 s of load, drain, stops
 def test_broker_sigkill_under_load_loses_nothing_and_the_broker_catches_up(cluster_platform: Settings) -> None:
     own = cluster_platform
     up = run_soma(own, "up", "--detach", "--timeout", "240", timeout_s=320, COLUMNS="200")
@@ -121,8 +143,11 @@ def test_broker_sigkill_under_load_loses_nothing_and_the_broker_catches_up(clust
     metadata = kafka_admin(own).list_topics(timeout=10)
     assert len(metadata.brokers) == 3
     # `soma up` provisioned the catalog and Faust's changelogs with the environment's replication.
+    admin = kafka_admin(own)
     for name in (chat, own.topic_name("memory.writes"), changelog_topic(own, "worker", "sessions")):
         assert all(len(p.replicas) == 3 for p in metadata.topics[name].partitions.values()), name
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        assert admin.describe_configs([resource])[resource].result(10)["min.insync.replicas"].value == "2", name
     ensure = run_soma(own, "topics", "ensure", timeout_s=120, COLUMNS="200")
     assert ensure.returncode == 0, ensure.stdout + ensure.stderr
 
@@ -135,7 +160,8 @@ def test_broker_sigkill_under_load_loses_nothing_and_the_broker_catches_up(clust
                                     {"t": run.tenants}).scalar_one())
 
     victim = _leader_of(own, chat, 0)
-    kill = BrokerKill(own, victim, count_rows)
+    topics = [chat, own.topic_name("memory.writes"), changelog_topic(own, "worker", "sessions")]
+    kill = BrokerKill(own, victim, count_rows, topics)
     run.probes = [kill]
     report = run.run()
     assert kill.error is None, f"the broker kill failed: {kill.error!r}"
@@ -150,7 +176,7 @@ def test_broker_sigkill_under_load_loses_nothing_and_the_broker_catches_up(clust
     warm = {(t, "chat:warm:000000000001") for t in run.tenants}
     assert rows - warm == set(run.commits), f"extra: {sorted(rows - warm - set(run.commits))[:5]}"
     # The streams kept going while the broker was down.
-    assert kill.rows["before_restart"] > kill.rows["killed"], kill.rows
+    assert kill.rows["before_restart"] > kill.rows["killed"], (kill.rows, kill.during)
 
     # The relay: no tenant circuit left open, no dead row (a failover is not the tenants' fault).
     metrics = _relay_metrics(own)
@@ -158,11 +184,10 @@ def test_broker_sigkill_under_load_loses_nothing_and_the_broker_catches_up(clust
     assert all(v == 0 for v in _samples(metrics, "outbox_dead_rows", run.tenants).values())
 
     # The restarted broker catches up: every partition back to three in-sync replicas.
-    topics = [chat, own.topic_name("memory.writes"), changelog_topic(own, "worker", "sessions")]
-    wait_for(lambda: not _under_replicated(own, topics), timeout_s=120, interval_s=1.0,
-             what=f"ISR back to 3 on {topics}")
+    assert kill.caught_up_s is not None, f"not back in sync {CATCH_UP_S}s after its restart: {kill.lagging()}"
     engine.dispose()
-    print(f"broker {victim} killed {KILL_AFTER_S}s into {LOAD_S}s at {RATE}/s for {OUTAGE_S}s; replica rows "
-          f"{kill.rows}; chat {report.chat.summary()}; circuits opened "
+    print(f"broker {victim} killed {KILL_AFTER_S}s into {LOAD_S}s at {RATE}/s for {OUTAGE_S}s; ISR 3 again "
+          f"{kill.caught_up_s}s after its restart; replica rows "
+          f"{kill.rows}, during the outage (s, rows) {kill.during}; chat {report.chat.summary()}; circuits opened "
           f"{_samples(metrics, 'outbox_circuit_opened_total', run.tenants)}; failed "
           f"{sum(_samples(metrics, 'outbox_failed_total', run.tenants).values())}")
