@@ -15,7 +15,7 @@ from soma.contracts.internal_topics import changelog_topic
 from soma.contracts.schemas import SCHEMA_DIR
 from soma.contracts.topics import ensure
 from soma.settings import Settings, load_settings
-from tests.support.procs import run_soma
+from tests.support.procs import run_soma, wait_for
 
 
 def _prefixed(settings: Settings, name: str) -> Settings:
@@ -59,6 +59,7 @@ def test_min_isr_is_set_and_partitions_grow_only_when_asked(settings: Settings, 
     resource = ConfigResource(ResourceType.TOPIC, chat, incremental_configs=[
         ConfigEntry("min.insync.replicas", "2", incremental_operation=AlterConfigOpType.SET)])
     admin.incremental_alter_configs([resource])[resource].result(10)
+    wait_for(lambda: _min_isr(own, chat) == "2", timeout_s=30, what="min ISR 2 described")  # a config shows late
 
     # Without --grow-partitions: min ISR set, the partitions reported, nothing else changed.
     states = {s.topic: s for s in ensure(own, base.for_env("grow"))}
@@ -75,7 +76,8 @@ def test_min_isr_is_set_and_partitions_grow_only_when_asked(settings: Settings, 
     states = {s.physical: s for s in ensure(own, base.for_env("grow"), grow_partitions=True)}
     assert states[chat].state == "updated"
     assert states[changelog].state == "updated"
-    assert (partitions(chat), partitions(changelog)) == (4, 4)
+    # The broker's metadata shows added partitions a moment after the call returns.
+    wait_for(lambda: (partitions(chat), partitions(changelog)) == (4, 4), timeout_s=30, what="4 partitions each")
     # Fewer than the broker holds: reported, never removed.
     states = {s.physical: s for s in ensure(own, base.for_env("shrink"), grow_partitions=True)}
     assert states[chat].state == "drift"
