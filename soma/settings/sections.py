@@ -87,6 +87,11 @@ class KafkaSettings(Section):
         description="Confluent-compatible schema registry; unset = Avro single-object encoding.",
     )
 
+    @field_validator("env")
+    @classmethod
+    def _empty_env_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
     @field_validator("bootstrap")
     @classmethod
     def _bootstrap_is_host_ports(cls, value: str) -> str:
