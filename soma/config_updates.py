@@ -21,11 +21,11 @@ def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
     from confluent_kafka import TopicPartition
 
     from soma.clients import kafka_consumer
-    from soma.contracts.catalog import load_catalog
+    from soma.contracts.catalog import catalog_for
     from soma.contracts.codec import Codec
     from soma.errors import InfrastructureUnavailable, SomaError
 
-    catalog = load_catalog()
+    catalog = catalog_for(s)
     codec = Codec(catalog, s)
     physical = s.topic_name("config_updates")
     consumer = kafka_consumer(s, f"{s.kafka.client_id}-config-reader", **{"enable.auto.commit": False})

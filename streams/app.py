@@ -17,14 +17,15 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from soma.contracts.catalog import load_catalog
+from soma.contracts.catalog import catalog_for
 from soma.contracts.codec import Codec
+from soma.contracts.internal_topics import replication
 from soma.contracts.partition import aiokafka_partitioner
 from soma.live_config import LiveConfig
 from soma.observability import telemetry
 from soma.observability.logs import logging_dict_config
 from soma.observability.readiness import Readiness
-from soma.ops.supervisor.spec import stream_topology
+from soma.ops.supervisor.spec import SpecError, stream_topology
 from soma.settings import Settings, load_settings
 from soma.settings.sections import RECORD_FRAMING_BYTES
 from streams.logic.stall import StallDetector
@@ -51,7 +52,11 @@ class StreamApp(Batches, StateWriter, Health):
         """`needs`/`tables`: what `/readyz` checks besides Kafka (e.g. "redis", "postgresql" and its tables)."""
         self.name = name
         self.settings = settings or load_settings()
-        self.catalog = load_catalog()
+        self.topology = stream_topology(name)
+        if tuple(sources) != self.topology.sources:
+            raise SpecError(f"stream {name}: sources {list(sources)} differ from its topology's "
+                            f"{list(self.topology.sources)} (soma/ops/supervisor/spec.py)")
+        self.catalog = catalog_for(self.settings)  # SOMA_ENV's partitions and replication
         self.codec = Codec(self.catalog, self.settings)
         self.live = LiveConfig(self.settings.streams.live)
         self.metrics = StreamMetrics(name, tenant_idle_s=self.settings.streams.metrics_tenant_idle_s,
@@ -63,6 +68,7 @@ class StreamApp(Batches, StateWriter, Health):
         s = self.settings
         self.readiness = Readiness(s, f"stream-{name}", ("kafka", *needs), tables=tables)
         first = self.catalog.topic(sources[0])
+        replicas, self.min_insync_replicas = replication(self.catalog, first)
         self.app = SparseApp(  # faust.App, its consumer thread's keep-alive timers at 10 s
             f"{s.kafka.topic_prefix}soma-{name}",
             broker=[f"kafka://{host}:{port}" for host, port in s.kafka_servers],
@@ -71,7 +77,7 @@ class StreamApp(Batches, StateWriter, Health):
             store="memory://",
             autodiscover=False,
             topic_partitions=first.partitions,
-            topic_replication_factor=first.replication_factor,
+            topic_replication_factor=replicas,  # its changelog and leader topics (`soma topics ensure` makes them)
             topic_allow_declare=True,
             processing_guarantee="at_least_once",
             producer_acks=-1,

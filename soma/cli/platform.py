@@ -40,7 +40,8 @@ def _versions(config: Settings) -> str:
 
     import confluent_kafka
 
-    from soma.ops.stack.kafka import LocalKafka
+    from soma.ops.stack.cluster import managed_pids
+    from soma.ops.stack.kafka import kafka_version
 
     def of(dist: str) -> str:
         try:
@@ -48,8 +49,9 @@ def _versions(config: Settings) -> str:
         except PackageNotFoundError:
             return "?"
 
-    kafka = LocalKafka(config)
-    broker = f"{kafka.version} (local stack)" if kafka.daemon.pid() is not None else f"at {config.kafka.bootstrap}"
+    nodes = len(managed_pids(config))
+    local = f"{kafka_version()} (local stack{f', {nodes} brokers' if nodes > 1 else ''})"
+    broker = local if nodes else f"at {config.kafka.bootstrap}"
     return (f"soma {of('soma-events')}, faust-streaming {of('faust-streaming')}, confluent-kafka "
             f"{of('confluent-kafka')} (librdkafka {confluent_kafka.libversion()[0]}), Kafka broker {broker}")
 

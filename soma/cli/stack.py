@@ -11,6 +11,10 @@ app = typer.Typer(help="Provision, start, stop and check the local Kafka / Postg
                   no_args_is_help=True)
 
 TimeoutOption = typer.Option(180.0, "--timeout", help="Seconds to wait for every service to be healthy.")
+BrokersOption = typer.Option(
+    None, "--brokers", min=1, max=5,
+    help="Kafka brokers to run (default SOMA_STACK_KAFKA_BROKERS, 1); N > 1 needs N host:port in SOMA_KAFKA_BOOTSTRAP.",
+)
 
 
 def _report(line: str) -> None:
@@ -18,12 +22,13 @@ def _report(line: str) -> None:
 
 
 @app.command("up")
-def up(timeout: float = TimeoutOption) -> None:
+def up(timeout: float = TimeoutOption, brokers: int | None = BrokersOption) -> None:
     """Start whatever is not already running, then wait until all three are healthy."""
     from soma.ops import stack
 
+    config = settings() if brokers is None else settings().replace(stack_kafka_brokers=brokers)
     table = Table("service", "address", "health", title="soma stack")
-    for health in stack.up(settings(), report=_report, timeout_s=timeout):
+    for health in stack.up(config, report=_report, timeout_s=timeout):
         table.add_row(health.service, health.address, f"[green]healthy[/green] ({health.detail})")
     console.print(table)
 

@@ -16,12 +16,15 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Create catalog topics, compare catalog vs broker, render docs/topics.md.",
                   no_args_is_help=True)
 
-STYLE = {"created": "green", "ok": "green", "drift": "yellow", "missing": "red", "undocumented": "yellow"}
+STYLE = {"created": "green", "ok": "green", "updated": "green", "drift": "yellow", "missing": "red",
+         "undocumented": "yellow"}
 
 
 def _print(states: list[TopicState], title: str) -> None:
     prefix = settings().kafka.topic_prefix
-    caption = f"physical names: {prefix}<topic>" if prefix else None
+    env = settings().kafka.env
+    notes = [f"physical names: {prefix}<topic>" if prefix else "", f"environment {env} (SOMA_ENV)" if env else ""]
+    caption = "; ".join(note for note in notes if note) or None
     table = Table("topic", "state", "detail", title=title, caption=caption)
     for state in states:
         detail = "see below" if state.state == "drift" else state.detail
@@ -34,12 +37,17 @@ def _print(states: list[TopicState], title: str) -> None:
 
 
 @app.command("ensure")
-def ensure() -> None:
-    """Create missing catalog topics (partitions, cleanup policy, retention); report drift, change nothing else."""
-    from soma.contracts.catalog import load_catalog
+def ensure(
+    grow_partitions: bool = typer.Option(
+        False, "--grow-partitions",
+        help="Add partitions to existing topics that have fewer than wanted (keys may then map to other partitions).",
+    ),
+) -> None:
+    """Create missing topics (catalog and Faust's) as SOMA_ENV asks, set min ISR; report drift (exit 2)."""
+    from soma.contracts.catalog import catalog_for
     from soma.contracts.topics import ensure as ensure_topics
 
-    states = ensure_topics(settings(), load_catalog())
+    states = ensure_topics(settings(), catalog_for(settings()), grow_partitions=grow_partitions)
     _print(states, "soma topics ensure")
     if any(state.state == "drift" for state in states):
         raise typer.Exit(2)
@@ -48,10 +56,10 @@ def ensure() -> None:
 @app.command("list")
 def list_topics() -> None:
     """Catalog vs broker: ok, drift, missing, and topics under the prefix the catalog does not document."""
-    from soma.contracts.catalog import load_catalog
+    from soma.contracts.catalog import catalog_for
     from soma.contracts.topics import compare
 
-    _print(compare(settings(), load_catalog()), "catalog vs broker")
+    _print(compare(settings(), catalog_for(settings())), "catalog vs broker")
 
 
 @app.command("docs")

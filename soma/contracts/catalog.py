@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from soma.contracts.environments import Environment, parse_environments
+from soma.contracts.environments import apply as apply_env
 from soma.contracts.schemas import REPO_ROOT, SCHEMA_DIR, SchemaSet
 from soma.errors import CatalogError
+from soma.settings.values import env_name
 
 if TYPE_CHECKING:
     from soma.settings import Settings
@@ -54,6 +57,7 @@ class TopicSpec:
     consumers: tuple[str, ...]
     line: int
     max_message_bytes: int | None = None  # optional: lowers SOMA_KAFKA_MAX_MESSAGE_BYTES for this topic
+    min_insync_replicas: int | None = None  # optional: None leaves the broker's default (1)
 
     @property
     def key_fields(self) -> list[str]:
@@ -86,7 +90,25 @@ class Catalog:
     topics: Mapping[str, TopicSpec]
     schemas: SchemaSet
     path: Path
+    environments: Mapping[str, Environment] = field(default_factory=dict)
+    env: str | None = None  # the environment whose overrides the topics carry (None: the file's own values)
     _by_physical: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _by_env: dict[str, Catalog] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def for_env(self, env: str | None) -> Catalog:
+        """This catalog with environment `env`'s overrides applied (None: as it is); unknown: one line naming it."""
+        if env is None or env == self.env:
+            return self
+        if self.env is not None:
+            raise CatalogError(f"the catalog already carries environment {self.env!r}'s overrides")
+        if env not in self.environments:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise CatalogError(f"{env_name('env')}={env!r}: no such environment in {self.path.name} (known: {known})")
+        if env not in self._by_env:
+            chosen = self.environments[env]
+            topics = {name: apply_env(spec, chosen) for name, spec in self.topics.items()}
+            self._by_env[env] = Catalog(topics, self.schemas, self.path, self.environments, env)
+        return self._by_env[env]
 
     def topic(self, name: str) -> TopicSpec:
         """The spec of a documented topic; any other name is a one-line error."""
@@ -172,6 +194,9 @@ def _spec(entry: Any, where: _Where, schemas: SchemaSet) -> TopicSpec:
     max_bytes = entry.get("max_message_bytes")
     if max_bytes is not None and not _positive_int(max_bytes):
         raise fail("max_message_bytes", "max_message_bytes must be a positive integer (bytes) when given")
+    min_isr = entry.get("min_insync_replicas")
+    if min_isr is not None and (not _positive_int(min_isr) or min_isr > entry["replication_factor"]):
+        raise fail("min_insync_replicas", "min_insync_replicas must be a positive integer, at most replication_factor")
     spec = TopicSpec(
         name=name, description=entry["description"].strip(), key=str(entry["key"]),
         key_description=str(entry.get("key_description") or ""), value_schema=value_schema,
@@ -179,6 +204,7 @@ def _spec(entry: Any, where: _Where, schemas: SchemaSet) -> TopicSpec:
         cleanup_policy=policy, retention_ms=retention,
         producers=tuple(str(p) for p in entry["producers"]),
         consumers=tuple(str(c) for c in entry["consumers"]), line=where.line, max_message_bytes=max_bytes,
+        min_insync_replicas=min_isr,
     )
     _check_key(spec, where, set(schemas.get(value_schema).field_names))
     return spec
@@ -206,6 +232,11 @@ def load_catalog(path: Path | None = None, schema_dir: Path | None = None) -> Ca
     if path == CATALOG_FILE and schema_dir == SCHEMA_DIR:
         return _default_catalog()
     return _load(path, schema_dir)
+
+
+def catalog_for(settings: Settings) -> Catalog:
+    """The repository's catalog with the overrides of the environment `settings` select (`SOMA_ENV`)."""
+    return load_catalog().for_env(settings.kafka.env)
 
 
 @cache
@@ -240,4 +271,5 @@ def _load(path: Path, schema_dir: Path) -> Catalog:
     missing = sorted(REQUIRED_TOPICS - set(topics))
     if missing:
         raise CatalogError(f"{path.name}:{topics_line}: required topics missing: {', '.join(missing)}")
-    return Catalog(topics=topics, schemas=schemas, path=path)
+    environments = parse_environments(data.get("environments"), document, path.name, topics)
+    return Catalog(topics=topics, schemas=schemas, path=path, environments=environments)

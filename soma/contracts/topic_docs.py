@@ -13,7 +13,8 @@ HEADER = """\
 
 Generated from `topics.yaml` by `soma topics docs`; do not edit by hand (a test fails when
 this file is stale). Physical names carry `SOMA_TOPIC_PREFIX` in front, empty by default.
-Replication factor 1 fits the single-broker development stack; production overrides it.
+Replication factor 1 fits the single-broker development stack; an environment (`SOMA_ENV`,
+see [Environments](#environments)) overrides it, and `soma topics ensure` applies that.
 A key is a template over the value's fields; a `[bracketed]` part is left out when a field
 in it is null (`[{scope_tenant}/]{name}` is `NAME` globally, `t1/NAME` for tenant t1).
 Every producer puts a key on partition `murmur2(key) % partitions`, as Kafka's Java producer does
@@ -67,7 +68,8 @@ def _section(spec: TopicSpec, schema: Schema) -> str:
         "",
         f"- **Value**: `{spec.value_schema}`",
         f"- **Key**: `{spec.key}`" + (f": {spec.key_description.strip()}" if spec.key_description else ""),
-        f"- **Partitions**: {spec.partitions}; **replication factor**: {spec.replication_factor}",
+        f"- **Partitions**: {spec.partitions}; **replication factor**: {spec.replication_factor}"
+        + (f"; **min.insync.replicas**: {spec.min_insync_replicas}" if spec.min_insync_replicas else ""),
         f"- **Cleanup policy**: {spec.cleanup_policy}; **retention**: {_retention(spec)}",
         f"- **Producers**: {', '.join(spec.producers) or '-'}",
         f"- **Consumers**: {', '.join(spec.consumers) or '-'}",
@@ -78,6 +80,33 @@ def _section(spec: TopicSpec, schema: Schema) -> str:
     return "\n".join(lines)
 
 
+def _value(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _environments(catalog: Catalog) -> str:
+    """The `environments:` overrides, one row per environment default and per topic entry."""
+    if not catalog.environments:
+        return ""
+    rows = [
+        "## Environments",
+        "",
+        "Overrides selected by `SOMA_ENV`: a topic's own entry wins over the environment's defaults, which win",
+        "over the topic's values above (`-`: not overridden; a min.insync.replicas set nowhere is the broker's, 1).",
+        "The defaults also set the replication of the streams' Faust changelog and leader topics.",
+        "",
+        "| environment | applies to | replication factor | min.insync.replicas | partitions |",
+        "|---|---|---|---|---|",
+    ]
+    for name in sorted(catalog.environments):
+        env = catalog.environments[name]
+        entries = [("defaults", env.defaults), *((f"`{t}`", o) for t, o in sorted(env.topics.items()))]
+        for target, o in entries:
+            rows.append(f"| `{name}` | {target} | {_value(o.replication_factor)} | "
+                        f"{_value(o.min_insync_replicas)} | {_value(o.partitions)} |")
+    return "\n".join(rows) + "\n"
+
+
 def render_markdown(catalog: Catalog) -> str:
     specs = sorted(catalog.topics.values(), key=lambda spec: spec.name)
     rows = "".join(
@@ -86,4 +115,5 @@ def render_markdown(catalog: Catalog) -> str:
         for s in specs
     )
     sections = "\n".join(_section(spec, catalog.schemas.get(spec.value_schema)) for spec in specs)
-    return HEADER + rows + "\n" + sections
+    environments = _environments(catalog)
+    return HEADER + rows + "\n" + sections + ("\n" + environments if environments else "")

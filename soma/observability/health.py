@@ -43,7 +43,9 @@ def kafka_round_trip(settings: Settings) -> Health:
     try:
         metadata = admin.list_topics(timeout=timeout)
         if topic not in metadata.topics:
-            futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+            # On a cluster, replicated: one broker down must not make the whole of Kafka look down.
+            replicas = max(1, min(3, len(metadata.brokers)))
+            futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=replicas)])
             try:
                 futures[topic].result(timeout=timeout)
             except KafkaException as exc:

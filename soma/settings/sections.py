@@ -116,6 +116,11 @@ class KafkaSettings(Section):
         "", validation_alias=own("topic_prefix"),
         description="Prefix of every physical topic name (isolates test runs and environments).",
     )
+    env: str | None = Field(
+        None, validation_alias=own("env"),
+        description="Environment in topics.yaml's `environments:` whose replication factor, min.insync.replicas"
+        " and partitions apply (to `soma topics ensure` and the streams); unset = the topics' own values.",
+    )
     schema_registry_url: SecretStr | None = Field(
         None, validation_alias=own("schema_registry_url"),
         description="Confluent-compatible schema registry; unset = Avro single-object encoding.",
@@ -128,6 +133,11 @@ class KafkaSettings(Section):
     def _security_is_consistent(self) -> KafkaSettings:
         check(self)
         return self
+
+    @field_validator("env")
+    @classmethod
+    def _empty_env_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("bootstrap")
     @classmethod
@@ -254,3 +264,11 @@ class StackSettings(Section):
     )
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port of the local broker.")
     kafka_heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
+    kafka_brokers: int = Field(
+        1, ge=1, le=5,
+        description="Brokers `soma stack up` runs (KRaft, each broker+controller): 1, or N with N host:port in"
+        " SOMA_KAFKA_BOOTSTRAP (one per broker) and controller ports SOMA_STACK_KAFKA_CONTROLLER_PORT .. +N-1.",
+    )
+    kafka_cluster_heap: str = Field(
+        "512m", description="JVM heap (-Xmx) of each broker when SOMA_STACK_KAFKA_BROKERS is more than 1."
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
+from soma.ops.supervisor.spec import SpecError, StreamTopology
 from streams.runtime.emit import Emitter
 
 
@@ -47,9 +48,16 @@ class StagedStates(Generic[S]):
 
 
 class StateWriter(Emitter):
+    topology: StreamTopology
+    min_insync_replicas: int | None
     def table(self, name: str) -> Any:
-        """A JSON-valued Faust table co-partitioned with the sources (changelog-backed)."""
-        return self.app.Table(name, default=None, partitions=self.sources_partitions)
+        """A JSON-valued Faust table co-partitioned with the sources (changelog-backed, with the environment's
+        min.insync.replicas when Faust creates the changelog itself)."""
+        if name not in self.topology.tables:
+            raise SpecError(f"stream {self.name}: table {name!r} is not declared in its topology "
+                            f"(soma/ops/supervisor/spec.py), so `soma topics ensure` would not provision it")
+        configs = {} if self.min_insync_replicas is None else {"min.insync.replicas": self.min_insync_replicas}
+        return self.app.Table(name, default=None, partitions=self.sources_partitions, extra_topic_configs=configs)
 
     @property
     def sources_partitions(self) -> int:

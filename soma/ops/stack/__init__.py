@@ -1,4 +1,4 @@
-"""The local development stack: Kafka (KRaft, from Maven Central), PostgreSQL and Redis (Debian).
+"""The local development stack: Kafka (KRaft, from Maven Central; 1 or N brokers), PostgreSQL and Redis (Debian).
 
 `up` starts what is not already answering at the configured addresses and waits for real
 health (a Kafka round trip, `SELECT 1`, `PING`); `down` stops only what `up` started;
@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 from soma.errors import InfrastructureUnavailable, StackError
 from soma.observability.health import CHECKS, Health
-from soma.ops.stack.kafka import LocalKafka
+from soma.ops.stack.cluster import LocalCluster, managed_pids, stop_all
 from soma.ops.stack.postgres import LocalPostgres
 from soma.ops.stack.redis import LocalRedis
-from soma.ops.stack.system import port_open
 from soma.settings import Settings
 
 Report = Callable[[str], None]
@@ -37,11 +36,12 @@ def _quiet(_: str) -> None:
 
 def up(settings: Settings, report: Report = _quiet, timeout_s: float = 180.0) -> list[Health]:
     """Bring every service up and return their health once all three are healthy."""
-    kafka = LocalKafka(settings)
-    if not port_open(kafka.host, kafka.port):
-        if not (kafka.libs / ".complete").exists():
-            report(f"kafka: fetching Apache Kafka {kafka.version} from Maven Central (once)")
-        report(f"kafka: starting broker pid {kafka.start()} on {kafka.host}:{kafka.port} (log {kafka.log_file})")
+    kafka = LocalCluster(settings)
+    if kafka.closed_ports() and not (kafka.first.libs / ".complete").exists():
+        report(f"kafka: fetching Apache Kafka {kafka.first.version} from Maven Central (once)")
+    for node, pid in kafka.start():
+        name = "broker" if len(kafka.nodes) == 1 else f"broker {node.node}/{len(kafka.nodes)}"
+        report(f"kafka: starting {name} pid {pid} on {node.host}:{node.port} (log {node.log_file})")
     postgres = LocalPostgres(settings)
     if postgres.start():
         report(f"postgresql: started the local cluster on {postgres.host}:{postgres.port}")
@@ -52,7 +52,7 @@ def up(settings: Settings, report: Report = _quiet, timeout_s: float = 180.0) ->
     return wait_healthy(settings, kafka, timeout_s)
 
 
-def wait_healthy(settings: Settings, kafka: LocalKafka, timeout_s: float) -> list[Health]:
+def wait_healthy(settings: Settings, kafka: LocalCluster, timeout_s: float) -> list[Health]:
     deadline = time.monotonic() + timeout_s
     healthy: dict[str, Health] = {}
     last_error: dict[str, str] = {}
@@ -64,8 +64,14 @@ def wait_healthy(settings: Settings, kafka: LocalKafka, timeout_s: float) -> lis
                 died = kafka.exited_early()
                 if died:
                     raise StackError(f"kafka: the broker exited during start-up: {died}")
-                if not port_open(kafka.host, kafka.port):
-                    last_error[name] = f"kafka: nothing listens on {kafka.host}:{kafka.port} yet"
+                closed = kafka.closed_ports()
+                if closed:
+                    last_error[name] = f"kafka: nothing listens on {', '.join(closed)} yet"
+                    continue
+                # Every node first: the round trip creates the health topic with as many replicas as it sees.
+                missing = kafka.unregistered()
+                if missing:
+                    last_error[name] = f"kafka: broker(s) {', '.join(missing)} not in the cluster's metadata yet"
                     continue
             try:
                 healthy[name] = check(settings)
@@ -79,11 +85,12 @@ def wait_healthy(settings: Settings, kafka: LocalKafka, timeout_s: float) -> lis
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    kafka_pid = LocalKafka(settings).daemon.pid()
+    kafka_pids = sorted(managed_pids(settings).values())
     redis_pid = LocalRedis(settings).daemon.pid()
     postgres_ours = LocalPostgres(settings).marker.exists()
+    plural = "s" if len(kafka_pids) > 1 else ""
     managed = {
-        "kafka": f"soma (pid {kafka_pid})" if kafka_pid else "external",
+        "kafka": f"soma (pid{plural} {', '.join(map(str, kafka_pids))})" if kafka_pids else "external",
         "postgresql": "soma (pg_ctlcluster)" if postgres_ours else "external",
         "redis": f"soma (pid {redis_pid})" if redis_pid else "external",
     }
@@ -103,5 +110,6 @@ def down(settings: Settings, report: Report = _quiet) -> None:
         report("redis: stopped")
     if LocalPostgres(settings).stop():
         report("postgresql: stopped")
-    if LocalKafka(settings).daemon.stop(grace_s=30):
-        report("kafka: stopped")
+    stopped = stop_all(settings, grace_s=30)
+    if stopped:
+        report(f"kafka: stopped {', '.join(stopped)}")

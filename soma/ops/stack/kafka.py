@@ -1,8 +1,11 @@
-"""A single-broker Apache Kafka in KRaft mode, run from Maven Central jars.
+"""Apache Kafka in KRaft mode, run from Maven Central jars: one broker, or one node of a local cluster.
 
 `kafka-pom.xml` (beside this file) pins the version; Maven resolves `kafka_2.13` and its
 runtime dependencies into the state folder, the storage is formatted once with a cluster
-id kept there, and the broker runs as a plain `java` child recorded in a pid file.
+id kept there, and each broker runs as a plain `java` child recorded in a pid file.
+A node of an N-broker cluster (`soma.ops.stack.cluster`) is a combined broker+controller:
+node id i, the i-th `SOMA_KAFKA_BOOTSTRAP` address, controller port `SOMA_STACK_KAFKA_CONTROLLER_PORT`
++ i - 1, its own data dir, pid file and log; the N controllers form the KRaft quorum.
 """
 
 from __future__ import annotations
@@ -43,19 +46,38 @@ def kafka_version() -> str:
 
 
 class LocalKafka:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, node: int = 1, nodes: int = 1) -> None:
+        """Node `node` (1-based) of `nodes`; the single broker (1 of 1) keeps the historic file names."""
         self.settings = settings
+        self.node, self.nodes = node, nodes
         self.home = settings.stack.state_dir.resolve() / "kafka"
         self.version = kafka_version()
         self.libs = self.home / f"libs-{self.version}"
-        self.data = self.home / "data"
-        self.daemon = Daemon("kafka", self.home / "kafka.pid", MAIN_CLASS)
-        host, port = settings.kafka_servers[0]
+        suffix = "" if nodes == 1 else f"-{node}"
+        self.data = self.home / f"data{suffix}"
+        self._log = self.home / f"kafka{suffix}.log"
+        self._config = self.home / f"server{suffix}.properties"
+        # A node's own config file is in its command line: a signal never reaches another node's pid.
+        self.daemon = Daemon(f"kafka{suffix}", self.home / f"kafka{suffix}.pid",
+                             MAIN_CLASS if nodes == 1 else str(self._config))
+        host, port = settings.kafka_servers[node - 1]
         self.host, self.port = host, port
+        self.controller_port = settings.stack.kafka_controller_port + node - 1
 
     @property
     def log_file(self) -> Path:
-        return self.home / "kafka.log"
+        return self.home / self._log.name
+
+    @property
+    def heap(self) -> str:
+        return self.settings.stack.kafka_heap if self.nodes == 1 else self.settings.stack.kafka_cluster_heap
+
+    def voters(self) -> str:
+        """controller.quorum.voters: every node's id at its controller port."""
+        base = self.settings.stack.kafka_controller_port
+        return ",".join(
+            f"{n}@{self.settings.kafka_servers[n - 1][0]}:{base + n - 1}" for n in range(1, self.nodes + 1)
+        )
 
     def fetch(self) -> bool:
         """Resolve the jars with Maven unless already there; True when it downloaded."""
@@ -86,11 +108,13 @@ class LocalKafka:
 
     def _write_config(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
-        controller = self.settings.stack.kafka_controller_port
+        controller = self.controller_port
+        # Internal topics as safe as the cluster allows: all replicas, acks=all needs two of them.
+        replicas, min_isr = str(min(3, self.nodes)), str(min(2, self.nodes))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{controller}",
+            "node.id": str(self.node),
+            "controller.quorum.voters": self.voters(),
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{controller}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -98,22 +122,25 @@ class LocalKafka:
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data),
             "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "default.replication.factor": replicas,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
             # Tests create and join many short-lived groups: do not wait for more members.
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "delete.topic.enable": "true",
         }
-        config = self.home / "server.properties"
+        if self.nodes > 1:  # loopback: fence a dead node in ~3 s (default 9 s), so its partitions move on sooner
+            props |= {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"}
+        config = self._config
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j.properties").write_text(LOG4J)
         return config
 
     def _java(self, main: str, *args: str) -> list[str]:
         return [
-            "java", f"-Xmx{self.settings.stack.kafka_heap}", "-Xms128m", "-XX:+UseG1GC",
+            "java", f"-Xmx{self.heap}", "-Xms128m", "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
             "-cp", f"{self.libs}/*", main, *args,

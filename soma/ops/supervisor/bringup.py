@@ -55,7 +55,7 @@ def child_env(config: Settings) -> dict[str, str]:
 
 def prepare(config: Settings, timeout_s: float, out: Reporter) -> None:
     """The infrastructure first: the stack (external services are only checked), migrations, topics."""
-    from soma.contracts.catalog import load_catalog
+    from soma.contracts.catalog import catalog_for
     from soma.contracts.topics import ensure
     from soma.ops import migrations, stack
 
@@ -63,7 +63,7 @@ def prepare(config: Settings, timeout_s: float, out: Reporter) -> None:
         out.progress(f"{health.service}: healthy at {health.address} ({health.detail})")
     migrations.upgrade(config, "head")
     out.result("database at head")
-    states = ensure(config, load_catalog())
+    states = ensure(config, catalog_for(config))
     counts: dict[str, int] = {}
     for topic_state in states:
         counts[topic_state.state] = counts.get(topic_state.state, 0) + 1

@@ -29,6 +29,8 @@ class StreamTopology:
 
     name: str
     port_offset: int  # from SOMA_STREAMS_WEB_PORT_BASE
+    sources: tuple[str, ...]  # catalog topics it reads; the first fixes its tables' partitions
+    tables: tuple[str, ...] = ()  # its Faust tables: each has a changelog topic `soma topics ensure` provisions
     depends_on: tuple[str, ...] = ()  # component names
 
     @property
@@ -45,11 +47,12 @@ class StreamTopology:
 # In start order: the worker needs the tools stream (its tool calls) and the replicator (its
 # memory writes); the segmenter needs the integrator (its input).
 STREAMS: tuple[StreamTopology, ...] = (
-    StreamTopology("replicator", 4),
-    StreamTopology("tools", 1),
-    StreamTopology("worker", 0, ("stream-tools", "stream-replicator")),
-    StreamTopology("integrator", 2),
-    StreamTopology("segmenter", 3, ("stream-integrator",)),
+    StreamTopology("replicator", 4, ("memory.writes",)),
+    StreamTopology("tools", 1, ("tool.requests",)),
+    StreamTopology("worker", 0, ("chat.messages", "tool.results"), ("sessions",),
+                   ("stream-tools", "stream-replicator")),
+    StreamTopology("integrator", 2, ("cog.predictor_updates",), ("tenants",)),
+    StreamTopology("segmenter", 3, ("cog.global_frame",), ("segmenter_tenants",), ("stream-integrator",)),
 )
 
 

@@ -13,6 +13,7 @@ from soma.clients import kafka_admin
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.events import EventConsumer, EventProducer
+from soma.contracts.internal_topics import internal_specs
 from soma.contracts.topics import ensure
 from soma.settings import Settings, load_settings
 from tests.support.procs import run_soma
@@ -35,13 +36,14 @@ def _consume(settings: Settings, topic: str, *extra: str, idle: float = 15.0) ->
 
 def test_topics_ensure_twice_is_harmless(settings: Settings) -> None:
     own = load_settings(topic_prefix=f"{settings.kafka.topic_prefix}ensure.", kafka_timeout_s=10)
-    first = run_soma(own, "topics", "ensure")
+    first = run_soma(own, "topics", "ensure", COLUMNS="200")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("created") == len(CATALOG.topics)
-    second = run_soma(own, "topics", "ensure")
+    internal = internal_specs(own, CATALOG)  # the streams' Faust changelog and leader topics
+    assert first.stdout.count("created") == len(CATALOG.topics) + len(internal)
+    second = run_soma(own, "topics", "ensure", COLUMNS="200")
     assert second.returncode == 0, second.stderr
     assert "created" not in second.stdout
-    assert second.stdout.count(" ok ") == len(CATALOG.topics)
+    assert second.stdout.count(" ok ") == len(CATALOG.topics) + len(internal)
     admin = kafka_admin(own)
     metadata = admin.list_topics(timeout=10)
     assert len(metadata.topics[own.topic_name("chat.messages")].partitions) == 3
