@@ -48,6 +48,8 @@ class Section(BaseSettings):
 
 
 RECORD_FRAMING_BYTES = 16_384
+# Where Apicurio Registry serves its Confluent-compatible API (the local stack's registry).
+LOCAL_REGISTRY_API = "/apis/ccompat/v7"
 
 
 class KafkaSettings(Section):
@@ -81,6 +83,15 @@ class KafkaSettings(Section):
         None, validation_alias=own("schema_registry_url"),
         description="Confluent-compatible schema registry; unset = Avro single-object encoding.",
     )
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _registry_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        # confluent-kafka's client takes a comma-separated list of http(s) URLs, or mock://.
+        urls = [] if value is None else value.get_secret_value().split(",")
+        if any(not url.strip().startswith(("http://", "https://", "mock://")) for url in urls):
+            raise ValueError("expected http(s)://host:port[/path][,...] or mock://name")
+        return value
 
     @field_validator("bootstrap")
     @classmethod
@@ -212,3 +223,15 @@ class StackSettings(Section):
     )
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port of the local broker.")
     kafka_heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
+    registry: Literal["none", "apicurio"] = Field(
+        "none",
+        description="`apicurio`: `soma stack up` also runs Apicurio Registry (in-memory) on 127.0.0.1:"
+        "SOMA_STACK_REGISTRY_PORT, and the platform uses it when SOMA_SCHEMA_REGISTRY_URL is unset.",
+    )
+    registry_port: int = Field(8085, ge=1, le=65535, description="Port of the local schema registry.")
+    registry_heap: str = Field("256m", description="JVM heap (-Xmx) of the local schema registry.")
+
+    @property
+    def local_registry_url(self) -> str:
+        """The Confluent API of the registry `soma stack up` runs with `registry=apicurio`."""
+        return f"http://127.0.0.1:{self.registry_port}{LOCAL_REGISTRY_API}"
