@@ -65,11 +65,16 @@ def _start_registry(settings: Settings, report: Report) -> LocalRegistry | None:
     if settings.stack.registry == "none":
         return None
     registry = LocalRegistry(settings)
-    if registry.daemon.pid() is None and not port_open(registry.host, registry.port):
-        if not (registry.dist / ".complete").exists():
-            report(f"schema-registry: fetching Apicurio Registry {registry.version} from Maven Central (once)")
-        pid = registry.start()
-        report(f"schema-registry: starting Apicurio pid {pid} on {registry.url} (log {registry.log_file})")
+    if registry.daemon.pid() is not None:
+        return registry
+    if port_open(registry.host, registry.port):
+        # Something else holds the port: use it if it speaks the Confluent API, else say so now.
+        registry_check(registry.url, "stack_registry_port")
+        return registry
+    if not (registry.dist / ".complete").exists():
+        report(f"schema-registry: fetching Apicurio Registry {registry.version} from Maven Central (once)")
+    pid = registry.start()
+    report(f"schema-registry: starting Apicurio pid {pid} on {registry.url} (log {registry.log_file})")
     return registry
 
 
@@ -120,8 +125,9 @@ def status(settings: Settings) -> list[ServiceStatus]:
         registry_pid = LocalRegistry(settings).daemon.pid()
         ours = registry_pid is not None and url == settings.stack.local_registry_url
         owner = f"soma (pid {registry_pid})" if ours else "external"
+        setting = "schema_registry_url" if settings.kafka.schema_registry_url is not None else "stack_registry_port"
         try:
-            health = registry_check(url)
+            health = registry_check(url, setting)
             rows.append(ServiceStatus(health.service, True, health.address, health.detail, owner))
         except InfrastructureUnavailable as exc:
             rows.append(ServiceStatus("schema-registry", False, "-", str(exc), owner))

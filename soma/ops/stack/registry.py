@@ -30,8 +30,11 @@ def registry_version() -> str:
     return pom_property(POM, "apicurio.version")
 
 
-def registry_check(url: str) -> Health:
-    """List the subjects through confluent-kafka's client: the Confluent API itself answers."""
+def registry_check(url: str, setting: str = "schema_registry_url") -> Health:
+    """List the subjects through confluent-kafka's client: the Confluent API itself answers.
+
+    `setting` (a flat name) is the one a failure names: where the URL came from.
+    """
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     shown = mask_url(url)
@@ -42,7 +45,7 @@ def registry_check(url: str) -> Health:
     # (httpx or httpx2, whichever it was installed with): any failure is "unreachable", in one line.
     except Exception as exc:
         raise InfrastructureUnavailable(
-            f"schema-registry: unreachable at {shown} ({env_name('schema_registry_url')}): {first_line(exc)}"
+            f"schema-registry: unreachable at {shown} ({env_name(setting)}): {first_line(exc)}"
         ) from exc
     return Health("schema-registry", shown, f"Confluent API ok, {len(subjects)} subjects")
 
@@ -107,7 +110,7 @@ class LocalRegistry:
             if died:
                 raise StackError(f"schema-registry: exited during start-up: {died}")
             try:
-                return registry_check(self.url)
+                return registry_check(self.url, "stack_registry_port")
             except InfrastructureUnavailable as exc:
                 if time.monotonic() >= deadline:
                     raise StackError(f"not healthy after {timeout_s:.0f}s: {exc}") from exc
