@@ -30,7 +30,7 @@ from soma.contracts.codec import Codec, registry_text
 from soma.contracts.events import EventConsumer, EventProducer
 from soma.contracts.schemas import SCHEMA_DIR
 from soma.contracts.topics import ensure
-from soma.errors import EventValidationError
+from soma.errors import EventValidationError, InfrastructureUnavailable
 from soma.ops.stack.registry import LocalRegistry, registry_check
 from soma.settings import Settings
 from tests.support.samples import sample
@@ -86,6 +86,12 @@ def registry(request: pytest.FixtureRequest) -> Registry:
         return Registry("mock", "mock://", lambda: mock)
     url = request.getfixturevalue("apicurio")
     return Registry("apicurio", url, lambda: SchemaRegistryClient.new_client({"url": url}))
+
+
+def _poll_for(consumer: EventConsumer, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        consumer.poll(0.5)
 
 
 def _settings(base: Settings, registry: Registry) -> Settings:
@@ -217,3 +223,30 @@ def test_schemas_outlive_a_restart_of_the_local_registry(started: LocalRegistry 
     assert started.daemon.pid() not in (None, first_pid)
     reader = Codec(CATALOG, run, registry=registry.client())
     assert reader.decode("tool.results", data)["event_id"] == writer.decode("tool.results", data)["event_id"]
+
+
+def test_a_registry_outage_stops_the_consumer_without_committing(apicurio: str, settings: Settings) -> None:
+    """An unknown id the registry cannot be asked about is not a bad record: the reader raises,
+    commits nothing, and a reader with the registry back gets the record."""
+    registry = Registry("apicurio", apicurio, lambda: SchemaRegistryClient.new_client({"url": apicurio}))
+    run = _settings(settings, registry)
+    ensure(run, CATALOG)
+    producer = EventProducer(run, CATALOG, Codec(CATALOG, run, registry=registry.client()))
+    sent = producer.send("tool.results", sample("tool.results"), tenant="tenant-a")
+    producer.close()
+    group = f"reg-{uuid.uuid4().hex[:8]}"
+    gone = run.replace(schema_registry_url=f"http://127.0.0.1:{_free_port()}/apis/ccompat/v7")
+    blind = EventConsumer(gone, CATALOG, Codec(CATALOG, gone), ["tool.results"], group, from_beginning=True)
+    try:
+        with pytest.raises(InfrastructureUnavailable, match=r"^tool.results: schema registry unreachable "
+                                                            r"\(SOMA_SCHEMA_REGISTRY_URL\): "):
+            _poll_for(blind, 60.0)
+    finally:
+        blind.close()
+    again = EventConsumer(run, CATALOG, Codec(CATALOG, run, registry=registry.client()), ["tool.results"], group,
+                          from_beginning=True)
+    try:
+        seen = list(again.events(max_messages=1, idle_timeout_s=30))
+    finally:
+        again.close()
+    assert [(event.error, event.value["event_id"]) for event in seen] == [(None, sent.event_id)]
