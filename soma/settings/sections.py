@@ -81,7 +81,8 @@ class KafkaSettings(Section):
     )
     schema_registry_url: SecretStr | None = Field(
         None, validation_alias=own("schema_registry_url"),
-        description="Confluent-compatible schema registry; unset = Avro single-object encoding.",
+        description="Confluent-compatible schema registry; unset: the local stack's when SOMA_STACK_REGISTRY=apicurio,"
+        " else Avro single-object encoding.",
     )
 
     @field_validator("schema_registry_url")
@@ -225,8 +226,8 @@ class StackSettings(Section):
     kafka_heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
     registry: Literal["none", "apicurio"] = Field(
         "none",
-        description="`apicurio`: `soma stack up` also runs Apicurio Registry (in-memory) on 127.0.0.1:"
-        "SOMA_STACK_REGISTRY_PORT, and the platform uses it when SOMA_SCHEMA_REGISTRY_URL is unset.",
+        description="`apicurio`: `soma stack up` also runs Apicurio Registry (its data in the state folder)"
+        " on 127.0.0.1:SOMA_STACK_REGISTRY_PORT, and the platform uses it when SOMA_SCHEMA_REGISTRY_URL is unset.",
     )
     registry_port: int = Field(8085, ge=1, le=65535, description="Port of the local schema registry.")
     registry_heap: str = Field("256m", description="JVM heap (-Xmx) of the local schema registry.")
