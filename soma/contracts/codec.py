@@ -3,7 +3,8 @@
 - Default: Avro single-object encoding (specification, "Single-object encoding"): `C3 01`,
   the 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's canonical form,
   then the binary body. Any Avro implementation decodes it given the `.avsc` files.
-- With `SOMA_SCHEMA_REGISTRY_URL`: the Confluent wire format (`00`, 4-byte big-endian schema
+- With `SOMA_SCHEMA_REGISTRY_URL` (or the local stack's registry, `SOMA_STACK_REGISTRY=apicurio`):
+  the Confluent wire format (`00`, 4-byte big-endian schema
   id, body) through confluent-kafka's registry client, subject `<topic>-value`.
 
 Decoding accepts both, whatever the setting. A record written with an older released
@@ -12,8 +13,11 @@ version of a schema is resolved to the current one (Avro schema resolution).
 
 from __future__ import annotations
 
+import json
 import struct
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
@@ -24,13 +28,41 @@ from soma.contracts import avro_json
 from soma.contracts.catalog import Catalog
 from soma.contracts.fastcheck import Check, compile_check
 from soma.contracts.schemas import Schema
-from soma.errors import EventValidationError
+from soma.errors import EventValidationError, InfrastructureUnavailable, first_line
 from soma.settings import Settings, env_name
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 _SINGLE_HEADER = 10  # magic (2) + fingerprint (8)
 _CONFLUENT_HEADER = 5  # magic (1) + schema id (4)
+
+
+def registry_text(schema: Schema) -> str:
+    """The text registered for `schema`: the whole schema, compact (a registry tells versions apart by text).
+
+    Not the canonical form: that drops defaults, and a registry's BACKWARD check would then
+    refuse every evolution that adds a field with a default.
+    """
+    return json.dumps(schema.raw, separators=(",", ":"))
+
+
+@contextmanager
+def _reachable(topic: str) -> Iterator[None]:
+    """A registry call's transport failure as one line naming the setting (never the URL: it may hold a password).
+
+    The client raises its HTTP library's own errors (httpx or httpx2, whichever it was installed
+    with) besides SchemaRegistryError, which passes through for the caller to word.
+    """
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    try:
+        yield
+    except SchemaRegistryError:
+        raise
+    except Exception as exc:
+        raise InfrastructureUnavailable(
+            f"{topic}: schema registry unreachable ({env_name('schema_registry_url')}): {first_line(exc)}"
+        ) from exc
 
 
 class Codec:
@@ -42,10 +74,10 @@ class Codec:
             name: catalog.schemas.get(spec.value_schema) for name, spec in catalog.topics.items()
         }
         self._registry = registry
-        if registry is None and settings.kafka.schema_registry_url is not None:
+        url = settings.schema_registry_url_value()
+        if registry is None and url is not None:
             from confluent_kafka.schema_registry import SchemaRegistryClient
 
-            url = settings.kafka.schema_registry_url.get_secret_value()
             self._registry = SchemaRegistryClient.new_client({"url": url})
         self._header: dict[str, bytes] = {}
         self._registry_schemas: dict[int, Schema] = {}
@@ -78,7 +110,8 @@ class Codec:
         subject = f"{self.settings.topic_name(topic)}-value"
         try:
             registry: Any = self._registry
-            schema_id = int(registry.register_schema(subject, RegistrySchema(schema.canonical, "AVRO")))
+            with _reachable(topic):
+                schema_id = int(registry.register_schema(subject, RegistrySchema(registry_text(schema), "AVRO")))
         except SchemaRegistryError as exc:
             raise EventValidationError(
                 f"{topic}: schema registry ({env_name('schema_registry_url')}) refused {subject}: {exc}"
@@ -146,11 +179,15 @@ class Codec:
             raise EventValidationError(
                 f"{topic}: record uses registry schema id {schema_id} but {env_name('schema_registry_url')} is not set"
             )
-        import json
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         from soma.contracts.schemas import load_schema_text
 
-        registered = self._registry.get_schema(schema_id)
+        try:
+            with _reachable(topic):
+                registered = self._registry.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            raise EventValidationError(f"{topic}: registry schema id {schema_id}: {exc}") from exc
         schema = load_schema_text(json.loads(registered.schema_str), f"registry id {schema_id}")
         self._registry_schemas[schema_id] = schema
         return schema

@@ -248,6 +248,8 @@ class EventConsumer:
         problem: str | None = None
         try:
             decoded = self.codec.decode(topic, raw)
+        except InfrastructureUnavailable:
+            raise  # e.g. the schema registry is down: not the record's fault, and nothing is committed
         except SomaError as exc:  # a poison record is reported, not fatal to the reader
             problem = str(exc)
         event = ConsumedEvent(

@@ -253,6 +253,14 @@ class Settings(BaseModel):
     def redis_url_value(self) -> str:
         return self.redis.url_value()
 
+    def schema_registry_url_value(self) -> str | None:
+        """The registry the codec uses: SOMA_SCHEMA_REGISTRY_URL, else the local stack's when it runs one."""
+        if self.kafka.schema_registry_url is not None:
+            return self.kafka.schema_registry_url.get_secret_value()
+        if self.stack.registry == "apicurio":
+            return self.stack.local_registry_url
+        return None
+
     def safe_view(self) -> dict[str, str]:
         """Every setting as the text to show a person: secrets masked, URLs without passwords."""
         view: dict[str, str] = {}

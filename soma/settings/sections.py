@@ -67,6 +67,9 @@ def _optional_path(value: Any) -> Any:
         return Path(value).expanduser().absolute()
     return value
 
+# Where Apicurio Registry serves its Confluent-compatible API (the local stack's registry).
+LOCAL_REGISTRY_API = "/apis/ccompat/v7"
+
 
 class KafkaSettings(Section):
     """The broker connection, the topic prefix and the schema registry."""
@@ -123,7 +126,8 @@ class KafkaSettings(Section):
     )
     schema_registry_url: SecretStr | None = Field(
         None, validation_alias=own("schema_registry_url"),
-        description="Confluent-compatible schema registry; unset = Avro single-object encoding.",
+        description="Confluent-compatible schema registry; unset: the local stack's when SOMA_STACK_REGISTRY=apicurio,"
+        " else Avro single-object encoding.",
     )
 
     _protocol_case = field_validator("security_protocol", "sasl_mechanism", mode="before")(_upper)
@@ -138,6 +142,15 @@ class KafkaSettings(Section):
     @classmethod
     def _empty_env_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _registry_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        # confluent-kafka's client takes a comma-separated list of http(s) URLs, or mock://.
+        urls = [] if value is None else value.get_secret_value().split(",")
+        if any(not url.strip().startswith(("http://", "https://", "mock://")) for url in urls):
+            raise ValueError("expected http(s)://host:port[/path][,...] or mock://name")
+        return value
 
     @field_validator("bootstrap")
     @classmethod
@@ -272,3 +285,16 @@ class StackSettings(Section):
     kafka_cluster_heap: str = Field(
         "512m", description="JVM heap (-Xmx) of each broker when SOMA_STACK_KAFKA_BROKERS is more than 1."
     )
+
+    registry: Literal["none", "apicurio"] = Field(
+        "none",
+        description="`apicurio`: `soma stack up` also runs Apicurio Registry (its data in the state folder)"
+        " on 127.0.0.1:SOMA_STACK_REGISTRY_PORT, and the platform uses it when SOMA_SCHEMA_REGISTRY_URL is unset.",
+    )
+    registry_port: int = Field(8085, ge=1, le=65535, description="Port of the local schema registry.")
+    registry_heap: str = Field("256m", description="JVM heap (-Xmx) of the local schema registry.")
+
+    @property
+    def local_registry_url(self) -> str:
+        """The Confluent API of the registry `soma stack up` runs with `registry=apicurio`."""
+        return f"http://127.0.0.1:{self.registry_port}{LOCAL_REGISTRY_API}"

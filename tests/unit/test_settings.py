@@ -74,6 +74,8 @@ def test_database_schema_sets_search_path() -> None:
         ("redis_url", "http://cache", "SOMA_REDIS_URL"),
         ("kafka_security_protocol", "TELNET", "SOMA_KAFKA_SECURITY_PROTOCOL"),
         ("kafka_timeout_s", "-1", "SOMA_KAFKA_TIMEOUT_S"),
+        ("schema_registry_url", "registry.internal:8081", "SOMA_SCHEMA_REGISTRY_URL"),
+        ("schema_registry_url", "https://ok:8081,ftp://u:secret@x", "SOMA_SCHEMA_REGISTRY_URL"),
     ],
 )
 def test_bad_values_name_the_variable_in_one_line(field: str, value: str, variable: str) -> None:
@@ -82,6 +84,7 @@ def test_bad_values_name_the_variable_in_one_line(field: str, value: str, variab
     message = str(caught.value)
     assert message.startswith(f"invalid setting {variable}: ")
     assert "\n" not in message
+    assert "secret" not in message
 
 
 def test_bad_database_url_error_does_not_echo_the_password() -> None:
@@ -199,3 +202,20 @@ def test_only_the_documented_variables_are_read_and_overrides_win(monkeypatch: p
     assert (settings.kafka.topic_prefix, settings.streams.opa_url) == ("env.", None)
     assert load_settings(_env_file=None, topic_prefix="given.").kafka.topic_prefix == "given."
     assert Settings.model_validate(settings.model_dump()).kafka.topic_prefix == "env."
+
+
+def test_schema_registry_url_explicit_else_the_local_stacks_else_none() -> None:
+    assert load_settings(_env_file=None).schema_registry_url_value() is None
+    local = load_settings(_env_file=None, stack_registry="apicurio", stack_registry_port="18085")
+    assert local.schema_registry_url_value() == "http://127.0.0.1:18085/apis/ccompat/v7"
+    given = local.replace(schema_registry_url="https://registry.example:8081")
+    assert given.schema_registry_url_value() == "https://registry.example:8081"
+
+
+@pytest.mark.parametrize(("field", "value", "variable"), [
+    ("stack_registry", "karapace", "SOMA_STACK_REGISTRY"),
+    ("stack_registry_port", "70000", "SOMA_STACK_REGISTRY_PORT"),
+])
+def test_bad_stack_registry_settings_name_the_variable(field: str, value: str, variable: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^invalid setting {variable}: [^\n]*$"):
+        load_settings(_env_file=None, **{field: value})

@@ -1,8 +1,10 @@
-"""The local development stack: Kafka (KRaft, from Maven Central; 1 or N brokers), PostgreSQL and Redis (Debian).
+"""The local development stack: Kafka (KRaft, from Maven Central; 1 or N brokers), PostgreSQL and Redis (Debian),
+and optionally a schema registry (Apicurio, from Maven Central; `soma.ops.stack.registry`).
 
 `up` starts what is not already answering at the configured addresses and waits for real
 health (a Kafka round trip, `SELECT 1`, `PING`); `down` stops only what `up` started;
-`status` checks all three. Services at non-loopback addresses are only checked, never started.
+`status` checks all three (and the schema registry when one is configured). Services at
+non-loopback addresses are only checked, never started.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from soma.observability.health import CHECKS, Health
 from soma.ops.stack.cluster import LocalCluster, managed_pids, stop_all
 from soma.ops.stack.postgres import LocalPostgres
 from soma.ops.stack.redis import LocalRedis
+from soma.ops.stack.registry import LocalRegistry, registry_check
+from soma.ops.stack.system import port_open
 from soma.settings import Settings
 
 Report = Callable[[str], None]
@@ -49,7 +53,30 @@ def up(settings: Settings, report: Report = _quiet, timeout_s: float = 180.0) ->
     redis = LocalRedis(settings)
     if redis.start():
         report(f"redis: started redis-server on {redis.host}:{redis.port}")
-    return wait_healthy(settings, kafka, timeout_s)
+    started = time.monotonic()
+    registry = _start_registry(settings, report)
+    healths = wait_healthy(settings, kafka, timeout_s)
+    if registry is not None:
+        healths.append(registry.wait_healthy(max(1.0, timeout_s - (time.monotonic() - started))))
+    return healths
+
+
+def _start_registry(settings: Settings, report: Report) -> LocalRegistry | None:
+    """With SOMA_STACK_REGISTRY=apicurio: start the registry unless its port answers already."""
+    if settings.stack.registry == "none":
+        return None
+    registry = LocalRegistry(settings)
+    if registry.daemon.pid() is not None:
+        return registry
+    if port_open(registry.host, registry.port):
+        # Something else holds the port: use it if it speaks the Confluent API, else say so now.
+        registry_check(registry.url, "stack_registry_port")
+        return registry
+    if not (registry.dist / ".complete").exists():
+        report(f"schema-registry: fetching Apicurio Registry {registry.version} from Maven Central (once)")
+    pid = registry.start()
+    report(f"schema-registry: starting Apicurio pid {pid} on {registry.url} (log {registry.log_file})")
+    return registry
 
 
 def wait_healthy(settings: Settings, kafka: LocalCluster, timeout_s: float) -> list[Health]:
@@ -101,11 +128,24 @@ def status(settings: Settings) -> list[ServiceStatus]:
             rows.append(ServiceStatus(name, True, health.address, health.detail, managed[name]))
         except InfrastructureUnavailable as exc:
             rows.append(ServiceStatus(name, False, "-", str(exc), managed[name]))
+    url = settings.schema_registry_url_value()
+    if url is not None and not url.startswith("mock://"):  # mock://: confluent-kafka's in-process client
+        registry_pid = LocalRegistry(settings).daemon.pid()
+        ours = registry_pid is not None and url == settings.stack.local_registry_url
+        owner = f"soma (pid {registry_pid})" if ours else "external"
+        setting = "schema_registry_url" if settings.kafka.schema_registry_url is not None else "stack_registry_port"
+        try:
+            health = registry_check(url, setting)
+            rows.append(ServiceStatus(health.service, True, health.address, health.detail, owner))
+        except InfrastructureUnavailable as exc:
+            rows.append(ServiceStatus("schema-registry", False, "-", str(exc), owner))
     return rows
 
 
 def down(settings: Settings, report: Report = _quiet) -> None:
     """Stop what `up` started (by pid file or start marker), in reverse order."""
+    if LocalRegistry(settings).stop():
+        report("schema-registry: stopped")
     if LocalRedis(settings).stop():
         report("redis: stopped")
     if LocalPostgres(settings).stop():

@@ -10,19 +10,16 @@ node id i, the i-th `SOMA_KAFKA_BOOTSTRAP` address, controller port `SOMA_STACK_
 
 from __future__ import annotations
 
-import shutil
-import xml.etree.ElementTree as ET
-from importlib.resources import as_file, files
 from pathlib import Path
 
 from soma.errors import StackError
 from soma.ops.processes import Daemon, run_bounded
+from soma.ops.stack.maven import maven_fetch, pom_property
 from soma.ops.stack.system import is_loopback
 from soma.settings import Settings, env_name
 
 POM = "kafka-pom.xml"
 MAIN_CLASS = "kafka.Kafka"
-FETCH_TIMEOUT_S = 900.0
 
 LOG4J = """\
 log4j.rootLogger=INFO, stdout
@@ -37,12 +34,7 @@ log4j.logger.state.change.logger=WARN
 
 def kafka_version() -> str:
     """The broker version pinned in `kafka-pom.xml`."""
-    # Our own packaged file, not untrusted input.
-    root = ET.fromstring(files("soma.ops.stack").joinpath(POM).read_text())  # noqa: S314
-    node = root.find("m:properties/m:kafka.version", {"m": "http://maven.apache.org/POM/4.0.0"})
-    if node is None or not node.text:
-        raise StackError(f"{POM} has no <kafka.version> property")
-    return node.text.strip()
+    return pom_property(POM, "kafka.version")
 
 
 class LocalKafka:
@@ -81,30 +73,9 @@ class LocalKafka:
 
     def fetch(self) -> bool:
         """Resolve the jars with Maven unless already there; True when it downloaded."""
-        done = self.libs / ".complete"
-        if done.exists():
-            return False
-        if shutil.which("mvn") is None or shutil.which("java") is None:
-            raise StackError("kafka: needs `java` (17+) and `mvn` on PATH to fetch the broker from Maven Central")
-        staging = self.libs.with_name(self.libs.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        with as_file(files("soma.ops.stack").joinpath(POM)) as pom:
-            result = run_bounded(
-                [
-                    "mvn", "-q", "-B", "-f", str(pom),
-                    "dependency:copy-dependencies",
-                    "-DincludeScope=runtime",
-                    f"-DoutputDirectory={staging}",
-                    f"-Dmaven.repo.local={self.settings.stack.state_dir.resolve() / 'cache' / 'm2'}",
-                ],
-                timeout_s=FETCH_TIMEOUT_S,
-            )
-        if result.returncode != 0:
-            tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
-            raise StackError(f"kafka: Maven could not resolve kafka_2.13:{self.version}: {' | '.join(tail)}")
-        staging.replace(self.libs)
-        done.touch()
-        return True
+        cache = self.settings.stack.state_dir.resolve() / "cache" / "m2"
+        goal = ["dependency:copy-dependencies", "-DincludeScope=runtime"]
+        return maven_fetch(POM, goal, self.libs, cache, f"kafka:kafka_2.13:{self.version}")
 
     def _write_config(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from soma.contracts.catalog import CATALOG_FILE, load_catalog
-from soma.contracts.codec import Codec
+from soma.contracts.codec import Codec, registry_text
 from soma.contracts.schemas import SCHEMA_DIR
-from soma.errors import EventValidationError
+from soma.errors import EventValidationError, InfrastructureUnavailable
 from soma.settings import load_settings
 from tests.support.samples import sample
 
@@ -192,3 +192,32 @@ def test_registry_url_setting_selects_the_confluent_format() -> None:
 def test_confluent_framed_record_without_registry_names_the_setting() -> None:
     with pytest.raises(EventValidationError, match="SOMA_SCHEMA_REGISTRY_URL is not set"):
         CODEC.decode("tool.results", b"\x00\x00\x00\x00\x07\x00")
+
+
+def test_the_whole_schema_is_registered_so_defaults_reach_the_registry() -> None:
+    """The canonical form drops defaults: a registry's BACKWARD check would refuse every added field."""
+    registry = SchemaRegistryClient.new_client({"url": "mock://soma-full-schema"})
+    codec = Codec(CATALOG, load_settings(), registry=registry)
+    codec.encode("chat.messages", codec.fill_defaults("chat.messages", sample("chat.messages")))
+    registered = json.loads(registry.get_latest_version("chat.messages-value").schema.schema_str)
+    assert registered == codec.schema("chat.messages").raw
+    assert registry_text(codec.schema("chat.messages")) == json.dumps(registered, separators=(",", ":"))
+
+
+def test_unreachable_registry_is_one_line_naming_the_setting_not_the_url() -> None:
+    codec = Codec(CATALOG, load_settings(schema_registry_url="http://user:hunter2@127.0.0.1:1/apis/ccompat/v7"))
+    value = codec.fill_defaults("chat.messages", sample("chat.messages"))
+    for attempt in (lambda: codec.encode("chat.messages", value),
+                    lambda: codec.decode("chat.messages", b"\x00\x00\x00\x00\x07\x00")):
+        with pytest.raises(InfrastructureUnavailable) as caught:
+            attempt()
+        message = str(caught.value)
+        assert message.startswith("chat.messages: schema registry unreachable (SOMA_SCHEMA_REGISTRY_URL): ")
+        assert "\n" not in message
+        assert "hunter2" not in message
+
+
+def test_unknown_registry_schema_id_is_a_bad_record_not_a_crash() -> None:
+    codec = Codec(CATALOG, load_settings(), registry=SchemaRegistryClient.new_client({"url": "mock://soma-empty"}))
+    with pytest.raises(EventValidationError, match=r"^tool.results: registry schema id 7: "):
+        codec.decode("tool.results", b"\x00\x00\x00\x00\x07\x00")
