@@ -48,6 +48,8 @@ class Upkeep:
         return self.request.sent_s is not None or self.request.dead_s is not None
 
     def run(self) -> None:
+        if self.prunes:  # the stalled-prune alert counts from here until the first run succeeds
+            self.metrics.prune_success.set(time.time())
         while not self._stop.is_set():
             self.tick(time.monotonic())
             due = min(self.next_stats, self.next_prune) if self.prunes else self.next_stats
