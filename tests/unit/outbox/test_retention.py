@@ -79,7 +79,7 @@ class _Recorder(Upkeep):
     def refresh_table_metrics(self) -> None:
         self.calls.append(("stats", self.now))
 
-    def prune_once(self) -> None:  # type: ignore[override]
+    def prune_once(self) -> None:
         self.calls.append(("prune", self.now))
 
 

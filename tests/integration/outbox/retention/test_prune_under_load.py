@@ -107,7 +107,8 @@ def test_pruning_under_write_load_loses_no_pending_row(outbox_db: Settings, engi
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
         with engine.connect() as conn:
-            deleted = dict(conn.execute(text("SELECT status, count(*) FROM deleted_rows GROUP BY status")).all())
+            found = conn.execute(text("SELECT status, count(*) FROM deleted_rows GROUP BY status")).all()
+            deleted = {str(status): int(n) for status, n in found}
     finally:
         stop_pruning.set()
         for thread in threads:
