@@ -3,7 +3,9 @@ the table metrics (rows by status, bytes) and the retention prune (outbox/retent
 
 A prune run is bounded (SOMA_OUTBOX_RELAY_PRUNE_BUDGET_S, windows of
 SOMA_OUTBOX_RELAY_PRUNE_BATCH rows, a pause as long as each window after it), and only one
-relay prunes at a time (an advisory lock; the others skip that run). It runs even while the
+relay prunes at a time (an advisory lock; the others skip that run). A run that reached rows
+younger than the cutoff waits SOMA_OUTBOX_RELAY_PRUNE_INTERVAL_S for the next; one that spent
+its budget first is followed by the next after a pause as long as the budget (catching up). It runs even while the
 relay is behind: a relay at capacity would otherwise never prune, and the table (whose
 indexes the claims walk) would grow without bound; what it costs the relay is measured in
 bench/outbox_prune.py.
@@ -61,7 +63,11 @@ class Upkeep:
             self.refresh_table_metrics()
         if self.prunes and now >= self.next_prune:
             self.next_prune = now + self.settings.prune_interval_s
-            self.prune_once()
+            result = self.prune_once()
+            if result is not None and not result.complete and not result.skipped:
+                # Behind (the budget ran out first): go on after a pause as long as the budget, so the
+                # prune keeps up with any write rate below a quarter of its own, instead of falling behind.
+                self.next_prune = time.monotonic() + self.settings.prune_budget_s
 
     def refresh_table_metrics(self) -> None:
         try:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from outbox.relay.upkeep import FIRST_PRUNE_MAX_S, Upkeep, prune_request
-from outbox.retention import PruneRequest, cutoffs, horizon
+from outbox.retention import PruneRequest, PruneResult, cutoffs, horizon
 from soma.errors import SettingsError
 from soma.settings import load_settings
 from soma.settings.values import format_duration, parse_duration
@@ -75,12 +75,14 @@ class _Recorder(Upkeep):
         self.next_stats, self.next_prune = 0.0, FIRST_PRUNE_MAX_S
         self.calls: list[tuple[str, float]] = []
         self.now = 0.0
+        self.complete: list[bool] = []
 
     def refresh_table_metrics(self) -> None:
         self.calls.append(("stats", self.now))
 
-    def prune_once(self) -> None:
+    def prune_once(self) -> PruneResult:
         self.calls.append(("prune", self.now))
+        return PruneResult(complete=self.complete.pop(0) if self.complete else True)
 
 
 @pytest.mark.parametrize("sent_s", [3600.0, None])
@@ -95,3 +97,14 @@ def test_upkeep_runs_each_chore_on_its_coarse_timer(sent_s: float | None) -> Non
     # The first prune soon after start (a relay restarted often still prunes), then every interval;
     # none at all when retention is off.
     assert prunes == ([60.0, 360.0, 660.0] if sent_s else [])
+
+
+def test_a_prune_that_ran_out_of_budget_goes_on_soon(monkeypatch: pytest.MonkeyPatch) -> None:
+    upkeep = _Recorder(3600.0)
+    upkeep.complete = [False, False, True]  # behind twice, then caught up
+    monkeypatch.setattr("outbox.relay.upkeep.time.monotonic", lambda: upkeep.now)
+    for second in range(0, 500, 5):
+        upkeep.now = float(second)
+        upkeep.tick(upkeep.now)
+    # After a run that spent its budget (10 s), the next follows after as long again.
+    assert [t for name, t in upkeep.calls if name == "prune"] == [60.0, 70.0, 80.0, 380.0]
