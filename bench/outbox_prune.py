@@ -11,7 +11,7 @@
    drain with no pruner, alternating in each round. Relay events/s both ways, rows pruned meanwhile.
 3. The index not built: mark-sent (the relay's UPDATE, 1,000 rows a statement) with and without a
    partial index on sent_at of sent rows, which would let a prune find old rows without walking
-   the primary key: microseconds per row both ways.
+   the primary key: microseconds per row both ways, and WAL and buffers of one statement (EXPLAIN).
 
 Everything runs against the local stack on loopback, in a schema and topic prefix of its own,
 dropped at the end. Each line reports the load average: compare sides of one run, not runs.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import threading
@@ -34,7 +35,7 @@ from sqlalchemy import Engine, text
 
 from bench.machine import describe
 from bench.relay_rows import bench_environment, copy_rows, one_kb_events, truncate, vacuum
-from outbox.relay.claim import mark_sent
+from outbox.relay.claim import MARK_SENT, mark_sent
 from outbox.relay.service import Relay
 from outbox.retention import PruneRequest, prune
 from outbox.writer import OutboxWriter
@@ -119,14 +120,34 @@ def relay_phase(settings: Settings, engine: Engine, rows: list[dict[str, Any]], 
     log(f"relay median: {without:,.0f} events/s without pruning, {with_:,.0f} with ({with_ / without:.2f}x)")
 
 
+def explain_mark(engine: Engine, ids: list[int]) -> tuple[int, int, int]:
+    """WAL records, WAL bytes and shared buffer hits+reads of one mark-sent statement (EXPLAIN ANALYZE: it runs)."""
+    now = repr(time.time())
+    params = {"ids": ",".join(map(str, ids)), "partitions": ",".join("0" for _ in ids),
+              "offsets": ",".join(map(str, ids)), "acked_at": ",".join(now for _ in ids)}
+    with engine.begin() as conn:
+        plan = "\n".join(str(r[0]) for r in conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, WAL) " + MARK_SENT.text),
+                                                         params))
+    wal = re.search(r"WAL: records=(\d+)(?: fpi=\d+)? bytes=(\d+)", plan)
+    buffers = re.search(r"Buffers: shared hit=(\d+)(?: read=(\d+))?", plan)
+    if wal is None or buffers is None:
+        raise SystemExit(f"outbox_prune: no WAL/buffer figures in the plan:\n{plan}")
+    return int(wal.group(1)), int(wal.group(2)), int(buffers.group(1)) + int(buffers.group(2) or 0)
+
+
 def mark_cost(engine: Engine, rows: list[dict[str, Any]], count: int, indexed: bool) -> float:
-    """Microseconds per row of mark-sent over `count` pending rows, 1,000 a statement."""
+    """Microseconds per row of mark-sent over `count` pending rows, 1,000 a statement (the first one
+    under EXPLAIN, logged: WAL and buffers do not depend on the machine's load)."""
     load_rows(engine, rows, 0, count)
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX IF EXISTS bench_sent_at"))
         if indexed:
             conn.execute(text(SENT_INDEX))
         ids = [int(i) for i in conn.scalars(text("SELECT id FROM outbox_events ORDER BY id"))]
+    records, wal_bytes, buffers = explain_mark(engine, ids[:1000])
+    log(f"mark-sent of 1,000 rows {'with' if indexed else 'without'} a sent_at index: {records} WAL records,"
+        f" {wal_bytes} WAL bytes, {buffers} shared buffers")
+    ids = ids[1000:]
     now = time.time()
     started = time.perf_counter()
     for start in range(0, len(ids), 1000):

@@ -211,3 +211,10 @@ def test_a_bad_retention_setting_is_one_line_naming_it(outbox_db: Settings) -> N
         "soma: error: invalid setting SOMA_OUTBOX_RETENTION: expected a duration such as 7d, 12h, 1h30m, 90s or "
         "3600 (seconds), or off, got 'forever'"
     ]
+
+
+def test_the_table_is_vacuumed_after_two_percent_dead_rows(engine: Engine) -> None:
+    """Migration 0007: pruned rows' dead entries do not pile up in front of every walk."""
+    with engine.connect() as conn:
+        options = conn.scalar(text("SELECT reloptions FROM pg_class WHERE oid = CAST('outbox_events' AS regclass)"))
+    assert "autovacuum_vacuum_scale_factor=0.02" in (options or [])
