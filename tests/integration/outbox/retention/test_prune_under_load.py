@@ -130,3 +130,4 @@ def test_pruning_under_write_load_loses_no_pending_row(outbox_db: Settings, engi
     assert sum(second) > 0  # both pruners did delete rows while the writers and the relay ran
     assert metrics['outbox_pruned_rows_total{status="sent"}'] >= PER_TRANSACTION
     assert metrics["outbox_table_bytes"] > 0
+    assert {f'outbox_table_rows{{status="{s}"}}' for s in ("pending", "failed", "dead", "sent")} <= set(metrics)
