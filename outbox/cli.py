@@ -137,6 +137,84 @@ def relay(
     relay_.run(drain=drain)
 
 
+def _duration(value: str | None, option: str) -> float | None:
+    from outbox.errors import InvalidFilter
+    from soma.settings.values import parse_duration
+
+    try:
+        return parse_duration(value) if value is not None else None
+    except ValueError as exc:
+        raise InvalidFilter(option, str(exc)) from None
+
+
+def _number(value: str, option: str, low: float, high: float, whole: bool) -> float:
+    """`value` as a number in [low, high] (whole: an integer), else a one-line error naming `option`."""
+    from outbox.errors import InvalidFilter
+
+    try:
+        number = int(value) if whole else float(value)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        kind = "a whole number" if whole else "a number"
+        raise InvalidFilter(option, f"expected {kind} from {low:g} to {high:g}, got {value[:40]!r}")
+    return number
+
+
+@app.command("prune")
+def prune(
+    older_than: str | None = typer.Option(
+        None, "--older-than", help="Delete sent rows sent longer ago than this (7d, 12h, 90s; off: none). "
+        "Default: SOMA_OUTBOX_RETENTION."),
+    dead_older_than: str | None = typer.Option(
+        None, "--dead-older-than", help="Delete dead rows parked longer ago than this (off: none). "
+        "Default: SOMA_OUTBOX_DEAD_RETENTION."),
+    batch: str = typer.Option("1000", "--batch", help="Most rows deleted per transaction (1-50000)."),
+    budget: str = typer.Option("300", "--budget", help="Seconds the run may take at most (0.1-86400)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON line instead of a sentence."),
+) -> None:
+    """Delete sent outbox rows older than the retention (and dead ones, if asked): what the relay does
+    every SOMA_OUTBOX_RELAY_PRUNE_INTERVAL_S. Pending and failed rows are never touched.
+
+    Short transactions of at most --batch rows that skip locked rows; stops after --budget seconds
+    (run it again to go on). Rows pruned can no longer be replayed, and their dedupe keys may be
+    written again.
+    """
+    from outbox.retention import PruneRequest
+    from outbox.retention import prune as run_prune
+    from soma.clients import database_engine
+    from soma.settings.values import format_duration
+
+    config = settings()
+    sent_s = config.relay.retention if older_than is None else _duration(older_than, "--older-than")
+    dead_s = config.relay.dead_retention if dead_older_than is None else _duration(dead_older_than, "--dead-older-than")
+    budget_s = _number(budget, "--budget", 0.1, 86_400, whole=False)
+    request = PruneRequest(sent_s, dead_s, int(_number(batch, "--batch", 1, 50_000, whole=True)), budget_s)
+    engine = database_engine(config)
+    try:
+        from outbox.admin.queries import admin_db_errors
+
+        with admin_db_errors(config):
+            result = run_prune(engine, request, dry_run=dry_run)
+    finally:
+        engine.dispose()
+    line = {
+        "dry_run": dry_run, "sent": result.sent, "dead": result.dead, "complete": result.complete,
+        "windows": result.windows, "elapsed_s": round(result.elapsed_s, 3),
+        "sent_older_than": format_duration(sent_s), "dead_older_than": format_duration(dead_s),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(line) + "\n")
+        return
+    verb = "would delete" if dry_run else "deleted"
+    rest = "" if result.complete else f"; stopped after {budget_s:g}s (--budget): run again for the rest"
+    sys.stdout.write(
+        f"{verb} {result.sent} sent row(s) older than {line['sent_older_than']} and {result.dead} dead row(s)"
+        f" older than {line['dead_older_than']} in {result.elapsed_s:.1f}s{rest}\n"
+    )
+
+
 # The admin's terminal side, after emit and relay (the order `soma outbox --help` lists them in).
 app.command("list")(admin_cli.list_events)
 app.command("stats")(admin_cli.stats)

@@ -84,6 +84,9 @@ class TokenRegistry:
         return found
 
 
+RETENTION_VARIABLE = "SOMA_OUTBOX_RETENTION"
+
+
 def authorize_ids(
     principal: Principal, requested: Iterable[int], found: Mapping[int, str], tenant: str | None
 ) -> str:
@@ -101,7 +104,10 @@ def authorize_ids(
         raise AccessDenied(FORBIDDEN)
     if missing:
         shown = ", ".join(str(i) for i in missing[:10])
-        raise RowsNotFound(f"ids: {len(missing)} unknown id(s): {shown}{' ...' if len(missing) > 10 else ''}")
+        raise RowsNotFound(
+            f"ids: {len(missing)} unknown id(s): {shown}{' ...' if len(missing) > 10 else ''}"
+            f" (never written, or sent longer ago than the retention and pruned: {RETENTION_VARIABLE})"
+        )
     tenants = set(found.values())
     if tenant is not None and tenants - {tenant}:
         raise InvalidFilter("ids", f"{sum(t != tenant for t in found.values())} id(s) belong to another tenant")

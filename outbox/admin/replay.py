@@ -187,7 +187,10 @@ class Replayer:
             if progress is not None:
                 progress(len(pairs), total)
         if len(pairs) != total:  # a row vanished between choosing and copying: roll everything back
-            raise OutboxError(f"{total - len(pairs)} chosen row(s) disappeared during the replay; nothing replayed")
+            raise OutboxError(
+                f"{total - len(pairs)} chosen row(s) disappeared during the replay (pruned: they were older than"
+                " the retention, SOMA_OUTBOX_RETENTION); nothing replayed"
+            )
         details = {
             **selection,
             "count": total,

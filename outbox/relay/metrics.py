@@ -63,6 +63,21 @@ class RelayMetrics:
         )
         self.claims = Counter("outbox_claims", "Claims the relay ran, by outcome", ["outcome"], registry=r)
         self.in_flight = Gauge("outbox_in_flight_rows", "Claimed rows awaiting the broker", registry=r)
+        # The table itself (outbox/relay/upkeep.py, every SOMA_OUTBOX_RELAY_TABLE_METRICS_INTERVAL_S).
+        self.table_rows = Gauge(
+            "outbox_table_rows", "Rows of outbox_events by status (sent: the planner's estimate)", ["status"],
+            registry=r,
+        )
+        self.table_bytes = Gauge(
+            "outbox_table_bytes", "Disk size of outbox_events with its indexes and TOAST", registry=r
+        )
+        self.pruned = Counter(
+            "outbox_pruned_rows", "Rows deleted by the relay's retention prune", ["status"], registry=r
+        )
+        self.prune_success = Gauge(
+            "outbox_prune_last_success_timestamp_seconds", "When the relay's last prune run ended without error",
+            registry=r,
+        )
         self._lock = threading.Lock()  # the gauge thread and the loop both touch the per-tenant series
         self._seen_tenants: set[str] = set()  # tenants with backlog gauges
         self._topics: dict[str, set[str]] = {}  # tenant -> topics of its (tenant, topic) counters

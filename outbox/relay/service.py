@@ -32,6 +32,7 @@ from outbox.relay.judge import Outcome, RetryPolicy, judge
 from outbox.relay.metrics import Heartbeat, MetricsServer, RelayMetrics, RelayStats, peak_rss_mb
 from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, TenantActivity
 from outbox.relay.publisher import Batch, Publisher
+from outbox.relay.upkeep import Upkeep
 from outbox.relay.wakeup import Wakeup
 from soma.clients import database_errors
 from soma.errors import InfrastructureUnavailable, first_line
@@ -67,8 +68,9 @@ class Relay:
     def __init__(self, settings: Settings, *, serve_metrics: bool = True, rng: random.Random | None = None) -> None:
         self.settings = settings
         depth = settings.relay.pipeline_depth
-        # Connections: LISTEN, one per batch in flight or committing, the claim thread, the gauges, spare.
-        self.engine: Engine = relay_engine(settings, pool_size=depth + 4)
+        # Connections: LISTEN, one per batch in flight or committing, the claim thread, the gauges, the upkeep (table
+        # metrics, prune), spare.
+        self.engine: Engine = relay_engine(settings, pool_size=depth + 5)
         self.fair = FairShare(
             settings.relay.batch_size,
             settings.relay.tenant_quota,
@@ -96,6 +98,8 @@ class Relay:
         self.server: MetricsServer | None = None
         self._serve_metrics = serve_metrics
         self._gauges: threading.Thread | None = None
+        self.upkeep = Upkeep(self.engine, settings.relay, self.metrics, self._stop)  # table metrics, prune
+        self._upkeep: threading.Thread | None = None
         # Claims run on a thread of their own, one at a time, while the loop keeps producing.
         self._claims = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-claim")
         self._claim: futures.Future[tuple[Connection | None, Claim | None]] | None = None
@@ -131,6 +135,8 @@ class Relay:
                 ) from exc
         self._gauges = threading.Thread(target=self._refresh_gauges, name="relay-gauges", daemon=True)
         self._gauges.start()
+        self._upkeep = threading.Thread(target=self.upkeep.run, name="relay-upkeep", daemon=True)
+        self._upkeep.start()
         # Everything built so far lives as long as the relay: out of the collector's sight, a full
         # collection walks only the objects of batches in flight (no pause proportional to the
         # imported libraries in the latency tail).
@@ -377,8 +383,9 @@ class Relay:
         publisher.close(1.0)
         wakeup.close()
         self._stop.set()
-        if self._gauges is not None:
-            self._gauges.join(timeout=10)
+        for thread in (self._gauges, self._upkeep):
+            if thread is not None:
+                thread.join(timeout=10)
         if self.server is not None:
             self.server.close()
         self.readiness.close()

@@ -13,7 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from soma.errors import SettingsError
 from soma.settings.sections import LIVE, Section, own
 from soma.settings.tokens import TokenGrant, parse_tokens
-from soma.settings.values import ObjectRefs, TenantCounts, TenantSeconds, env_name
+from soma.settings.values import Duration, ObjectRefs, TenantCounts, TenantSeconds, env_name
 
 
 class AdminSettings(Section):
@@ -109,6 +109,29 @@ class RelaySettings(Section):
         3600.0, gt=0,
         description="A tenant with no rows waiting or dead and no delivery for this long loses its metric series "
         "and circuit (bounds the relay's per-tenant state).",
+    )
+    # Retention (outbox/retention.py): shared by the relay's pruner and `soma outbox prune`.
+    retention: Duration = Field(
+        7 * 86400.0, validation_alias=own("outbox_retention"),
+        description="Sent rows are deleted this long after they were sent (7d, 12h, 90s...; off: kept forever). "
+        "Also the dedupe window: a (tenant, dedupe key) may be written again once its sent row is gone.",
+    )
+    dead_retention: Duration = Field(
+        None, validation_alias=own("outbox_dead_retention"),
+        description="Dead rows are deleted this long after they were created (off: kept until an operator "
+        "deletes them; they are what replay of failures works from).",
+    )
+    prune_interval_s: float = Field(
+        300.0, gt=0, description="How often the relay runs a prune (coarse: each run catches up within its budget)."
+    )
+    prune_batch: int = Field(
+        1000, ge=1, le=50_000, description="Most rows one prune transaction deletes (short transactions, short locks)."
+    )
+    prune_budget_s: float = Field(
+        10.0, gt=0, description="Longest a relay prune run goes on; the rest waits for the next run."
+    )
+    table_metrics_interval_s: float = Field(
+        60.0, gt=0, description="How often the relay refreshes outbox_table_rows and outbox_table_bytes."
     )
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import AfterValidator, BeforeValidator, SecretStr
 from pydantic_settings import NoDecode
 
 from soma.errors import SettingsError
@@ -69,10 +69,57 @@ def _object_refs(value: Any) -> Any:
     return refs
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+DURATION_FORMAT = "a duration such as 7d, 12h, 1h30m, 90s or 3600 (seconds), or off"
+
+
+def parse_duration(text: str) -> float | None:
+    """``7d``, ``12h``, ``1h30m``, ``90s`` or bare seconds as seconds; ``off``/``none`` as None (no limit).
+
+    Raises ValueError (naming the expected format) for anything else, zero and negative included.
+    """
+    value = text.strip().lower()
+    if value in {"off", "none"}:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION_PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value or len({u for _, u in parts}) != len(parts):
+            raise ValueError(f"expected {DURATION_FORMAT}, got {text[:40]!r}") from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"expected {DURATION_FORMAT} (more than 0), got {text[:40]!r}")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    """The shortest of ``7d``, ``12h``, ``30m``, ``90s`` that is exact (``off`` for None)."""
+    if seconds is None:
+        return "off"
+    for unit, size in _UNITS.items():
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def _positive(value: float | None) -> float | None:
+    if value is not None and not (0 < value < float("inf")):
+        raise ValueError(f"expected {DURATION_FORMAT} (more than 0), got {value!r}")
+    return value
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
 # NoDecode: pydantic-settings would otherwise read these variables as JSON.
 TenantCounts = Annotated[dict[str, int], NoDecode, BeforeValidator(_tenant_counts)]
 TenantSeconds = Annotated[dict[str, float], NoDecode, BeforeValidator(_tenant_seconds)]
 ObjectRefs = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_object_refs)]
+# Seconds, or None for "no limit" (``off``); positive when set.
+Duration = Annotated[float | None, NoDecode, BeforeValidator(_duration), AfterValidator(_positive)]
 
 
 def env_text(value: Any) -> str:
