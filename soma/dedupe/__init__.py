@@ -110,10 +110,12 @@ def open_dedupe(
     url: str | None = None, *, scope: str, ttl_s: float = DEFAULT_TTL_S, settings: Settings | None = None
 ) -> DedupeStore:
     """A store for `url` (postgresql://, redis://, rediss://, memory://); None: the platform's database."""
-    if url is None:
+    engine_options: dict[str, Any] = {}
+    if url is None:  # the platform's database, schema (SOMA_DATABASE_SCHEMA) and timeouts included
         from soma.settings import load_settings
 
-        url = (settings or load_settings()).database.url.get_secret_value()
+        settings = settings or load_settings()
+        url, engine_options = settings.database.url.get_secret_value(), settings.sqlalchemy_engine_options()
     if not isinstance(url, str):
         raise ConsumeError("dedupe: the store URL must be a string")
     scheme = url.partition("://")[0].lower()
@@ -128,5 +130,5 @@ def open_dedupe(
     if scheme.split("+")[0] in ("postgresql", "postgres"):
         from soma.dedupe.postgres import PostgresStore
 
-        return PostgresStore(url, scope, ttl_s)
+        return PostgresStore(url, scope, ttl_s, engine_options)
     raise ConsumeError(f"dedupe: unknown store scheme {scheme[:40]!r} (postgresql://, redis://, memory://)")

@@ -53,9 +53,10 @@ def sqlalchemy_url(url: str) -> str:
 class PostgresStore(DedupeStore):
     transactional = True
 
-    def __init__(self, url: str, scope: str, ttl_s: float) -> None:
+    def __init__(self, url: str, scope: str, ttl_s: float, engine_options: dict[str, Any] | None = None) -> None:
         super().__init__(scope, ttl_s)
         self._url, self._where = sqlalchemy_url(url), mask_url(url)
+        self._options = engine_options or {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
         self._engine: Engine | None = None
         expired = DedupeMark.seen_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, self.ttl_s)
         self._claim = (
@@ -67,7 +68,7 @@ class PostgresStore(DedupeStore):
 
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = create_engine(self._url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+            self._engine = create_engine(self._url, **self._options)
         return self._engine
 
     def _fail(self, exc: SQLAlchemyError) -> InfrastructureUnavailable:
