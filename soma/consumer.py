@@ -102,9 +102,10 @@ class ConsumerCore:
         self.max_events, self.idle_timeout_s = max_events, idle_timeout_s
         self.consumer = EventConsumer(
             self.settings, self.catalog, Codec(self.catalog, self.settings), list(topics), group,
-            from_beginning=from_beginning, commit=False, on_revoke=self._revoked,
+            from_beginning=from_beginning, commit=False, on_revoke=self._revoked, resolve_start=True,
         )
         self.current: ConsumedEvent | None = None  # handed to the caller, not known to be handled yet
+        self.early: list[ConsumedEvent] = []  # polled by `wait_assigned`, before the caller asked
         self.delivered = 0
         self.last_event = time.monotonic()
         self.finished = self.closed = False
@@ -130,6 +131,15 @@ class ConsumerCore:
             self.offsets.done(self.current)
             self.current = None
 
+    def wait_assigned(self, timeout_s: float) -> bool:
+        """Poll until the group assigned partitions (records that come meanwhile wait in `early`)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.consumer.assigned and time.monotonic() < deadline:
+            event = self.consumer.poll(POLL_TIMEOUT_S)
+            if event is not None:
+                self.early.append(event)
+        return self.consumer.assigned
+
     def step(self) -> ConsumedEvent | None:
         """Mark the previous event handled, commit when due, poll once; None when nothing came."""
         self.handled()
@@ -138,7 +148,7 @@ class ConsumerCore:
         if self.max_events is not None and self.delivered >= self.max_events:
             self.finished = True
             return None
-        event = self.consumer.poll(POLL_TIMEOUT_S)
+        event = self.early.pop(0) if self.early else self.consumer.poll(POLL_TIMEOUT_S)
         now = time.monotonic()
         if event is None:
             if self.idle_timeout_s is not None and now - self.last_event > self.idle_timeout_s:
@@ -201,6 +211,14 @@ class Consumption:
         finally:
             if not self._managed:  # break and exceptions look alike here: keep the last event uncommitted
                 self.core.close(handled_last=normal)
+
+    def wait_assigned(self, timeout_s: float = 60.0) -> bool:
+        """Join the group and fix where each partition starts; False if that took over `timeout_s`.
+
+        With `from_beginning=False`, every record produced after this returns True is delivered
+        (without it, "latest" is only resolved at the first fetch). Nothing is skipped meanwhile.
+        """
+        return self.core.wait_assigned(timeout_s)
 
     def commit(self) -> None:
         """Commit every handled event now."""

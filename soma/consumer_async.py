@@ -79,6 +79,12 @@ class AsyncConsumption:
         finally:
             self._executor.shutdown(wait=False)
 
+    async def wait_assigned(self, timeout_s: float = 60.0) -> bool:
+        """`Consumption.wait_assigned`: join the group and fix where each partition starts."""
+        core = await self._open()
+        assigned: bool = await self._run(core.wait_assigned, timeout_s)
+        return assigned
+
     async def commit(self) -> None:
         """Commit every handled event now."""
         await self._run((await self._open()).commit)

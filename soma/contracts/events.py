@@ -223,10 +223,12 @@ class EventConsumer:
         from_beginning: bool = False,
         commit: bool = True,
         on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
+        resolve_start: bool = False,
     ) -> None:
         """`commit=False`: nothing is committed by `poll`; the caller commits with `commit_offsets`.
         `on_revoke` gets the (logical topic, partition) pairs leaving this consumer at a rebalance,
-        called inside `poll` before they go, so a caller can commit what it has processed of them."""
+        called inside `poll` before they go, so a caller can commit what it has processed of them.
+        `resolve_start`: fix each new partition's start at assignment (see `_assigned`)."""
         for topic in topics:
             catalog.topic(topic)  # an undocumented topic is an error before connecting
         self.settings, self.catalog, self.codec, self.commit = settings, catalog, codec, commit
@@ -234,13 +236,27 @@ class EventConsumer:
             settings, group_id, **{"auto.offset.reset": "earliest" if from_beginning else "latest"}
         )
         self._logical = {settings.topic_name(t): t for t in topics}
-        if on_revoke is None:
-            self._consumer.subscribe(list(self._logical))
-        else:
+        self.from_beginning, self.resolve_start = from_beginning, resolve_start
+        self.assigned = False  # set once the group gave this consumer its partitions (see `_assigned`)
+        callbacks: dict[str, Any] = {"on_assign": self._assigned}
+        if on_revoke is not None:
             def revoked(_: Any, partitions: list[TopicPartition]) -> None:
                 on_revoke([(self._logical.get(p.topic, p.topic), p.partition) for p in partitions])
 
-            self._consumer.subscribe(list(self._logical), on_revoke=revoked, on_lost=revoked)
+            callbacks |= {"on_revoke": revoked, "on_lost": revoked}
+        self._consumer.subscribe(list(self._logical), **callbacks)
+
+    def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Without `from_beginning`, a partition the group never committed starts at its end as of now
+        (resolved here, not at the first fetch), so every record produced after `assigned` is read."""
+        if self.resolve_start and not self.from_beginning and partitions:
+            timeout = self.settings.kafka.timeout_s
+            resolved = consumer.committed(partitions, timeout=timeout)
+            for part in resolved:
+                if part.offset < 0:
+                    part.offset = consumer.get_watermark_offsets(part, timeout=timeout)[1]
+            consumer.assign(resolved)
+        self.assigned = True
 
     def poll(self, timeout_s: float) -> ConsumedEvent | None:
         msg = self._consumer.poll(timeout_s)

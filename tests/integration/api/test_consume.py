@@ -164,3 +164,17 @@ def test_bad_options_are_one_line(own: Settings, options: dict[str, object], nee
 def test_an_unknown_topic_is_refused(own: Settings) -> None:
     with pytest.raises(Exception, match=r"unknown topic 'no\.such'"):
         consume("no.such", group="g", settings=own)
+
+
+def test_from_the_end_after_wait_assigned_misses_nothing_produced_later(own: Settings, ids: list[str]) -> None:
+    """ids were produced before the group existed: skipped; what is produced after wait_assigned comes."""
+    catalog = load_catalog()
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    with consume(TOPIC, group=group, settings=own, from_beginning=False, idle_timeout_s=60) as events:
+        assert events.wait_assigned(60)
+        producer = EventProducer(own, catalog, Codec(catalog, own))
+        later = producer.send(TOPIC, sample(TOPIC, tenant="later"), tenant="later")
+        producer.close()
+        first = next(iter(events))
+    assert first.value["event_id"] == later.event_id
+    assert first.value["event_id"] not in ids
