@@ -82,33 +82,16 @@ class Emitter:
                 f" {spec.key!r}, tenant {tenant!r}); the key chooses the partition, so it cannot be overridden"
             )
 
-    def emit(
-        self,
-        session: Session,
-        topic: str,
-        event: Mapping[str, Any],
-        *,
-        tenant: str,
-        dedupe_key: str,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> OutboxEvent:
+    def emit(self, session: Session, topic: str, event: Mapping[str, Any], *, tenant: str, dedupe_key: str,
+             key: str | None = None, headers: Mapping[str, str] | None = None) -> OutboxEvent:
         """Add one event to the caller's transaction (never commits); returns its outbox row."""
         self._check(topic, event, tenant, key, headers)
         return self.writer.emit(session, topic, event, tenant=tenant, dedupe_key=dedupe_key, key=key,
                                 headers=headers)
 
-    async def emit_async(
-        self,
-        session: AsyncSession,
-        topic: str,
-        event: Mapping[str, Any],
-        *,
-        tenant: str,
-        dedupe_key: str,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> OutboxEvent:
+    async def emit_async(self, session: AsyncSession, topic: str, event: Mapping[str, Any], *, tenant: str,
+                         dedupe_key: str, key: str | None = None,
+                         headers: Mapping[str, str] | None = None) -> OutboxEvent:
         """`emit` for an `AsyncSession` (e.g. `postgresql+psycopg://` through `create_async_engine`)."""
         self._check(topic, event, tenant, key, headers)
         # The writer's statements run on the AsyncSession's own connection, in its transaction.

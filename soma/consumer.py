@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
+from typing import TypedDict, Unpack
 
 from confluent_kafka import KafkaException
 
@@ -74,7 +75,7 @@ class Offsets:
             self.pending[key] = max(self.pending.get(key, 0), offset)
 
 
-def _check_options(group: str, commit_every: int, commit_interval_ms: int) -> None:
+def check_options(group: str, commit_every: int, commit_interval_ms: int) -> None:
     if not isinstance(group, str) or not group.strip() or len(group) > 255:
         raise ConsumeError("consume: group must be a non-empty string of at most 255 characters")
     if not isinstance(commit_every, int) or commit_every < 1:
@@ -87,15 +88,15 @@ class ConsumerCore:
     """The consuming loop's steps, shared by the sync and asyncio forms (which runs them in a thread)."""
 
     def __init__(
-        self, topics: Sequence[str], group: str, *, settings: Settings | None, catalog: Catalog | None,
-        from_beginning: bool, commit_every: int, commit_interval_ms: int, max_events: int | None,
-        idle_timeout_s: float | None,
+        self, topics: Sequence[str], group: str, *, settings: Settings | None = None, catalog: Catalog | None = None,
+        from_beginning: bool = True, commit_every: int = COMMIT_EVERY, commit_interval_ms: int = COMMIT_INTERVAL_MS,
+        max_events: int | None = None, idle_timeout_s: float | None = None,
     ) -> None:
         if isinstance(topics, str):
             topics = [topics]
         if not topics:
             raise ConsumeError("consume: no topics given")
-        _check_options(group, commit_every, commit_interval_ms)
+        check_options(group, commit_every, commit_interval_ms)
         self.settings = settings if settings is not None else load_settings()
         self.catalog = catalog if catalog is not None else load_catalog()
         self.offsets = Offsets(commit_every, commit_interval_ms / 1000)
@@ -233,28 +234,27 @@ class Consumption:
         self.core.close(handled_last=False)
 
 
-def consume(
-    topics: Sequence[str] | str,
-    *,
-    group: str,
-    settings: Settings | None = None,
-    catalog: Catalog | None = None,
-    from_beginning: bool = True,
-    commit_every: int = COMMIT_EVERY,
-    commit_interval_ms: int = COMMIT_INTERVAL_MS,
-    max_events: int | None = None,
-    idle_timeout_s: float | None = None,
-) -> Consumption:
+class ConsumeOptions(TypedDict, total=False):
+    """`consume` / `consume_async` options beyond topics and group (defaults in `ConsumerCore`)."""
+
+    settings: Settings | None
+    catalog: Catalog | None
+    from_beginning: bool
+    commit_every: int
+    commit_interval_ms: int
+    max_events: int | None
+    idle_timeout_s: float | None
+
+
+def consume(topics: Sequence[str] | str, *, group: str, **options: Unpack[ConsumeOptions]) -> Consumption:
     """At-least-once events of catalog `topics` for consumer group `group`.
+
+    Options: `settings` and `catalog` (default: `load_settings()`, `load_catalog()`), `from_beginning`
+    (True), `commit_every` (100 events), `commit_interval_ms` (1000), `max_events`, `idle_timeout_s`.
 
     `from_beginning` (default True): a group with no committed offset starts at the oldest retained
     record, so nothing emitted before the service first ran is skipped. The iteration ends after
     `max_events` events or `idle_timeout_s` seconds without one (default: never). Poison records
     come with `event.error` set and an empty value; they are committed like any other once handled.
     """
-    topic_list = [topics] if isinstance(topics, str) else list(topics)
-    return Consumption(ConsumerCore(
-        topic_list, group, settings=settings, catalog=catalog, from_beginning=from_beginning,
-        commit_every=commit_every, commit_interval_ms=commit_interval_ms, max_events=max_events,
-        idle_timeout_s=idle_timeout_s,
-    ))
+    return Consumption(ConsumerCore([topics] if isinstance(topics, str) else list(topics), group, **options))

@@ -18,13 +18,11 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
-from soma.consumer import COMMIT_EVERY, COMMIT_INTERVAL_MS, ConsumerCore
-from soma.contracts.catalog import Catalog
+from soma.consumer import COMMIT_EVERY, COMMIT_INTERVAL_MS, ConsumeOptions, ConsumerCore, check_options
 from soma.contracts.events import ConsumedEvent
 from soma.errors import ConsumeError
-from soma.settings import Settings
 
 
 class AsyncConsumption:
@@ -100,21 +98,9 @@ class AsyncConsumption:
         await self._close(handled_last=False)
 
 
-def consume_async(
-    topics: Sequence[str] | str,
-    *,
-    group: str,
-    settings: Settings | None = None,
-    catalog: Catalog | None = None,
-    from_beginning: bool = True,
-    commit_every: int = COMMIT_EVERY,
-    commit_interval_ms: int = COMMIT_INTERVAL_MS,
-    max_events: int | None = None,
-    idle_timeout_s: float | None = None,
-) -> AsyncConsumption:
+def consume_async(topics: Sequence[str] | str, *, group: str, **options: Unpack[ConsumeOptions]) -> AsyncConsumption:
     """`soma.consume`'s options and promise, as an async iterator (the consumer starts on first use)."""
-    return AsyncConsumption({
-        "topics": [topics] if isinstance(topics, str) else list(topics), "group": group, "settings": settings,
-        "catalog": catalog, "from_beginning": from_beginning, "commit_every": commit_every,
-        "commit_interval_ms": commit_interval_ms, "max_events": max_events, "idle_timeout_s": idle_timeout_s,
-    })
+    check_options(group, options.get("commit_every", COMMIT_EVERY),
+                  options.get("commit_interval_ms", COMMIT_INTERVAL_MS))  # bad options fail here, not later
+    return AsyncConsumption({"topics": [topics] if isinstance(topics, str) else list(topics), "group": group,
+                             **options})

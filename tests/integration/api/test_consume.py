@@ -178,3 +178,26 @@ def test_from_the_end_after_wait_assigned_misses_nothing_produced_later(own: Set
         first = next(iter(events))
     assert first.value["event_id"] == later.event_id
     assert first.value["event_id"] not in ids
+
+
+def test_bad_async_options_fail_at_the_call(own: Settings) -> None:
+    with pytest.raises(ConsumeError, match="commit_every"):
+        consume_async(TOPIC, group="g", settings=own, commit_every=0)
+
+
+def test_a_crash_redelivers_from_the_last_committed_batch(own: Settings, ids: list[str]) -> None:
+    """A consumer that dies without closing (its Kafka client gone, nothing committed at exit): the group
+    resumes at the last batch committed while it ran, so the failed event and the handled events after
+    that batch come again, and nothing is lost."""
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    events = consume(TOPIC, group=group, settings=own, commit_every=3, commit_interval_ms=600_000,
+                     idle_timeout_s=60)
+    iterator = iter(events)
+    for _ in range(8):  # events 0..6 handled, event 7 in hand when "the process dies"
+        next(iterator)
+    assert events.committed([(TOPIC, 0)]) == {(TOPIC, 0): 6}  # the batch of events 3..5 (commit_every=3)
+    events.core.offsets.pending.clear()  # the crash: what was handled since that batch is forgotten ...
+    events.core.consumer.close()  # ... and the client leaves the group without committing anything
+    events.core.closed = True
+    with consume(TOPIC, group=group, settings=own, idle_timeout_s=60, max_events=COUNT - 6) as again:
+        assert [event.value["event_id"] for event in again] == ids[6:]
