@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from psycopg.errors import UndefinedTable
 from sqlalchemy import DateTime, Engine, Index, MetaData, String, bindparam, create_engine, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import make_url
@@ -72,6 +73,10 @@ class PostgresStore(DedupeStore):
         return self._engine
 
     def _fail(self, exc: SQLAlchemyError) -> InfrastructureUnavailable:
+        if isinstance(getattr(exc, "orig", None), UndefinedTable):
+            return InfrastructureUnavailable(
+                f"postgresql dedupe store {self._where}: table soma_dedupe is missing: run `soma db upgrade`"
+            )
         return InfrastructureUnavailable(f"postgresql dedupe store {self._where}: {first_line(exc)}")
 
     def claim(self, event_id: str, session: Any = None) -> bool:

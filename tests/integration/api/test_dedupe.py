@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateSchema, DropSchema
 
 from soma import open_dedupe
 from soma.clients import database_engine
 from soma.dedupe import DedupeStore
-from soma.errors import ConsumeError
+from soma.errors import ConsumeError, InfrastructureUnavailable
 from soma.settings import Settings
 from tests.support.dedupe_contract import Effect, run_contract
 from tests.support.outbox_relay import own_schema
@@ -132,3 +133,24 @@ def test_an_unreachable_redis_is_one_line() -> None:
         pass
     assert "hunter2" not in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_database_without_the_migration_is_one_line(settings: Settings) -> None:
+    """The run's schema before `soma db upgrade` created soma_dedupe there (own_schema migrates; this does not)."""
+    bare = settings.replace(database_schema=f"{settings.database.database_schema}_bare_{uuid.uuid4().hex[:6]}")
+    base = database_engine(settings)
+    with base.begin() as conn:
+        conn.execute(CreateSchema(str(bare.database.database_schema)))
+    engine = database_engine(bare)
+    store = open_dedupe(settings=bare, scope="s")
+    try:
+        with pytest.raises(InfrastructureUnavailable, match="soma db upgrade") as caught, \
+                Session(engine) as session, session.begin(), store.once("e1", session=session):
+            pass
+        assert "\n" not in str(caught.value)
+    finally:
+        store.close()
+        engine.dispose()
+        with base.begin() as conn:
+            conn.execute(DropSchema(str(bare.database.database_schema), cascade=True))
+        base.dispose()
