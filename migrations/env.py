@@ -9,6 +9,7 @@ from sqlalchemy import MetaData
 
 from outbox.models import metadata as outbox_metadata
 from soma.clients import database_engine
+from soma.dedupe.postgres import metadata as dedupe_metadata
 from soma.settings import load_settings
 from streams.storage.replica import metadata as streams_metadata
 
@@ -19,7 +20,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 settings = load_settings()
 
 # Tables are declared next to the code that owns them; each owner's MetaData joins here.
-target_metadata: list[MetaData] = [outbox_metadata, streams_metadata]
+target_metadata: list[MetaData] = [outbox_metadata, streams_metadata, dedupe_metadata]
 
 
 def run_migrations_offline() -> None:

@@ -18,4 +18,24 @@
 
 `errors` holds every expected failure; `cli` the `soma outbox` commands. Imports go to `soma`
 only: never to `streams`.
+
+The public API for services (`api`): `from outbox import emit, emit_async, Emitter`, loaded on
+first use so `import outbox.relay...` does not pay for it.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from outbox.api import Emitter, emit, emit_async
+
+__all__ = ["Emitter", "emit", "emit_async"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from outbox import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'outbox' has no attribute {name!r}")

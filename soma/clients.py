@@ -26,6 +26,7 @@ from soma.settings.kafka_security import uses_sasl, uses_tls
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 # librdkafka's own log lines go through Python logging instead of raw stderr.
 LIBRDKAFKA_LOGGER = logging.getLogger("soma.librdkafka")
@@ -45,6 +46,13 @@ def kafka_admin(settings: Settings) -> AdminClient:
 
 def database_engine(settings: Settings, **overrides: Any) -> Engine:
     return create_engine(settings.sqlalchemy_url(), **(settings.sqlalchemy_engine_options() | overrides))
+
+
+def async_database_engine(settings: Settings, **overrides: Any) -> AsyncEngine:
+    """The asyncio form of `database_engine` (psycopg 3's async driver, same URL and options)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(settings.sqlalchemy_url(), **(settings.sqlalchemy_engine_options() | overrides))
 
 
 @contextmanager

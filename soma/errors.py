@@ -35,6 +35,10 @@ class SchemaCompatibilityError(SomaError):
     """A schema change would break readers of data written with a released version."""
 
 
+class ConsumeError(SomaError):
+    """A consumer (`soma.consume`) or dedupe store (`soma.dedupe`) was given a bad option or used wrongly."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an error's message (a driver's own error where SQLAlchemy wraps one), at most
     `limit` characters; the type's name when the message is empty. What a one-line report shows."""

@@ -1,4 +1,4 @@
-"""`soma schemas check|release`: the BACKWARD-compatibility gate over released schema versions."""
+"""`soma schemas check|release|typed`: the BACKWARD-compatibility gate, and the typed events module."""
 
 from __future__ import annotations
 
@@ -43,3 +43,26 @@ def release() -> None:
         console.print(f"released {path}")
     if not written:
         console.print("nothing to release: every schema matches its latest version")
+
+
+@app.command("typed")
+def typed(
+    check_only: bool = typer.Option(False, "--check", help="Only compare: exit 1 when the module is out of date."),
+) -> None:
+    """Regenerate soma/contracts/typed.py (one TypedDict per schema, emit's overloads per topic)."""
+    from soma.contracts.catalog import load_catalog
+    from soma.contracts.typedgen import TYPED_MODULE, render
+
+    source = render(load_catalog())
+    current = TYPED_MODULE.read_text() if TYPED_MODULE.exists() else ""
+    if check_only:
+        if current != source:
+            err_console.print(f"{TYPED_MODULE} is out of date: run `soma schemas typed`", soft_wrap=True)
+            raise typer.Exit(1)
+        console.print(f"{TYPED_MODULE.name} matches the schemas")
+        return
+    if current == source:
+        console.print(f"{TYPED_MODULE.name} already matches the schemas")
+        return
+    TYPED_MODULE.write_text(source)
+    console.print(f"wrote {TYPED_MODULE}")

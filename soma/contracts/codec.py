@@ -65,6 +65,22 @@ def _reachable(topic: str) -> Iterator[None]:
         ) from exc
 
 
+def _unencodable(value: Any, path: str = "") -> str | None:
+    """The path of the first text in `value` that UTF-8 cannot encode."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return path
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        found = _unencodable(item, f"{path}.{name}" if path else str(name))
+        if found is not None:
+            return found
+    return None
+
+
 class Codec:
     def __init__(self, catalog: Catalog, settings: Settings, registry: Any | None = None) -> None:
         self.catalog = catalog
@@ -133,6 +149,9 @@ class Codec:
         buffer.write(header)
         try:
             schemaless_writer(buffer, schema.parsed, value)
+        except UnicodeEncodeError as exc:  # a str holding a lone surrogate (e.g. from invalid UTF-8 input)
+            where = _unencodable(value) or "?"
+            raise EventValidationError(f"{topic}: field {where!r}: text is not valid UTF-8 ({exc.reason})") from exc
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
             raise self._invalid(topic, schema, value, str(exc)) from exc
         return buffer.getvalue()

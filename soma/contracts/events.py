@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, Message, TopicPartition
 from opentelemetry.trace import Span, SpanKind
 
 from soma.clients import kafka_consumer, kafka_producer
@@ -222,7 +222,13 @@ class EventConsumer:
         *,
         from_beginning: bool = False,
         commit: bool = True,
+        on_revoke: Callable[[list[tuple[str, int]]], None] | None = None,
+        resolve_start: bool = False,
     ) -> None:
+        """`commit=False`: nothing is committed by `poll`; the caller commits with `commit_offsets`.
+        `on_revoke` gets the (logical topic, partition) pairs leaving this consumer at a rebalance,
+        called inside `poll` before they go, so a caller can commit what it has processed of them.
+        `resolve_start`: fix each new partition's start at assignment (see `_assigned`)."""
         for topic in topics:
             catalog.topic(topic)  # an undocumented topic is an error before connecting
         self.settings, self.catalog, self.codec, self.commit = settings, catalog, codec, commit
@@ -230,7 +236,27 @@ class EventConsumer:
             settings, group_id, **{"auto.offset.reset": "earliest" if from_beginning else "latest"}
         )
         self._logical = {settings.topic_name(t): t for t in topics}
-        self._consumer.subscribe(list(self._logical))
+        self.from_beginning, self.resolve_start = from_beginning, resolve_start
+        self.assigned = False  # set once the group gave this consumer its partitions (see `_assigned`)
+        callbacks: dict[str, Any] = {"on_assign": self._assigned}
+        if on_revoke is not None:
+            def revoked(_: Any, partitions: list[TopicPartition]) -> None:
+                on_revoke([(self._logical.get(p.topic, p.topic), p.partition) for p in partitions])
+
+            callbacks |= {"on_revoke": revoked, "on_lost": revoked}
+        self._consumer.subscribe(list(self._logical), **callbacks)
+
+    def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Without `from_beginning`, a partition the group never committed starts at its end as of now
+        (resolved here, not at the first fetch), so every record produced after `assigned` is read."""
+        if self.resolve_start and not self.from_beginning and partitions:
+            timeout = self.settings.kafka.timeout_s
+            resolved = consumer.committed(partitions, timeout=timeout)
+            for part in resolved:
+                if part.offset < 0:
+                    part.offset = consumer.get_watermark_offsets(part, timeout=timeout)[1]
+            consumer.assign(resolved)
+        self.assigned = True
 
     def poll(self, timeout_s: float) -> ConsumedEvent | None:
         msg = self._consumer.poll(timeout_s)
@@ -280,6 +306,20 @@ class EventConsumer:
             count += 1
             last = time.monotonic()
             yield event
+
+    def _partitions(self, offsets: Mapping[tuple[str, int], int]) -> list[TopicPartition]:
+        return [TopicPartition(self.settings.topic_name(topic), partition, offset)
+                for (topic, partition), offset in offsets.items()]
+
+    def commit_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit, synchronously, the next offset to read per (logical topic, partition)."""
+        if offsets:
+            self._consumer.commit(offsets=self._partitions(offsets), asynchronous=False)
+
+    def committed(self, partitions: Sequence[tuple[str, int]], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+        """The group's committed next offset per (logical topic, partition); -1001 when none."""
+        found = self._consumer.committed(self._partitions(dict.fromkeys(partitions, -1001)), timeout=timeout_s)
+        return {(self._logical.get(p.topic, p.topic), p.partition): p.offset for p in found}
 
     def close(self) -> None:
         self._consumer.close()

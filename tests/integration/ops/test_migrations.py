@@ -16,6 +16,7 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 
 from outbox.models import metadata
 from soma.clients import database_engine
+from soma.dedupe.postgres import metadata as dedupe_metadata
 from soma.settings import Settings, load_settings
 from streams.storage.replica import metadata as streams_metadata
 from tests.support.procs import REPO
@@ -48,7 +49,7 @@ def test_upgrade_head_then_downgrade_base(empty_schema: Settings) -> None:
     engine = database_engine(empty_schema)
     command.upgrade(_alembic(), "head")
     tables = set(inspect(engine).get_table_names())
-    assert {"outbox_events", "admin_audit", "memory_replica", "alembic_version"} <= tables
+    assert {"outbox_events", "admin_audit", "memory_replica", "soma_dedupe", "alembic_version"} <= tables
     command.downgrade(_alembic(), "base")
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     engine.dispose()
@@ -58,6 +59,6 @@ def test_models_and_migrations_agree(empty_schema: Settings) -> None:
     command.upgrade(_alembic(), "head")
     engine = database_engine(empty_schema)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), [metadata, streams_metadata])
+        diff = compare_metadata(MigrationContext.configure(conn), [metadata, streams_metadata, dedupe_metadata])
     engine.dispose()
     assert diff == []
