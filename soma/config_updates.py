@@ -25,7 +25,7 @@ def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
     from soma.contracts.codec import Codec
     from soma.errors import InfrastructureUnavailable, SomaError
 
-    catalog = load_catalog()
+    catalog = load_catalog(settings=s)
     codec = Codec(catalog, s)
     physical = s.topic_name("config_updates")
     consumer = kafka_consumer(s, f"{s.kafka.client_id}-config-reader", **{"enable.auto.commit": False})

@@ -50,7 +50,7 @@ class StreamApp(Batches, StateWriter, Health):
         """`needs`/`tables`: what `/readyz` checks besides Kafka (e.g. "redis", "postgresql" and its tables)."""
         self.name = name
         self.settings = settings or load_settings()
-        self.catalog = load_catalog()
+        self.catalog = load_catalog(settings=self.settings)
         self.codec = Codec(self.catalog, self.settings)
         self.live = LiveConfig(self.settings.streams.live)
         self.metrics = StreamMetrics(name, tenant_idle_s=self.settings.streams.metrics_tenant_idle_s,
@@ -68,6 +68,8 @@ class StreamApp(Batches, StateWriter, Health):
             broker_client_id=f"{s.kafka.client_id}-{name}",
             broker_credentials=faust_credentials(s),
             store="memory://",
+            # Faust keeps a data directory even for memory tables; by default "<app>-data" in the cwd.
+            datadir=s.stack.state_dir / "streams" / "{conf.name}-data",
             autodiscover=False,
             topic_partitions=first.partitions,
             topic_replication_factor=first.replication_factor,

@@ -212,3 +212,15 @@ class StackSettings(Section):
     )
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller port of the local broker.")
     kafka_heap: str = Field("768m", description="JVM heap (-Xmx) of the local broker.")
+
+
+class CatalogSettings(Section):
+    """Where the topic catalog and its Avro schemas come from."""
+
+    model_config = SettingsConfigDict(env_prefix="SOMA_CATALOG_")
+
+    dir: Path | None = Field(
+        None,
+        description="A service's own catalog directory: its topics.yaml and a schemas/ directory of .avsc files"
+        " (history/ inside for released versions). Unset: the catalog shipped in the package (soma/catalog/).",
+    )

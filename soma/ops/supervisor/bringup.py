@@ -63,7 +63,7 @@ def prepare(config: Settings, timeout_s: float, out: Reporter) -> None:
         out.progress(f"{health.service}: healthy at {health.address} ({health.detail})")
     migrations.upgrade(config, "head")
     out.result("database at head")
-    states = ensure(config, load_catalog())
+    states = ensure(config, load_catalog(settings=config))
     counts: dict[str, int] = {}
     for topic_state in states:
         counts[topic_state.state] = counts.get(topic_state.state, 0) + 1
