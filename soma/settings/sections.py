@@ -222,5 +222,10 @@ class CatalogSettings(Section):
     dir: Path | None = Field(
         None,
         description="A service's own catalog directory: its topics.yaml and a schemas/ directory of .avsc files"
-        " (history/ inside for released versions). Unset: the catalog shipped in the package (soma/catalog/).",
+        " (history/ inside for released versions). Unset or empty: the catalog shipped in the package (soma/catalog/).",
     )
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value

@@ -32,6 +32,7 @@ def test_the_packaged_catalog_is_package_data_of_soma() -> None:
     assert SCHEMA_DIR == PACKAGED_DIR / "schemas"
     assert sorted(SCHEMA_DIR.glob("*.avsc"))
     assert catalog_dir(load_settings(_env_file=None, catalog_dir=None)) == PACKAGED_DIR
+    assert catalog_dir(load_settings(_env_file=None, catalog_dir=" ")) == PACKAGED_DIR  # empty: unset
 
 
 def test_the_setting_points_every_default_load_at_a_service_catalog(
