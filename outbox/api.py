@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from outbox.errors import EmitError
 from outbox.models import OutboxEvent
 from outbox.writer import RESERVED_HEADERS, OutboxWriter
-from soma.contracts.catalog import Catalog, load_catalog
+from soma.contracts.catalog import Catalog, catalog_for
 from soma.contracts.codec import Codec
 from soma.contracts.events import HEADER_TRACEPARENT
 from soma.contracts.typed import TypedEmit, TypedEmitAsync
@@ -54,7 +54,7 @@ class Emitter:
 
     def __init__(self, settings: Settings | None = None, catalog: Catalog | None = None) -> None:
         self.settings = settings if settings is not None else load_settings()
-        self.catalog = catalog if catalog is not None else load_catalog()
+        self.catalog = catalog if catalog is not None else catalog_for(self.settings)
         self.codec = Codec(self.catalog, self.settings)
         self.writer = OutboxWriter(self.catalog, self.codec, self.settings)
 

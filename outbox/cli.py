@@ -77,7 +77,7 @@ def emit(
 
     config = settings()
     telemetry.setup(config, "cli")  # the event's trace starts at this write (when tracing is on)
-    catalog = load_catalog()
+    catalog = load_catalog(settings=config)
     codec = Codec(catalog, config)
     writer = OutboxWriter(catalog, codec, config)
     # --tenant fills tenant_id (a different tenant_id in the JSON is refused by prepare).

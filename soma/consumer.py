@@ -29,7 +29,7 @@ from typing import TypedDict, Unpack
 
 from confluent_kafka import KafkaException
 
-from soma.contracts.catalog import Catalog, load_catalog
+from soma.contracts.catalog import Catalog, catalog_for
 from soma.contracts.codec import Codec
 from soma.contracts.events import ConsumedEvent, EventConsumer
 from soma.errors import ConsumeError, first_line
@@ -98,7 +98,7 @@ class ConsumerCore:
             raise ConsumeError("consume: no topics given")
         check_options(group, commit_every, commit_interval_ms)
         self.settings = settings if settings is not None else load_settings()
-        self.catalog = catalog if catalog is not None else load_catalog()
+        self.catalog = catalog if catalog is not None else catalog_for(self.settings)
         self.offsets = Offsets(commit_every, commit_interval_ms / 1000)
         self.max_events, self.idle_timeout_s = max_events, idle_timeout_s
         self.consumer = EventConsumer(
@@ -249,8 +249,9 @@ class ConsumeOptions(TypedDict, total=False):
 def consume(topics: Sequence[str] | str, *, group: str, **options: Unpack[ConsumeOptions]) -> Consumption:
     """At-least-once events of catalog `topics` for consumer group `group`.
 
-    Options: `settings` and `catalog` (default: `load_settings()`, `load_catalog()`), `from_beginning`
-    (True), `commit_every` (100 events), `commit_interval_ms` (1000), `max_events`, `idle_timeout_s`.
+    Options: `settings` and `catalog` (default: `load_settings()`, and `catalog_for(settings)`: SOMA_CATALOG_DIR
+    with SOMA_ENV's overrides), `from_beginning` (True), `commit_every` (100 events), `commit_interval_ms` (1000),
+    `max_events`, `idle_timeout_s`.
 
     `from_beginning` (default True): a group with no committed offset starts at the oldest retained
     record, so nothing emitted before the service first ran is skipped. The iteration ends after

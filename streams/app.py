@@ -75,6 +75,8 @@ class StreamApp(Batches, StateWriter, Health):
             broker_client_id=f"{s.kafka.client_id}-{name}",
             broker_credentials=faust_credentials(s),
             store="memory://",
+            # Faust keeps a data directory even for memory tables; by default "<app>-data" in the cwd.
+            datadir=s.stack.state_dir / "streams" / "{conf.name}-data",
             autodiscover=False,
             topic_partitions=first.partitions,
             topic_replication_factor=replicas,  # its changelog and leader topics (`soma topics ensure` makes them)

@@ -164,7 +164,7 @@ def _replay_out(result: ReplayResult) -> ReplayOut:
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     """The admin API over `settings`' database. Raises `SettingsError` when no token is configured."""
     registry = TokenRegistry.from_settings(settings)
-    catalog = load_catalog()
+    catalog = load_catalog(settings=settings)
     topics = frozenset(catalog.topics)
     # The catalog's topics as an enum, so the OpenAPI schema says exactly which values are accepted.
     Topic = Literal[tuple(sorted(topics))]  # type: ignore[valid-type]

@@ -48,7 +48,7 @@ class AuditEntry:
     occurred_at: datetime = field(default_factory=now_ms)
 
     def event(self) -> dict[str, Any]:
-        """The AdminAudit event value (schemas/avro): the audited tenant is also the event's tenant."""
+        """The AdminAudit event value (soma/catalog/schemas): the audited tenant is also the event's tenant."""
         return {
             "event_id": self.event_id,
             "tenant_id": self.tenant,

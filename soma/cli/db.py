@@ -33,3 +33,15 @@ def current() -> None:
     from soma.ops import migrations
 
     migrations.current(settings())
+
+
+@app.command("revision")
+def revision(
+    message: str = typer.Argument(..., help="What the migration does, e.g. 'outbox retention'."),
+    rev_id: str = typer.Option(..., "--rev-id", help="The next number, e.g. 0009 (revisions are numbered)."),
+    autogenerate: bool = typer.Option(False, "--autogenerate", help="Fill it from the models vs the database."),
+) -> None:
+    """Write a new migration file (developers: into the source tree of an editable install)."""
+    from soma.ops import migrations
+
+    console.print(f"wrote {migrations.revision(settings(), message, rev_id, autogenerate)}")

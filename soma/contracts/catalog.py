@@ -1,8 +1,9 @@
 """The topic catalog (`topics.yaml`): every topic's key, value schema, partitions and configs.
 
-`load_catalog()` validates the file against the schemas in `schemas/avro/` and names the
-offending line on any problem: unknown schema, duplicate topic, bad cleanup policy, a key
-template naming a field the schema lacks, a required topic missing.
+`load_catalog()` reads the catalog directory of the settings (`SOMA_CATALOG_DIR`, else the one
+shipped in the package: soma/contracts/location.py), validates `topics.yaml` against the schemas
+in its `schemas/` and names the offending line on any problem: unknown schema, duplicate topic,
+bad cleanup policy, a key template naming a field the schema lacks, a required topic missing.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import yaml
 
 from soma.contracts.environments import Environment, parse_environments
 from soma.contracts.environments import apply as apply_env
-from soma.contracts.schemas import REPO_ROOT, SCHEMA_DIR, SchemaSet
+from soma.contracts.location import CATALOG_FILE, CATALOG_NAME, SCHEMA_DIR, SCHEMAS_NAME, catalog_dir
+from soma.contracts.schemas import SchemaSet
 from soma.errors import CatalogError
 from soma.settings.values import env_name
 
 if TYPE_CHECKING:
     from soma.settings import Settings
 
-CATALOG_FILE = REPO_ROOT / "topics.yaml"
+__all__ = ["CATALOG_FILE", "REQUIRED_TOPICS", "SCHEMA_DIR", "Catalog", "TopicSpec", "load_catalog"]
 
 # Named in ARCHITECTURE.md; the catalog must hold them with exactly these names.
 REQUIRED_TOPICS = frozenset({
@@ -225,23 +227,36 @@ def _check_key(spec: TopicSpec, where: _Where, fields: set[str]) -> None:
         raise CatalogError(f"{at} must name fields of {spec.value_schema}{detail}")
 
 
-def load_catalog(path: Path | None = None, schema_dir: Path | None = None) -> Catalog:
-    """Load and validate the catalog; defaults: the repository's topics.yaml and schemas/avro/ (cached)."""
+def load_catalog(
+    path: Path | None = None, schema_dir: Path | None = None, *, settings: Settings | None = None
+) -> Catalog:
+    """Load and validate the catalog.
+
+    Without `path`/`schema_dir`: the catalog directory of `settings` (read from the environment
+    when not given): `SOMA_CATALOG_DIR`, else the packaged one; loaded once per directory.
+    """
+    if path is None and schema_dir is None:
+        if settings is None:
+            from soma.settings import load_settings
+
+            settings = load_settings()
+        return _directory_catalog(catalog_dir(settings))
     path = CATALOG_FILE if path is None else Path(path)
     schema_dir = SCHEMA_DIR if schema_dir is None else Path(schema_dir)
     if path == CATALOG_FILE and schema_dir == SCHEMA_DIR:
-        return _default_catalog()
+        return _directory_catalog(CATALOG_FILE.parent)
     return _load(path, schema_dir)
 
 
 def catalog_for(settings: Settings) -> Catalog:
-    """The repository's catalog with the overrides of the environment `settings` select (`SOMA_ENV`)."""
-    return load_catalog().for_env(settings.kafka.env)
+    """The catalog of `settings` (`SOMA_CATALOG_DIR` or the packaged one) with the overrides of its environment
+    (`SOMA_ENV`)."""
+    return load_catalog(settings=settings).for_env(settings.kafka.env)
 
 
 @cache
-def _default_catalog() -> Catalog:
-    return _load(CATALOG_FILE, SCHEMA_DIR)
+def _directory_catalog(directory: Path) -> Catalog:
+    return _load(directory / CATALOG_NAME, directory / SCHEMAS_NAME)
 
 
 def _load(path: Path, schema_dir: Path) -> Catalog:

@@ -1,6 +1,6 @@
 """The compatibility gate: the current schemas must read what every released version wrote (BACKWARD).
 
-Released versions live in `schemas/avro/history/<FullName>/v<N>.avsc`. fastavro has no
+Released versions live in `schemas/history/<FullName>/v<N>.avsc` of the catalog directory. fastavro has no
 compatibility checker, so `check_compatibility` walks reader (current) and writer (each
 release) side by side per the Avro specification's schema-resolution rules and names the
 schema and field that break; `release` records the current version as the next one.

@@ -1,8 +1,8 @@
-"""The Avro schemas of `schemas/avro/`: parsed once, found by full name or by fingerprint.
+"""The Avro schemas of a catalog's `schemas/` directory: parsed once, found by full name or by fingerprint.
 
 A fingerprint is the CRC-64-AVRO (Rabin) of the schema's Parsing Canonical Form, as the
 Avro specification's single-object encoding uses it. Released versions kept in
-`schemas/avro/history/<FullName>/v<N>.avsc` are indexed too, so a record written with an
+`schemas/history/<FullName>/v<N>.avsc` are indexed too, so a record written with an
 older version is still decodable (and resolved to the current schema).
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 from fastavro.schema import SchemaParseException, UnknownType, fingerprint, parse_schema, to_parsing_canonical_form
 
+from soma.contracts.location import SCHEMA_DIR
 from soma.errors import CatalogError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_DIR = REPO_ROOT / "schemas" / "avro"
+__all__ = ["SCHEMA_DIR", "Schema", "SchemaSet", "load_schema_file", "load_schema_text"]
 VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
 
 
@@ -34,7 +34,7 @@ class Schema:
     canonical: str = field(repr=False)
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO, as written in single-object encoding
     path: Path
-    version: int | None = None  # None: the current version in schemas/avro/
+    version: int | None = None  # None: the current version (schemas/*.avsc)
 
     @property
     def field_names(self) -> list[str]:

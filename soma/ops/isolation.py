@@ -6,6 +6,7 @@ Tests and benchmarks share the local stack; each run works under `<name>.<run>.`
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +18,8 @@ from soma.settings import Settings, load_settings
 def isolated_run(base: Settings, name: str, run: str, **overrides: Any) -> Iterator[Settings]:
     """Settings with topic prefix `<name>.<run>.` and schema `<name>_<run>` (created here, through `base`).
 
-    At exit the schema is dropped (cascade) and every topic under the prefix deleted.
+    At exit the schema is dropped (cascade), every topic under the prefix deleted, and the
+    streams' Faust data directories of the prefix (under the state dir) removed.
     """
     from sqlalchemy.schema import CreateSchema, DropSchema
 
@@ -34,6 +36,8 @@ def isolated_run(base: Settings, name: str, run: str, **overrides: Any) -> Itera
         with engine.begin() as conn:
             conn.execute(DropSchema(schema, cascade=True, if_exists=True))
         engine.dispose()
+        for data in (isolated.stack.state_dir / "streams").glob(f"{isolated.kafka.topic_prefix}soma-*-data"):
+            shutil.rmtree(data, ignore_errors=True)
         admin = kafka_admin(base)
         ours = [t for t in admin.list_topics(timeout=10).topics if t.startswith(isolated.kafka.topic_prefix)]
         if ours:

@@ -25,7 +25,6 @@ from soma.errors import StackError
 if TYPE_CHECKING:
     from soma.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]  # the source checkout: the soma command's working directory
 SOMA = [sys.executable, "-m", "soma"]  # the soma command, as a child of this interpreter
 
 
@@ -194,8 +193,11 @@ def kill_leftover(pid: int, marker: str) -> bool:
 
 
 def run_soma(settings: Settings, *args: str, timeout_s: float = 120.0, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the `soma` command as a bounded child with these settings (and `env`) in its environment."""
-    return run_bounded([*SOMA, *args], timeout_s=timeout_s, env=settings.child_env(**env), cwd=REPO)
+    """Run the `soma` command as a bounded child with these settings (and `env`) in its environment.
+
+    It runs in this process's working directory, so relative settings (SOMA_STATE_DIR) mean the same there.
+    """
+    return run_bounded([*SOMA, *args], timeout_s=timeout_s, env=settings.child_env(**env))
 
 
 def _kill_group(pid: int) -> None:
@@ -206,7 +208,7 @@ def _kill_group(pid: int) -> None:
 @contextmanager
 def background(
     argv: Sequence[str], log_file: Path, env: Mapping[str, str], max_lifetime_s: float = 600.0,
-    grace_s: float = 10.0, cwd: Path = REPO,
+    grace_s: float = 10.0, cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A long-running child (e.g. a `faust worker`) in its own process group, output to `log_file`.
 

@@ -31,6 +31,7 @@ from soma.settings.components import (
     TelemetrySettings,
 )
 from soma.settings.sections import (
+    CatalogSettings,
     DatabaseSettings,
     KafkaSettings,
     RedisSettings,
@@ -40,8 +41,8 @@ from soma.settings.sections import (
 from soma.settings.values import ENV_PREFIX, env_name, env_text, parse_tenant_map
 
 __all__ = [
-    "ENV_PREFIX", "AdminSettings", "DatabaseSettings", "KafkaSettings", "LiveSettings", "RedisSettings",
-    "RelaySettings", "Section", "Settings", "StackSettings", "StreamsSettings", "SupervisorSettings",
+    "ENV_PREFIX", "AdminSettings", "CatalogSettings", "DatabaseSettings", "KafkaSettings", "LiveSettings",
+    "RedisSettings", "RelaySettings", "Section", "Settings", "StackSettings", "StreamsSettings", "SupervisorSettings",
     "TelemetrySettings", "env_name", "live_fields", "load_settings", "mask_url", "parse_tenant_map",
 ]
 
@@ -161,6 +162,7 @@ class Settings(BaseModel):
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
 
     # --- Flat names (the variables without SOMA_) -------------------------------------------
     @classmethod

@@ -298,3 +298,20 @@ class StackSettings(Section):
     def local_registry_url(self) -> str:
         """The Confluent API of the registry `soma stack up` runs with `registry=apicurio`."""
         return f"http://127.0.0.1:{self.registry_port}{LOCAL_REGISTRY_API}"
+
+
+class CatalogSettings(Section):
+    """Where the topic catalog and its Avro schemas come from."""
+
+    model_config = SettingsConfigDict(env_prefix="SOMA_CATALOG_")
+
+    dir: Path | None = Field(
+        None,
+        description="A service's own catalog directory: its topics.yaml and a schemas/ directory of .avsc files"
+        " (history/ inside for released versions). Unset or empty: the catalog shipped in the package (soma/catalog/).",
+    )
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value

@@ -72,5 +72,10 @@ class SparseTransport(faust_aiokafka.Transport):  # type: ignore[misc]
 class SparseApp(faust.App):  # type: ignore[misc]
     """A `faust.App` whose consumer transport is `SparseTransport` (kafka:// brokers only)."""
 
+    async def on_first_start(self) -> None:
+        # The data directory sits under the state dir (streams/app.py); Faust creates only its last level.
+        self.conf.datadir.parent.mkdir(parents=True, exist_ok=True)
+        await super().on_first_start()
+
     def _new_transport(self) -> Any:
         return SparseTransport(self.conf.broker_consumer, self)

@@ -15,21 +15,20 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import NewTopic
 from sqlalchemy import Engine, text
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from soma.clients import database_engine, kafka_admin, kafka_consumer
+from soma.ops.migrations import alembic_config
 from soma.settings import Settings
-from tests.support.procs import REPO, SOMA, background, wait_for
+from tests.support.procs import SOMA, background, wait_for
 
 
 def migrate(settings: Settings) -> None:
-    """`alembic upgrade head` in the run's schema (migrations/env.py reads settings from the environment)."""
-    config = Config(str(Path(REPO) / "alembic.ini"))
-    config.attributes["configure_logger"] = False
+    """`alembic upgrade head` in the run's schema (soma_migrations/env.py reads settings from the environment)."""
+    config = alembic_config()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SOMA_DATABASE_SCHEMA", settings.database.database_schema or "public")
         command.upgrade(config, "head")

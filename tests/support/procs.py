@@ -12,8 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from soma.ops import processes
-from soma.ops.processes import REPO, SOMA, run_soma, wait_for
+from soma.ops.processes import SOMA, run_soma, wait_for
 from soma.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]  # the source checkout (tests only: the package never looks for it)
 
 __all__ = ["REPO", "SOMA", "background", "run_soma", "wait_for"]
 

@@ -19,6 +19,7 @@ from soma.ops.local_platform import free_port_base, stream_process, wait_ready
 from soma.ops.supervisor.spec import stream_argv, stream_topology
 from soma.settings import Settings
 from tests.support.go_tools import go_installed
+from tests.support.procs import REPO
 
 __all__ = ["FAUST", "OPA_VERSION", "Bus", "free_port_base", "opa_binary", "port_of", "stream_logged", "stream_process",
            "wait_ready"]
@@ -34,7 +35,7 @@ def port_of(settings: Settings, name: str) -> int:
 @contextmanager
 def stream_logged(name: str, settings: Settings, log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`stream_process` writing to `log_file`, and able to import `tests.support` (e.g. a test responder)."""
-    env = settings.child_env(PYTHONPATH=str(processes.REPO))
+    env = settings.child_env(PYTHONPATH=str(REPO))
     with processes.background(stream_argv(name), log_file, env, max_lifetime_s=600.0, grace_s=10.0) as proc:
         yield proc
 

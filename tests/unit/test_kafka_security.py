@@ -16,9 +16,9 @@ import pytest
 from soma.clients import aiokafka_security, kafka_ssl_context
 from soma.errors import SettingsError
 from soma.observability.logs import settings_secrets
-from soma.ops.processes import REPO
 from soma.settings import Settings, load_settings
 from streams.runtime.auth import faust_credentials
+from tests.support.procs import REPO
 from tests.support.tls import KEY_PASSWORD, Pki, make_pki
 
 SASL_PW = "sasl-pw-6626070"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -17,9 +16,9 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from outbox.models import metadata
 from soma.clients import database_engine
 from soma.dedupe.postgres import metadata as dedupe_metadata
+from soma.ops.migrations import alembic_config
 from soma.settings import Settings, load_settings
 from streams.storage.replica import metadata as streams_metadata
-from tests.support.procs import REPO
 
 
 @pytest.fixture
@@ -29,7 +28,7 @@ def empty_schema(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     engine = database_engine(stack)
     with engine.begin() as conn:
         conn.execute(CreateSchema(name))
-    # migrations/env.py reads the settings like every process does: from the environment.
+    # soma_migrations/env.py reads the settings like every process does: from the environment.
     monkeypatch.setenv("SOMA_DATABASE_SCHEMA", name)
     try:
         yield load_settings(database_schema=name)
@@ -40,9 +39,7 @@ def empty_schema(stack: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
 
 
 def _alembic() -> Config:
-    config = Config(str(Path(REPO) / "alembic.ini"))
-    config.attributes["configure_logger"] = False
-    return config
+    return alembic_config()  # the packaged migrations, configured in code as `soma db` does
 
 
 def test_upgrade_head_then_downgrade_base(empty_schema: Settings) -> None:

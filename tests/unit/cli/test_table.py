@@ -10,7 +10,7 @@ import pytest
 
 from soma.cli import COMMANDS, app
 from soma.cli.lazy import Entry, command
-from soma.ops.processes import REPO
+from tests.support.procs import REPO
 
 # What `soma --help` must not import: the command modules and the layers above the core.
 HEAVY = ("bench", "outbox", "streams", "soma.cli.platform", "soma.cli.events", "soma.cli.config_cmd",

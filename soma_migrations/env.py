@@ -14,6 +14,7 @@ from soma.settings import load_settings
 from streams.storage.replica import metadata as streams_metadata
 
 config = context.config
+# soma.ops.migrations builds the configuration in code (no file); a hand-made alembic.ini may configure logging.
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
