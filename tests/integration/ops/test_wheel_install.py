@@ -180,7 +180,8 @@ def test_db_upgrade_then_a_service_emits_and_consumes(installed: Installed) -> N
     relay = [str(installed.venv / "bin" / "soma"), "outbox", "relay", "--no-metrics", "--quiet"]
     with processes.background(relay, relay_log, installed.env(), max_lifetime_s=300, grace_s=10,
                               cwd=installed.workdir):
-        result = installed.run(str(installed.venv / "bin" / "python"), "service.py", "--timeout-s", "90",
+        result = installed.run(str(installed.venv / "bin" / "python"), "service.py", "--timeout", "90",
                                timeout_s=150)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\nrelay:\n{relay_log.read_text()[-3000:]}"
-    assert result.stdout.startswith("service ok: emitted and consumed chat.messages event ")
+    assert result.stdout.startswith("example service: tenant 'example' emitted event ")
+    assert " and consumed it back from " in result.stdout
