@@ -59,6 +59,19 @@ def truncate(engine: Engine) -> None:
         conn.execute(text("TRUNCATE outbox_events"))
 
 
+# Fixtures of the test folders that act on the whole table (the relay's, retention's): a conftest imports them.
+@pytest.fixture(scope="module")
+def outbox_db(own_db: Settings) -> Settings:
+    """The folder's tests run in a schema of their own (see `own_db`)."""
+    return own_db
+
+
+@pytest.fixture(autouse=True)
+def empty_outbox(engine: Engine) -> None:
+    """Emptied before each test."""
+    truncate(engine)
+
+
 def create_topic(settings: Settings, partitions: int = 1) -> str:
     """A fresh topic under the run's prefix; returns its logical name (what outbox rows store)."""
     logical = f"t.relay.{uuid.uuid4().hex[:10]}"

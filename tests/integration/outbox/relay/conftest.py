@@ -1,19 +1,5 @@
 """The relay's tests each run in a schema of their own (see `own_db`), emptied before each test."""
 
-from __future__ import annotations
+from tests.support.outbox_relay import empty_outbox, outbox_db
 
-import pytest
-from sqlalchemy import Engine
-
-from soma.settings import Settings
-from tests.support.outbox_relay import truncate
-
-
-@pytest.fixture(scope="module")
-def outbox_db(own_db: Settings) -> Settings:
-    return own_db
-
-
-@pytest.fixture(autouse=True)
-def empty_outbox(engine: Engine) -> None:
-    truncate(engine)
+__all__ = ["empty_outbox", "outbox_db"]  # fixtures, for pytest
