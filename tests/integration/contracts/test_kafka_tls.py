@@ -24,6 +24,7 @@ from soma.contracts.codec import Codec
 from soma.contracts.events import EventProducer
 from soma.contracts.partition import partition_for
 from soma.contracts.samples import sample
+from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings
 from streams.app import StreamApp
 from streams.logic.output import Output
@@ -65,7 +66,8 @@ def test_librdkafka_producer_consumer_and_admin_over_mutual_tls(secured: Setting
 
 def test_faust_producer_and_consumer_and_aiokafka_over_mutual_tls(secured: Settings) -> None:
     async def run() -> None:
-        stream = StreamApp("worker", [TOPIC], secured)  # broker_credentials = faust_credentials(settings)
+        # broker_credentials = faust_credentials(settings)
+        stream = StreamApp("worker", stream_topology("worker").sources, secured)
         await stream.app.producer.start()
         try:
             outputs = [Output(TOPIC, {**sample(TOPIC, tenant="globex", n=n), "session_id": f"faust-{n}"}, "globex")

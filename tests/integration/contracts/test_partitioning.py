@@ -33,6 +33,7 @@ from soma.contracts.partition import partition_for
 from soma.contracts.samples import sample
 from soma.ops.processes import run_bounded, run_soma
 from soma.ops.stack.kafka import LocalKafka
+from soma.ops.supervisor.spec import stream_topology
 from soma.settings import Settings
 from streams.app import StreamApp
 from streams.logic.output import Output
@@ -143,7 +144,7 @@ def send_relay(own: Settings, ids: Ids) -> None:
 
 async def send_streams(own: Settings, ids: Ids) -> None:
     """The streams' own path: `Emitter.send` (no partition given) through the app's Faust producer."""
-    stream = StreamApp("worker", [TOPIC], own)
+    stream = StreamApp("worker", stream_topology("worker").sources, own)
     producer = stream.app.producer
     await producer.start()
     try:
