@@ -17,7 +17,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, TextClause, text
 from sqlalchemy.exc import DBAPIError
 
-from outbox.relay.policy import ClaimPlan, held_back
+from outbox.relay.policy import ClaimPlan, held_back, in_key_order
 from soma.clients import database_engine
 from soma.settings import Settings
 
@@ -35,8 +35,13 @@ from soma.settings import Settings
 # takes a transaction-scoped advisory lock per key it claims (KEY_LOCK_CLASS, a hash of the key;
 # re-entrant within the claim, released at its commit; a lock-table entry per distinct key in
 # flight), and a key whose lock another claim holds is skipped like a locked row. A hash
-# collision only makes two keys wait for each other. The statement's snapshot may predate another
-# claim's commit, so `claim` then checks the keys it holds with a fresh snapshot (KEY_BLOCKERS).
+# collision only makes two keys wait for each other. Passing over one row does not stop the scan
+# at the next row of its key, though: a row locked by a transaction without the key lock (an
+# operator's UPDATE) is skipped after its key lock was taken, so the key's next row is claimed; a
+# key another claim released during this statement (its rows cut by the batch size or held back
+# stay pending) is skipped for its older rows and claimed for its newer ones; a retried row's key
+# has rows older than it and due before it. So `claim` then checks every claimed key with a fresh
+# snapshot, holding its lock (KEY_BLOCKERS), and holds back rows an older unsent row would overtake.
 CLAIM_SQL = """
 WITH RECURSIVE tenants(tenant_id, wrapped, n) AS (
     SELECT s.t, s.wrapped, 1
@@ -125,30 +130,34 @@ CLAIM_DRIVER = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", CLAIM_SQL)
 KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("Soma" + 1; the wake-up uses + 0)
 
 # Run after the claim, in its transaction, with a fresh snapshot (READ COMMITTED) while the claim
-# holds its keys' locks: for each claimed key, its oldest `failed` row older than the claim's newest
-# row of that key that the claim does not hold: one another claim marked failed after this claim's
-# snapshot was taken (the key lock was released at that commit). The claim's rows of that key after
-# it are held back (`policy.held_back`). Only failed rows: a pending row another claim held is
-# either sent (rechecked away by FOR UPDATE) or released unchanged (then claimed here, in order).
-# The key check is needed only if some row waits for a retry: this probe of the (tiny) partial index
-# of failed rows runs right after the claim, in the same round trip (pipeline), with a fresh snapshot.
-ANY_FAILED = "SELECT EXISTS (SELECT 1 FROM outbox_events WHERE status = 'failed')"
+# holds its keys' locks: for each claimed key, its oldest unsent row (pending or failed) older than
+# the claim's newest row of that key that the claim does not hold. Such a row is locked elsewhere,
+# was released unsent by another claim, waits for a retry (failed, maybe after this claim's
+# snapshot), or was not reached; the claim's rows of that key after it are held back
+# (`policy.held_back`). No other claim can take the key's rows meanwhile (this claim holds the key
+# lock), so the blocker found is still the key's oldest until this claim commits. One probe of
+# ix_outbox_events_key_unsent per claimed key counts the key's unsent rows up to its newest
+# claimed one (those it holds, in the usual case); only a key where that count is higher is
+# searched for the row (OFFSET 0: the filter does not repeat the probes). The claimed ids come as
+# one comma-separated string (see MARK_SENT).
 KEY_BLOCKERS = text(
     """
-SELECT k.tenant_id, k.topic, k.key, b.id
-  FROM (SELECT c.tenant_id, c.topic, c.key, array_agg(c.id) AS ids, max(c.id) AS last
-          FROM unnest(CAST(:tenants AS text[]), CAST(:topics AS text[]), CAST(:keys AS text[]),
-                      CAST(:ids AS bigint[])) AS c(tenant_id, topic, key, id)
-         GROUP BY 1, 2, 3) k
- CROSS JOIN LATERAL (
-    SELECT o.id FROM outbox_events o
-     WHERE o.status = 'failed'
-       AND (o.tenant_id, o.topic, o.key, o.id) >= (k.tenant_id, k.topic, k.key, 0)
-       AND (o.tenant_id, o.topic, o.key, o.id) < (k.tenant_id, k.topic, k.key, k.last)
-       AND o.id <> ALL(k.ids)
-     ORDER BY o.tenant_id, o.topic, o.key, o.id
-     LIMIT 1
- ) b
+SELECT tenant_id, topic, key, blocker FROM (
+    SELECT k.tenant_id, k.topic, k.key,
+           CASE WHEN (SELECT count(*) FROM outbox_events o
+                       WHERE o.status IN ('pending', 'failed') AND o.tenant_id = k.tenant_id AND o.topic = k.topic
+                         AND o.key = k.key AND o.id < k.last) >= k.held
+                THEN (SELECT min(o.id) FROM outbox_events o
+                       WHERE o.status IN ('pending', 'failed') AND o.tenant_id = k.tenant_id AND o.topic = k.topic
+                         AND o.key = k.key AND o.id < k.last AND o.id <> ALL(k.ids))
+           END AS blocker
+      FROM (SELECT e.tenant_id, e.topic, e.key, count(*) AS held, max(e.id) AS last, array_agg(e.id) AS ids
+              FROM outbox_events e
+             WHERE e.id = ANY(CAST(string_to_array(:ids, ',') AS bigint[]))
+             GROUP BY e.tenant_id, e.topic, e.key) k
+    OFFSET 0
+) b
+ WHERE blocker IS NOT NULL
 """
 )
 EXPLAIN_CLAIM = text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)" + CLAIM_SQL)
@@ -178,13 +187,14 @@ UPDATE outbox_events AS e
 """
 )
 
-# Anything due now that is not locked by a claim: `--drain` stops when this is false.
+# Anything due now, claimed by a relay or not: `--drain` stops when this is false (so it waits for
+# other relays' open claims). It takes no lock: a row lock here would make a claim skip that row
+# after taking its key's lock, and hold the key's newer rows back (KEY_BLOCKERS).
 ANY_DUE = text(
     """
 SELECT EXISTS (
     SELECT 1 FROM outbox_events e
      WHERE e.status IN ('pending', 'failed') AND e.next_attempt_at <= now()
-       FOR UPDATE SKIP LOCKED
 )
 """
 )
@@ -254,45 +264,37 @@ def _params(plan: ClaimPlan) -> dict[str, Any]:
     }
 
 
-def _claim_and_probe(conn: Connection, plan: ClaimPlan) -> tuple[list[Any], bool]:
-    """The claim's rows and whether any row is `failed` (checked after the claim), in one round trip.
-
-    On the driver connection of `conn` (its transaction): a prepared statement with binary results.
-    Driver errors are raised as SQLAlchemy's, like every other statement of the relay.
-    """
+def _claimed_rows(conn: Connection, plan: ClaimPlan) -> list[Any]:
+    """The claim's result rows, on the driver connection of `conn` (its transaction): a prepared
+    statement with binary results. Driver errors are raised as SQLAlchemy's, like every other
+    statement of the relay."""
     raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     try:
-        with raw.pipeline():
-            rows_cursor = raw.cursor(binary=True)
-            rows_cursor.execute(CLAIM_DRIVER, _params(plan), prepare=True)
-            failed_cursor = raw.cursor()
-            failed_cursor.execute(ANY_FAILED, prepare=True)
-        result = rows_cursor.fetchall()
-        probe = failed_cursor.fetchone()
+        with raw.cursor(binary=True) as cursor:
+            cursor.execute(CLAIM_DRIVER, _params(plan), prepare=True)
+            return cursor.fetchall()
     except psycopg.Error as exc:
         raise DBAPIError.instance(CLAIM_SQL, None, exc, psycopg.Error) from exc
-    return result, bool(probe and probe[0])
 
 
 def claim(conn: Connection, plan: ClaimPlan) -> Claim:
     """Lock and return up to `plan.batch_size` due rows, fairly across tenants (caller's transaction).
 
     Headers come as text and are parsed here: about 3x cheaper than the driver's jsonb loader.
+    A key's rows are returned in id order (rows of overlapping writer transactions may be due in
+    the other order), with those an older unsent row of their key would overtake in `held`.
     """
-    result, any_failed = _claim_and_probe(conn, plan)
+    result = _claimed_rows(conn, plan)
     visited, last_visited = (int(result[0][0]), result[0][1]) if result else (0, None)
     rows = [
         ClaimedRow(r[2], r[3], r[4], r[5], loads(r[6]) if r[6] else {}, bytes(r[7]), r[8], r[9])
         for r in result if r[2] is not None
     ]
-    if not rows or not any_failed:
+    if not rows:
         return Claim(rows, visited, last_visited)
-    found = conn.execute(KEY_BLOCKERS, {
-        "tenants": [r.tenant_id for r in rows], "topics": [r.topic for r in rows], "keys": [r.key for r in rows],
-        "ids": [r.id for r in rows],
-    }).all()
+    found = conn.execute(KEY_BLOCKERS, {"ids": ",".join([str(r.id) for r in rows])}).all()
     blockers = {(str(t), str(topic), str(key)): int(b) for t, topic, key, b in found}
-    return Claim(rows, visited, last_visited, held_back(rows, blockers))
+    return Claim(in_key_order(rows), visited, last_visited, held_back(rows, blockers))
 
 
 def _update(conn: Connection, statement: TextClause, **columns: Sequence[Any]) -> None:
