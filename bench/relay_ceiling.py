@@ -63,7 +63,7 @@ class Ceiling:
     statements: dict[str, float]  # pgbench -r: average ms per batch of each statement
 
 
-STATEMENT_NAMES = {"SELECT COALESCE": "claim", "SELECT tenant_id, topic, key, blocker": "key check",
+STATEMENT_NAMES = {"SELECT COALESCE": "claim", "WITH c AS": "key check",
                    "UPDATE": "mark sent", "COMMIT": "commit"}
 
 

@@ -130,31 +130,54 @@ CLAIM_DRIVER = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", CLAIM_SQL)
 KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("Soma" + 1; the wake-up uses + 0)
 
 # Run after the claim, in its transaction, with a fresh snapshot (READ COMMITTED) while the claim
-# holds its keys' locks: for each claimed key, its oldest unsent row (pending or failed) older than
-# the claim's newest row of that key that the claim does not hold. Such a row is locked elsewhere,
-# was released unsent by another claim, waits for a retry (failed, maybe after this claim's
-# snapshot), or was not reached; the claim's rows of that key after it are held back
-# (`policy.held_back`). No other claim can take the key's rows meanwhile (this claim holds the key
-# lock), so the blocker found is still the key's oldest until this claim commits. One probe of
-# ix_outbox_events_key_unsent per claimed key counts the key's unsent rows up to its newest
-# claimed one (those it holds, in the usual case); only a key where that count is higher is
-# searched for the row (OFFSET 0: the filter does not repeat the probes). The claimed ids come as
-# one comma-separated string (see MARK_SENT).
+# holds its keys' locks: for each claimed key, its oldest unsent row older than the claim's newest
+# row of that key that the claim does not hold. Such a row is locked elsewhere, was released unsent
+# by another claim, or waits for a retry (failed, maybe after this claim's snapshot); the claim's
+# rows of that key after it are held back (`policy.held_back`). No other claim can take the key's
+# rows meanwhile (this claim holds the key lock), so the row found stays the key's oldest until
+# this claim commits. Failed rows are looked up at any age (ix_outbox_events_key_failed, as the
+# claim's filter does). Pending rows only from the tenant's due front on (its first unsent row in
+# due order, where the claim's scan began: a row the scan passed over comes after it): a key's
+# sent rows leave dead entries in ix_outbox_events_key_unsent until vacuum, and from the front on
+# there are only those of the rows in flight. There, one probe per key counts the key's unsent
+# rows below its newest claimed one; only a key with more of them than the claim holds is searched
+# for the row (OFFSET 0: the outer filter does not repeat the probes). The claimed ids come as one
+# comma-separated string (see MARK_SENT). Two overlapping writer transactions can leave a key's
+# older row due later than the front; such a row has no defined order and is not looked for.
 KEY_BLOCKERS = text(
     """
+WITH c AS (
+    SELECT e.id, e.tenant_id, e.topic, e.key FROM outbox_events e
+     WHERE e.id = ANY(CAST(string_to_array(:ids, ',') AS bigint[]))
+),
+fronts AS MATERIALIZED (
+    SELECT t.tenant_id,
+           (SELECT o.id FROM outbox_events o WHERE o.status IN ('pending', 'failed') AND o.tenant_id = t.tenant_id
+             ORDER BY o.next_attempt_at, o.id LIMIT 1) AS front
+      FROM (SELECT DISTINCT tenant_id FROM c) t
+),
+k AS (
+    SELECT c.tenant_id, c.topic, c.key, max(c.id) AS last, array_agg(c.id) AS ids, min(f.front) AS front,
+           count(*) FILTER (WHERE c.id >= f.front) AS held_from_front
+      FROM c JOIN fronts f ON f.tenant_id = c.tenant_id
+     GROUP BY c.tenant_id, c.topic, c.key
+)
 SELECT tenant_id, topic, key, blocker FROM (
-    SELECT k.tenant_id, k.topic, k.key,
+    SELECT k.tenant_id, k.topic, k.key, LEAST(
+           (SELECT o.id FROM outbox_events o
+             WHERE o.status = 'failed'
+               AND (o.tenant_id, o.topic, o.key, o.id) >= (k.tenant_id, k.topic, k.key, 0)
+               AND (o.tenant_id, o.topic, o.key, o.id) < (k.tenant_id, k.topic, k.key, k.last)
+               AND o.id <> ALL(k.ids)
+             ORDER BY o.tenant_id, o.topic, o.key, o.id LIMIT 1),
            CASE WHEN (SELECT count(*) FROM outbox_events o
                        WHERE o.status IN ('pending', 'failed') AND o.tenant_id = k.tenant_id AND o.topic = k.topic
-                         AND o.key = k.key AND o.id < k.last) >= k.held
+                         AND o.key = k.key AND o.id >= k.front AND o.id < k.last) >= k.held_from_front
                 THEN (SELECT min(o.id) FROM outbox_events o
                        WHERE o.status IN ('pending', 'failed') AND o.tenant_id = k.tenant_id AND o.topic = k.topic
-                         AND o.key = k.key AND o.id < k.last AND o.id <> ALL(k.ids))
-           END AS blocker
-      FROM (SELECT e.tenant_id, e.topic, e.key, count(*) AS held, max(e.id) AS last, array_agg(e.id) AS ids
-              FROM outbox_events e
-             WHERE e.id = ANY(CAST(string_to_array(:ids, ',') AS bigint[]))
-             GROUP BY e.tenant_id, e.topic, e.key) k
+                         AND o.key = k.key AND o.id >= k.front AND o.id < k.last AND o.id <> ALL(k.ids))
+           END) AS blocker
+      FROM k
     OFFSET 0
 ) b
  WHERE blocker IS NOT NULL
