@@ -136,14 +136,15 @@ KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("
 # rows of that key after it are held back (`policy.held_back`). No other claim can take the key's
 # rows meanwhile (this claim holds the key lock), so the row found stays the key's oldest until
 # this claim commits. Failed rows are looked up at any age (ix_outbox_events_key_failed, as the
-# claim's filter does). Pending rows only from the tenant's due front on (its first unsent row in
-# due order, where the claim's scan began: a row the scan passed over comes after it): a key's
-# sent rows leave dead entries in ix_outbox_events_key_unsent until vacuum, and from the front on
-# there are only those of the rows in flight. There, one probe per key counts the key's unsent
-# rows below its newest claimed one; only a key with more of them than the claim holds is searched
-# for the row (OFFSET 0: the outer filter does not repeat the probes). The claimed ids come as one
-# comma-separated string (see MARK_SENT). Two overlapping writer transactions can leave a key's
-# older row due later than the front; such a row has no defined order and is not looked for.
+# claim's filter does), if there are any (one probe of that small index first). Pending rows only
+# from the tenant's due front on (its first unsent row in due order, where the claim's scan began:
+# a row the scan passed over comes after it): a key's sent rows leave dead entries in
+# ix_outbox_events_key_unsent until vacuum, and from the front on there are only those of the rows
+# in flight. There, one probe per key counts the key's unsent rows below its newest claimed one;
+# only a key with more of them than the claim holds is searched for the row (OFFSET 0: the outer
+# filter does not repeat the probes). The claimed ids come as one comma-separated string (see
+# MARK_SENT). Two overlapping writer transactions can leave a key's older row due after the
+# front's newer ones; such a row has no defined order and is not looked for.
 KEY_BLOCKERS = text(
     """
 WITH c AS (
@@ -164,12 +165,13 @@ k AS (
 )
 SELECT tenant_id, topic, key, blocker FROM (
     SELECT k.tenant_id, k.topic, k.key, LEAST(
+           CASE WHEN (SELECT EXISTS (SELECT 1 FROM outbox_events WHERE status = 'failed')) THEN
            (SELECT o.id FROM outbox_events o
              WHERE o.status = 'failed'
                AND (o.tenant_id, o.topic, o.key, o.id) >= (k.tenant_id, k.topic, k.key, 0)
                AND (o.tenant_id, o.topic, o.key, o.id) < (k.tenant_id, k.topic, k.key, k.last)
                AND o.id <> ALL(k.ids)
-             ORDER BY o.tenant_id, o.topic, o.key, o.id LIMIT 1),
+             ORDER BY o.tenant_id, o.topic, o.key, o.id LIMIT 1) END,
            CASE WHEN (SELECT count(*) FROM outbox_events o
                        WHERE o.status IN ('pending', 'failed') AND o.tenant_id = k.tenant_id AND o.topic = k.topic
                          AND o.key = k.key AND o.id >= k.front AND o.id < k.last) >= k.held_from_front
