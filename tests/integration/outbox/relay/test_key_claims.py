@@ -7,6 +7,7 @@ In-process claims on the real PostgreSQL; the interleavings are set up with open
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, text
@@ -14,9 +15,30 @@ from sqlalchemy import Connection, Engine, text
 from outbox.relay.claim import Claim, any_due, claim
 from outbox.relay.policy import FairShare
 from soma.settings import Settings
-from tests.support.outbox_relay import create_topic, insert_rows
+from tests.support.outbox_relay import create_topic, insert_rows, relay_process, relay_settings, status_counts
 
 KEY = "ord:k"
+
+# `count` rows over 10 tenants and 200 keys, interleaved as many writers would leave them.
+INSERT_MANY = text(
+    """
+INSERT INTO outbox_events (tenant_id, dedupe_key, topic, key, headers, payload, event_type, event_id)
+SELECT 'ord' || (g % 10), 'many-' || g, CAST(:topic AS text), 'k' || (g % 200),
+       jsonb_build_object('tenant', 'ord' || (g % 10), 'dedupe-key', 'many-' || g),
+       CAST('\\xc30178' AS bytea), 'soma.events.ChatMessage', md5(g::text)
+  FROM generate_series(1, :count) AS g
+"""
+)
+# Rows whose record landed before the record of an older row of their key (one key, one partition).
+OUT_OF_ORDER = text(
+    """
+SELECT count(*) FROM (
+    SELECT "offset", lag("offset") OVER (PARTITION BY tenant_id, topic, key ORDER BY id) AS previous
+      FROM outbox_events WHERE status = 'sent'
+) s
+ WHERE previous > "offset"
+"""
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +135,18 @@ def test_rows_of_a_key_written_by_overlapping_transactions_go_out_in_the_order_o
     early.commit()  # ...the earlier one second: its row has the larger id but the earlier next_attempt_at
     with engine.connect() as relay, relay.begin():
         assert _produced(_claim(relay)) == _ids(engine)
+
+
+def test_a_drain_with_pipelined_claims_publishes_every_key_in_order(
+    outbox_db: Settings, engine: Engine, topic: str, tmp_path: Path
+) -> None:
+    """The relay's own claims overlap (pipeline depth 4): one that passed over a key's older rows while
+    the previous claim held the key, and reached its newer rows after that claim's commit, sent them
+    first (main: ~3 % of the rows of such a drain)."""
+    with engine.begin() as conn:
+        conn.execute(INSERT_MANY, {"topic": topic, "count": 20_000})
+    with relay_process(relay_settings(outbox_db), tmp_path / "relay.log", "--drain", "--no-metrics") as proc:
+        assert proc.wait(180) == 0
+    assert status_counts(engine) == {"sent": 20_000}
+    with engine.connect() as conn:
+        assert conn.execute(OUT_OF_ORDER).scalar() == 0
