@@ -67,6 +67,7 @@ async def fold(
         batch_params[tenant] = params_for(tenant)
     params = batch_params[tenant]
     if params is None:
+        stream.metrics.tenant_child(stream.metrics.updates_skipped, tenant).inc()
         return None
     state = states.get(tenant)
     proposal = propose(state, record.value, params, offset=record.offset)

@@ -67,6 +67,7 @@ async def process(records: list[Incoming]) -> None:
             batch_params[tenant] = params_for(tenant) if stream.param("enable_cog_threads", tenant) else None
         params = batch_params[tenant]
         if params is None:
+            stream.metrics.tenant_child(stream.metrics.frames_skipped, tenant).inc()
             return
         frame = dict(record.value)
         occurred = frame["occurred_at"]
