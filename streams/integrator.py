@@ -3,7 +3,7 @@
 Run: `faust -A streams.integrator worker`. State per tenant (smoothed confidences, leader,
 frame sequence, recent input ids) lives in the `tenants` table. A leader change is checked
 with OPA when `SOMA_OPA_URL` is set. With `ENABLE_COG_THREADS` off the stream consumes and
-commits but emits nothing and changes no state.
+commits but emits nothing and changes no state (`soma_integrator_updates_skipped_total` counts those updates).
 """
 
 from __future__ import annotations
