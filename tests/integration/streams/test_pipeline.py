@@ -151,6 +151,24 @@ def test_config_update_changes_the_temperature_live(running: Settings, bus: Bus)
     assert frame_with_new_temperature()
 
 
+def test_integrator_turned_off_live_counts_the_updates_it_passes_over(running: Settings, bus: Bus) -> None:
+    tenant = _tenant("integoff")
+    _set_live(running, tenant, ("ENABLE_COG_THREADS", "false"), stream_name="integrator")
+    for domain, confidence in (("plan", 1.0), ("act", 3.0)):
+        bus.send("cog.predictor_updates", _update(tenant, domain, confidence), tenant)
+    wait_for(lambda: scrape(running, "integrator").value("soma_integrator_updates_skipped_total", tenant=tenant) >= 2,
+             30, what="the integrator passing over the updates")
+    metrics = scrape(running, "integrator")
+    assert metrics.value("soma_integrator_updates_skipped_total", tenant=tenant) == 2
+    assert metrics.value("soma_stream_events_total", topic="cog.predictor_updates", tenant=tenant) == 2
+    # Back on: the next update gives the tenant's first frame (none was emitted, no state kept while off).
+    _set_live(running, tenant, ("ENABLE_COG_THREADS", "true"), stream_name="integrator")
+    bus.send("cog.predictor_updates", _update(tenant, "plan", 1.0), tenant)
+    frames = bus.collect("cog.global_frame", lambda f: len(f) >= 1, keep=_of(tenant))
+    assert [(f.value["frame_seq"], f.value["leader"]) for f in frames] == [(1, "plan")]
+    assert scrape(running, "integrator").value("soma_integrator_updates_skipped_total", tenant=tenant) == 2
+
+
 def test_invalid_config_update_is_rejected_and_audited(running: Settings, bus: Bus) -> None:
     from soma.live_config import checksum
 
