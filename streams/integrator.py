@@ -3,7 +3,7 @@
 Run: `faust -A streams.integrator worker`. State per tenant (smoothed confidences, leader,
 frame sequence, recent input ids) lives in the `tenants` table. A leader change is checked
 with OPA when `SOMA_OPA_URL` is set. With `ENABLE_COG_THREADS` off the stream consumes and
-commits but emits nothing and changes no state.
+commits but emits nothing and changes no state (`soma_integrator_updates_skipped_total` counts those updates).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ async def fold(
         batch_params[tenant] = params_for(tenant)
     params = batch_params[tenant]
     if params is None:
+        stream.metrics.tenant_child(stream.metrics.updates_skipped, tenant).inc()
         return None
     state = states.get(tenant)
     proposal = propose(state, record.value, params, offset=record.offset)

@@ -55,8 +55,14 @@ class StreamMetrics:
             "soma_integrator_update_to_frame_seconds", "Predictor update occurred_at to frame emitted", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.updates_skipped = Counter("soma_integrator_updates_skipped_total",
+                                       "Updates consumed without a frame (ENABLE_COG_THREADS off)", ["tenant"],
+                                       registry=r)
         # segmenter
         self.segments = Counter("soma_segmenter_segments_total", "Segments emitted", ["kind", "tenant"], registry=r)
+        self.frames_skipped = Counter("soma_segmenter_frames_skipped_total",
+                                      "Frames consumed without segmenting (ENABLE_COG_THREADS off)", ["tenant"],
+                                      registry=r)
         self.segmenter_mode = Gauge("soma_segmenter_mode", "1 for the active mode", ["mode"], registry=r)
         # replicator
         self.replica_lag = Gauge("soma_replicator_lag_seconds", "now - occurred_at of the last applied write",
