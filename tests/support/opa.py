@@ -16,10 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from soma.settings import Settings
 from tests.support.procs import REPO, background, wait_for
-from tests.support.streams import free_port_base, opa_binary
+from tests.support.streams import free_port_base, opa_binary, port_of
 
 LEADER_POLICY = REPO / "policies" / "opa" / "leader.rego"
 
@@ -30,6 +31,15 @@ def _healthy(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def opa_decisions(settings: Settings) -> dict[str, float]:
+    """The running integrator's `soma_auth_decisions_total{action="leader_change"}` by result, from its /metrics."""
+    url = f"http://127.0.0.1:{port_of(settings, 'integrator')}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        families = text_string_to_metric_families(response.read().decode())
+    return {s.labels["result"]: s.value for f in families for s in f.samples
+            if s.name == "soma_auth_decisions_total" and s.labels.get("action") == "leader_change"}
 
 
 @contextmanager
@@ -48,21 +58,31 @@ def opa_server(settings: Settings, log: Path, policies: Sequence[Path] = (LEADER
 
 
 class SlowFront:
-    """A loopback HTTP server that waits `delay_s` on every POST, then forwards it to `target`."""
+    """A loopback HTTP server that waits `delay_s` on every POST, then forwards it to `target` (502 when
+    `target` does not answer); GETs (health) are forwarded at once."""
 
     def __init__(self, target: str, delay_s: float) -> None:
         front = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def do_GET(self) -> None:  # /health (readiness): forwarded at once
+                self._forward(None)
+
+            def do_POST(self) -> None:  # a decision: forwarded after the delay
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 time.sleep(front.delay_s)  # the slowness under test, bounded by delay_s
+                self._forward(body)
+
+            def _forward(self, body: bytes | None) -> None:
                 request = urllib.request.Request(  # noqa: S310 - a loopback test URL
                     target + self.path, data=body, headers={"Content-Type": "application/json"}
                 )
                 try:
                     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
                         payload, status = answer.read(), answer.status
+                except OSError:  # OPA stopped: the front answers 502, as a gateway would
+                    payload, status = b"{}", 502
+                try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))

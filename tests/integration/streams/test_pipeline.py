@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from soma.clients import database_engine, kafka_producer, redis_client
@@ -23,7 +22,7 @@ from soma.contracts.ids import derive_id
 from soma.ops.supervisor.spec import STREAMS as TOPOLOGY
 from soma.settings import Settings
 from tests.integration.streams.conftest import LOGS
-from tests.support.opa import opa_server
+from tests.support.opa import opa_decisions, opa_server
 from tests.support.procs import run_soma, wait_for
 from tests.support.streams import Bus, port_of, stream_process, wait_ready
 
@@ -91,18 +90,9 @@ def test_predictor_updates_give_the_leader_in_redis_and_on_global_frame(running:
     assert 0 < redis_client(running).ttl(f"global_frame:{tenant}") <= running.streams.integrator_frame_ttl_s
 
 
-def _opa_decisions(settings: Settings) -> dict[str, float]:
-    """The integrator's `soma_auth_decisions_total{action="leader_change"}` by result, from its /metrics."""
-    url = f"http://127.0.0.1:{port_of(settings, 'integrator')}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        families = text_string_to_metric_families(response.read().decode())
-    return {s.labels["result"]: s.value for f in families for s in f.samples
-            if s.name == "soma_auth_decisions_total" and s.labels.get("action") == "leader_change"}
-
-
 def test_opa_vetoes_a_restricted_leader(running: Settings, bus: Bus) -> None:
     tenant = _tenant("veto")
-    before = _opa_decisions(running)
+    before = opa_decisions(running)
     bus.send("cog.predictor_updates", _update(tenant, "plan", 1.0), tenant)
     bus.send("cog.predictor_updates", _update(tenant, "restricted-x", 50.0), tenant)
     bus.send("cog.predictor_updates", _update(tenant, "act", 100.0), tenant)
@@ -110,7 +100,7 @@ def test_opa_vetoes_a_restricted_leader(running: Settings, bus: Bus) -> None:
     assert [(f.value["leader"], f.value["vetoed"]) for f in frames] == [
         ("plan", False), ("plan", True), ("act", False),
     ]
-    after = _opa_decisions(running)  # counted before the frames were sent; a new tenant: no cache hit
+    after = opa_decisions(running)  # counted before the frames were sent; a new tenant: no cache hit
     assert after.get("veto", 0) - before.get("veto", 0) == 1
     assert after.get("allow", 0) - before.get("allow", 0) == 1
 
