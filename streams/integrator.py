@@ -28,7 +28,8 @@ from streams.runtime.state import StagedStates
 stream = StreamApp("integrator", ["cog.predictor_updates"], needs=("redis", "opa"))
 app = stream.app
 tenants = stream.table("tenants")
-policy = LeaderPolicy(stream.settings.streams.opa_url, stream.settings.streams.opa_policy_path)
+policy = LeaderPolicy(stream.settings.streams.opa_url, stream.settings.streams.opa_policy_path,
+                      metrics=stream.metrics.auth)
 _redis: Redis | None = None  # the Redis client, built on first use (on the worker's event loop)
 BATCH = 1000  # most updates per batch (one delivery round trip, one Redis pipeline, one state write per tenant)
 BATCH_WAIT_S = 0.02  # longest wait to fill a batch (adds at most this to the update-to-frame latency)
@@ -80,6 +81,7 @@ async def fold(
             {"tenant": tenant, "from": proposal.previous, "to": proposal.candidate, "weights": proposal.weights},
             fail_mode=str(stream.param("opa_fail_mode", tenant)),
             timeout_s=float(stream.param("opa_timeout_s", tenant)),
+            cache_ttl_s=float(stream.param("opa_cache_ttl_s", tenant)),
         )
         allowed = answer.allowed
     new_state, fields = commit(state, proposal, allowed)

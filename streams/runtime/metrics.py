@@ -13,7 +13,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from soma.observability.auth_metrics import AuthMetrics
 from soma.observability.metrics import ServiceRegistry
+from streams.logic.policy import LEADER_CHANGE
+from streams.logic.policy import RESULTS as POLICY_RESULTS
 from streams.runtime.tenant_labels import TenantLabels
 
 
@@ -51,6 +54,7 @@ class StreamMetrics:
                               registry=r)
         self.entropy = Gauge("soma_integrator_softmax_entropy", "Entropy of the last frame (nats)", ["tenant"],
                              registry=r)
+        self.auth = AuthMetrics(r, (LEADER_CHANGE,), POLICY_RESULTS)  # OPA decisions (soma_auth_*)
         self.frame_latency = Histogram(
             "soma_integrator_update_to_frame_seconds", "Predictor update occurred_at to frame emitted", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

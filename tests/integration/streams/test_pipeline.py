@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,33 +23,16 @@ from soma.ops.supervisor.spec import STREAMS as TOPOLOGY
 from soma.settings import Settings
 from tests.integration.streams.conftest import LOGS
 from tests.support.cog import SEGMENTING, assert_first_segment_from, assert_passed_over, send_script
-from tests.support.procs import background, run_soma, wait_for
-from tests.support.streams import Bus, free_port_base, opa_binary, scrape, stream_process, wait_ready
+from tests.support.opa import opa_decisions, opa_server
+from tests.support.procs import run_soma, wait_for
+from tests.support.streams import Bus, scrape, stream_process, wait_ready
 
 STREAMS = tuple(stream.name for stream in TOPOLOGY)
 
 
 @pytest.fixture(scope="module")
 def opa_url(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = opa_binary(stack.stack.state_dir)
-    if binary is None:
-        pytest.skip("OPA not available (no Go toolchain to build it)")
-    port = free_port_base(1)
-    policy = Path(__file__).resolve().parents[3] / "policies" / "opa" / "leader.rego"
-    log = tmp_path_factory.mktemp("opa") / "opa.log"
-    argv = [str(binary), "run", "--server", "--addr", f"127.0.0.1:{port}", str(policy)]
-    with background(argv, stack, log, max_lifetime_s=900):
-        url = f"http://127.0.0.1:{port}"
-        import urllib.request
-
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310
-                    return True
-            except OSError:
-                return False
-
-        wait_for(up, 30, what="OPA health")
+    with opa_server(stack, tmp_path_factory.mktemp("opa") / "opa.log") as url:
         yield url
 
 
@@ -123,6 +105,7 @@ def test_predictor_updates_give_the_leader_in_redis_and_on_global_frame(running:
 
 def test_opa_vetoes_a_restricted_leader(running: Settings, bus: Bus) -> None:
     tenant = _tenant("veto")
+    before = opa_decisions(running)
     bus.send("cog.predictor_updates", _update(tenant, "plan", 1.0), tenant)
     bus.send("cog.predictor_updates", _update(tenant, "restricted-x", 50.0), tenant)
     bus.send("cog.predictor_updates", _update(tenant, "act", 100.0), tenant)
@@ -130,6 +113,9 @@ def test_opa_vetoes_a_restricted_leader(running: Settings, bus: Bus) -> None:
     assert [(f.value["leader"], f.value["vetoed"]) for f in frames] == [
         ("plan", False), ("plan", True), ("act", False),
     ]
+    after = opa_decisions(running)  # counted before the frames were sent; a new tenant: no cache hit
+    assert after.get("veto", 0) - before.get("veto", 0) == 1
+    assert after.get("allow", 0) - before.get("allow", 0) == 1
     metrics = scrape(running, "integrator")
     assert metrics.value("soma_integrator_vetoes_total", tenant=tenant) == 1
     assert metrics.value("soma_integrator_leader_switches_total", tenant=tenant) == 1  # the veto is no switch
