@@ -2,8 +2,8 @@
 
 One pgbench transaction is one relay batch without Kafka and without Python: the claim
 (`outbox.relay.claim.CLAIM_SQL`, its rows aggregated into the literals the next statements
-take, payload bytes summed so the values are read), the fresh-snapshot probe for failed rows
-(`ANY_FAILED`) and, only if there are any, the key check (`KEY_BLOCKERS`), the set-based mark
+take, payload bytes summed so the values are read), the fresh-snapshot key check
+(`KEY_BLOCKERS`), the set-based mark
 (`MARK_SENT`), commit. The statement texts are imported, so the ceiling follows the relay's
 SQL. Rows/s = batches/s x rows per batch, over a fixed number of batches (the pending rows
 loaded for it), bounded by a timeout. pgbench is looked for on PATH and in the Debian
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from outbox.relay.claim import ANY_FAILED, CLAIM_SQL, KEY_BLOCKERS, KEY_LOCK_CLASS, MARK_SENT
+from outbox.relay.claim import CLAIM_SQL, KEY_BLOCKERS, KEY_LOCK_CLASS, MARK_SENT
 from outbox.relay.policy import FairShare
 from soma.settings import Settings
 
@@ -37,30 +37,21 @@ def find_pgbench() -> str | None:
     return candidates[0] if candidates else None
 
 
-def _literal(expr: str, name: str, array: bool) -> str:
-    """A claimed column as one quoted literal pgbench substitutes raw: an array, or a comma list."""
-    value = f"array_agg({expr} ORDER BY ord)::text" if array else f"string_agg(({expr})::text, ',' ORDER BY ord)"
-    empty = "quote_literal('{}')" if array else "quote_literal('')"
-    return f"COALESCE(quote_literal({value}), {empty}) AS {name}"
+def _literal(expr: str, name: str) -> str:
+    """A claimed column as one quoted literal pgbench substitutes raw: a comma list."""
+    return f"COALESCE(quote_literal(string_agg(({expr})::text, ',' ORDER BY ord)), quote_literal('')) AS {name}"
 
 
 def script() -> str:
     """The pgbench script of one relay batch (pgbench variables are the statements' own :names)."""
     claim = " ".join(CLAIM_SQL.split())
-    columns = [_literal("id", "ids", False), _literal("0", "partitions", False), _literal("7", "offsets", False),
-               _literal("extract(epoch FROM clock_timestamp())::float8", "acked_at", False),
-               _literal("id", "row_ids", True), _literal("tenant_id", "row_tenants", True),
-               _literal("topic", "row_topics", True), _literal("key", "row_keys", True)]
+    columns = [_literal("id", "ids"), _literal("0", "partitions"), _literal("7", "offsets"),
+               _literal("extract(epoch FROM clock_timestamp())::float8", "acked_at")]
     select = f"SELECT {', '.join(columns)}, COALESCE(sum(octet_length(payload)), 0) AS payload_bytes"
     claimed = f"{select} FROM (SELECT *, row_number() OVER () AS ord FROM ({claim}) b) c WHERE id IS NOT NULL \\gset"  # noqa: S608
-    blockers = " ".join(str(KEY_BLOCKERS).split())
-    for name in ("tenants", "topics", "keys", "ids"):  # the claim's :tenants are the quota overrides
-        blockers = re.sub(rf":{name}\b", f":row_{name}", blockers)
+    blockers = " ".join(str(KEY_BLOCKERS).split())  # its :ids are the claimed ids, as MARK_SENT's
     mark = " ".join(str(MARK_SENT).split())
-    return "\n".join([
-        "BEGIN;", claimed, f"SELECT ({ANY_FAILED})::int AS any_failed \\gset", "\\if :any_failed", f"{blockers};",
-        "\\endif", f"{mark};", "COMMIT;", "",
-    ])
+    return "\n".join(["BEGIN;", claimed, f"{blockers};", f"{mark};", "COMMIT;", ""])
 
 
 @dataclass(frozen=True)
@@ -72,8 +63,8 @@ class Ceiling:
     statements: dict[str, float]  # pgbench -r: average ms per batch of each statement
 
 
-STATEMENT_NAMES = {"SELECT COALESCE": "claim", "SELECT (SELECT EXISTS": "failed probe",
-                   "SELECT k.tenant_id": "key check", "UPDATE": "mark sent", "COMMIT": "commit"}
+STATEMENT_NAMES = {"SELECT COALESCE": "claim", "WITH c AS": "key check",
+                   "UPDATE": "mark sent", "COMMIT": "commit"}
 
 
 def _statements(stdout: str) -> dict[str, float]:

@@ -65,6 +65,15 @@ class OutboxEvent(Base):
             postgresql_where=text("status = 'failed'"),
             postgresql_include=["next_attempt_at"],
         ),
+        # The claim's check of each claimed key (outbox.relay.claim.KEY_BLOCKERS): its older unsent rows.
+        Index(
+            "ix_outbox_events_key_unsent",
+            "tenant_id",
+            "topic",
+            "key",
+            "id",
+            postgresql_where=text("status IN ('pending', 'failed')"),
+        ),
         CheckConstraint(f"status IN {STATUSES!r}", name="status"),
     )
 

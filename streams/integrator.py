@@ -3,7 +3,7 @@
 Run: `faust -A streams.integrator worker`. State per tenant (smoothed confidences, leader,
 frame sequence, recent input ids) lives in the `tenants` table. A leader change is checked
 with OPA when `SOMA_OPA_URL` is set. With `ENABLE_COG_THREADS` off the stream consumes and
-commits but emits nothing and changes no state.
+commits but emits nothing and changes no state (`soma_integrator_updates_skipped_total` counts those updates).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from streams.runtime.state import StagedStates
 stream = StreamApp("integrator", ["cog.predictor_updates"], needs=("redis", "opa"))
 app = stream.app
 tenants = stream.table("tenants")
-policy = LeaderPolicy(stream.settings.streams.opa_url, stream.settings.streams.opa_policy_path)
+policy = LeaderPolicy(stream.settings.streams.opa_url, stream.settings.streams.opa_policy_path,
+                      metrics=stream.metrics.auth)
 _redis: Redis | None = None  # the Redis client, built on first use (on the worker's event loop)
 BATCH = 1000  # most updates per batch (one delivery round trip, one Redis pipeline, one state write per tenant)
 BATCH_WAIT_S = 0.02  # longest wait to fill a batch (adds at most this to the update-to-frame latency)
@@ -67,6 +68,7 @@ async def fold(
         batch_params[tenant] = params_for(tenant)
     params = batch_params[tenant]
     if params is None:
+        stream.metrics.tenant_child(stream.metrics.updates_skipped, tenant).inc()
         return None
     state = states.get(tenant)
     proposal = propose(state, record.value, params, offset=record.offset)
@@ -79,6 +81,7 @@ async def fold(
             {"tenant": tenant, "from": proposal.previous, "to": proposal.candidate, "weights": proposal.weights},
             fail_mode=str(stream.param("opa_fail_mode", tenant)),
             timeout_s=float(stream.param("opa_timeout_s", tenant)),
+            cache_ttl_s=float(stream.param("opa_cache_ttl_s", tenant)),
         )
         allowed = answer.allowed
     new_state, fields = commit(state, proposal, allowed)

@@ -74,7 +74,8 @@ async def _until_database_answers(write: Callable[[], T], tenant: str | None) ->
 
 def _applied(rows: Sequence[Mapping[str, Any]], applied: Sequence[bool]) -> None:
     stream.metrics.duplicates.inc(applied.count(False))
-    latest = {row["tenant_id"]: row["last_occurred_at"] for row in rows}  # each tenant's last applied write
+    # each tenant's last applied write (a duplicate or an older write the replica refused says nothing of the lag)
+    latest = {row["tenant_id"]: row["last_occurred_at"] for row, done in zip(rows, applied, strict=True) if done}
     now = time.time()
     for tenant, occurred in latest.items():
         stream.metrics.tenant_child(stream.metrics.replica_lag, tenant).set(max(0.0, now - occurred.timestamp()))

@@ -2,7 +2,7 @@
 
 Run: `faust -A streams.segmenter worker`. Mode (threshold or hmm), dwell, drop threshold and
 the HMM's probabilities come from the live config; with `ENABLE_COG_THREADS` off the stream
-consumes and commits but emits nothing and changes no state.
+consumes and commits but emits nothing and changes no state (`soma_segmenter_frames_skipped_total`).
 
 Frames are taken in batches and folded into the batch's working tenant states in order (per-key
 order holds: a tenant's frames share a partition); the segments of every frame are handed to the
@@ -67,6 +67,7 @@ async def process(records: list[Incoming]) -> None:
             batch_params[tenant] = params_for(tenant) if stream.param("enable_cog_threads", tenant) else None
         params = batch_params[tenant]
         if params is None:
+            stream.metrics.tenant_child(stream.metrics.frames_skipped, tenant).inc()
             return
         frame = dict(record.value)
         occurred = frame["occurred_at"]

@@ -15,6 +15,7 @@ rows. Bad fields get 422 naming the field, in FastAPI's ``{"detail": [{"loc", "m
 """
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -40,7 +41,7 @@ from outbox.admin.filters import (
     check_tenant,
     decode_cursor,
 )
-from outbox.admin.metrics import install_metrics
+from outbox.admin.metrics import AdminMetrics, install_metrics
 from outbox.admin.models import (
     ErrorOut,
     HealthOut,
@@ -108,14 +109,23 @@ def _plain(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse
     return handler
 
 
-def _install_error_handlers(app: FastAPI, registry: TokenRegistry) -> None:
+def _install_error_handlers(app: FastAPI, registry: TokenRegistry, metrics: AdminMetrics) -> None:
     @app.middleware("http")
     async def authenticate_first(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # Before routing, body parsing and validation: an anonymous caller learns nothing about
         # the request's shape (the route dependency then resolves the same token to a principal).
-        if request.url.path.startswith("/admin") and registry.authenticate(_bearer(request)) is None:
+        path = request.url.path
+        if not path.startswith("/admin"):
+            return await call_next(request)
+        started = time.perf_counter()
+        if registry.authenticate(_bearer(request)) is None:
+            metrics.authorization(request.method, path, "unauthenticated", time.perf_counter() - started)
             return _unauthorized()
-        return await call_next(request)
+        checked = time.perf_counter() - started  # the token check; the scope check is a set lookup
+        response = await call_next(request)
+        # Only a tenant outside the token's scope answers 403 (`AccessDenied`).
+        metrics.authorization(request.method, path, "denied" if response.status_code == 403 else "allowed", checked)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -195,7 +205,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         " Every replay and redrive is audited.",
         lifespan=lifespan,
     )
-    _install_error_handlers(app, registry)
+    metrics = AdminMetrics()
+    _install_error_handlers(app, registry, metrics)
 
     def principal(
         request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
@@ -284,5 +295,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         failed = "; ".join(f"{name}: {c['detail']}" for name, c in report["checks"].items() if not c["ok"])
         return JSONResponse(report | {"detail": f"not ready: {failed}"}, status_code=503)
 
-    app.state.metrics = install_metrics(app)  # outermost: counts the requests authentication refuses too
+    app.state.metrics = install_metrics(app, metrics)  # outermost: counts the requests authentication refuses too
     return app

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the admin API: requests by route template, method and status, and latency.
+"""Prometheus metrics of the admin API: requests by route template, method and status, and latency;
+authorization decisions (`soma_auth_decisions_total`, `soma_auth_duration_seconds`) by operation.
 
 `install_metrics(app)` wraps the whole application (outermost, so requests refused by the
 authentication middleware count too) and serves ``GET /metrics`` (no token: like every
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from soma.observability.auth_metrics import AuthMetrics
 from soma.observability.metrics import ServiceRegistry
 
 Scope = MutableMapping[str, Any]
@@ -24,6 +26,18 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMATCHED = "unmatched"  # any path no route serves (keeps the label's values bounded)
+# The authorization metrics' action label: (method, route template) -> operation; anything else is "other".
+ACTIONS = {
+    ("GET", "/admin/outbox"): "outbox_list",
+    ("GET", "/admin/outbox/stats"): "outbox_stats",
+    ("POST", "/admin/outbox/replay"): "outbox_replay",
+    ("POST", "/admin/outbox/replay/tenant"): "outbox_replay_filter",
+    ("GET", "/admin/dlq"): "dlq_list",
+    ("GET", "/admin/dlq/{letter_id}"): "dlq_show",
+    ("POST", "/admin/dlq/redrive"): "dlq_redrive",
+    ("POST", "/admin/dlq/redrive/filter"): "dlq_redrive_filter",
+}
+AUTH_RESULTS = ("allowed", "denied", "unauthenticated")
 
 
 class AdminMetrics:
@@ -38,6 +52,13 @@ class AdminMetrics:
             "soma_admin_request_seconds", "Time to answer a request, by route template", ["route"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.auth = AuthMetrics(r, ACTIONS.values(), AUTH_RESULTS)
+        self.routes: RouteTemplates | None = None  # set by install_metrics
+
+    def authorization(self, method: str, path: str, result: str, seconds: float) -> None:
+        """Count one decision on an /admin request: `result` is allowed, denied (403) or unauthenticated (401)."""
+        template = self.routes(path) if self.routes is not None else UNMATCHED
+        self.auth.record(ACTIONS.get((method, template), "other"), result, seconds)
 
 
 class RouteTemplates:
@@ -92,13 +113,14 @@ class _Measure:
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
-def install_metrics(app: FastAPI) -> AdminMetrics:
+def install_metrics(app: FastAPI, metrics: AdminMetrics | None = None) -> AdminMetrics:
     """Count `app`'s requests and serve them at /metrics (call after every other middleware)."""
-    metrics = AdminMetrics()
+    metrics = metrics if metrics is not None else AdminMetrics()
+    metrics.routes = RouteTemplates(app)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(_Measure, metrics=metrics, routes=RouteTemplates(app))
+    app.add_middleware(_Measure, metrics=metrics, routes=metrics.routes)
     return metrics

@@ -17,7 +17,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, TextClause, text
 from sqlalchemy.exc import DBAPIError
 
-from outbox.relay.policy import ClaimPlan, held_back
+from outbox.relay.policy import ClaimPlan, held_back, in_key_order
 from soma.clients import database_engine
 from soma.settings import Settings
 
@@ -35,8 +35,13 @@ from soma.settings import Settings
 # takes a transaction-scoped advisory lock per key it claims (KEY_LOCK_CLASS, a hash of the key;
 # re-entrant within the claim, released at its commit; a lock-table entry per distinct key in
 # flight), and a key whose lock another claim holds is skipped like a locked row. A hash
-# collision only makes two keys wait for each other. The statement's snapshot may predate another
-# claim's commit, so `claim` then checks the keys it holds with a fresh snapshot (KEY_BLOCKERS).
+# collision only makes two keys wait for each other. Passing over one row does not stop the scan
+# at the next row of its key, though: a row locked by a transaction without the key lock (an
+# operator's UPDATE) is skipped after its key lock was taken, so the key's next row is claimed; a
+# key another claim released during this statement (its rows cut by the batch size or held back
+# stay pending) is skipped for its older rows and claimed for its newer ones; a retried row's key
+# has rows older than it and due before it. So `claim` then checks every claimed key with a fresh
+# snapshot, holding its lock (KEY_BLOCKERS), and holds back rows an older unsent row would overtake.
 CLAIM_SQL = """
 WITH RECURSIVE tenants(tenant_id, wrapped, n) AS (
     SELECT s.t, s.wrapped, 1
@@ -125,30 +130,59 @@ CLAIM_DRIVER = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", CLAIM_SQL)
 KEY_LOCK_CLASS = 1399811426  # advisory lock class of the per-key claim locks ("Soma" + 1; the wake-up uses + 0)
 
 # Run after the claim, in its transaction, with a fresh snapshot (READ COMMITTED) while the claim
-# holds its keys' locks: for each claimed key, its oldest `failed` row older than the claim's newest
-# row of that key that the claim does not hold: one another claim marked failed after this claim's
-# snapshot was taken (the key lock was released at that commit). The claim's rows of that key after
-# it are held back (`policy.held_back`). Only failed rows: a pending row another claim held is
-# either sent (rechecked away by FOR UPDATE) or released unchanged (then claimed here, in order).
-# The key check is needed only if some row waits for a retry: this probe of the (tiny) partial index
-# of failed rows runs right after the claim, in the same round trip (pipeline), with a fresh snapshot.
-ANY_FAILED = "SELECT EXISTS (SELECT 1 FROM outbox_events WHERE status = 'failed')"
+# holds its keys' locks: for each claimed key, its oldest unsent row older than the claim's newest
+# row of that key that the claim does not hold. Such a row is locked elsewhere, was released unsent
+# by another claim, or waits for a retry (failed, maybe after this claim's snapshot); the claim's
+# rows of that key after it are held back (`policy.held_back`). No other claim can take the key's
+# rows meanwhile (this claim holds the key lock), so the row found stays the key's oldest until
+# this claim commits. Failed rows are looked up at any age (ix_outbox_events_key_failed, as the
+# claim's filter does), if there are any (one probe of that small index first). Pending rows only
+# from the tenant's due front on (its first unsent row in due order, where the claim's scan began:
+# a row the scan passed over comes after it): a key's sent rows leave dead entries in
+# ix_outbox_events_key_unsent until vacuum, and from the front on there are only those of the rows
+# in flight. There, one probe per key counts the key's unsent rows below its newest claimed one;
+# only a key with more of them than the claim holds is searched for the row (OFFSET 0: the outer
+# filter does not repeat the probes). The claimed ids come as one comma-separated string (see
+# MARK_SENT). Two overlapping writer transactions can leave a key's older row due after the
+# front's newer ones; such a row has no defined order and is not looked for.
 KEY_BLOCKERS = text(
     """
-SELECT k.tenant_id, k.topic, k.key, b.id
-  FROM (SELECT c.tenant_id, c.topic, c.key, array_agg(c.id) AS ids, max(c.id) AS last
-          FROM unnest(CAST(:tenants AS text[]), CAST(:topics AS text[]), CAST(:keys AS text[]),
-                      CAST(:ids AS bigint[])) AS c(tenant_id, topic, key, id)
-         GROUP BY 1, 2, 3) k
- CROSS JOIN LATERAL (
-    SELECT o.id FROM outbox_events o
-     WHERE o.status = 'failed'
-       AND (o.tenant_id, o.topic, o.key, o.id) >= (k.tenant_id, k.topic, k.key, 0)
-       AND (o.tenant_id, o.topic, o.key, o.id) < (k.tenant_id, k.topic, k.key, k.last)
-       AND o.id <> ALL(k.ids)
-     ORDER BY o.tenant_id, o.topic, o.key, o.id
-     LIMIT 1
- ) b
+WITH c AS (
+    SELECT e.id, e.tenant_id, e.topic, e.key FROM outbox_events e
+     WHERE e.id = ANY(CAST(string_to_array(:ids, ',') AS bigint[]))
+),
+fronts AS MATERIALIZED (
+    SELECT t.tenant_id,
+           (SELECT o.id FROM outbox_events o WHERE o.status IN ('pending', 'failed') AND o.tenant_id = t.tenant_id
+             ORDER BY o.next_attempt_at, o.id LIMIT 1) AS front
+      FROM (SELECT DISTINCT tenant_id FROM c) t
+),
+k AS (
+    SELECT c.tenant_id, c.topic, c.key, max(c.id) AS last, array_agg(c.id) AS ids, min(f.front) AS front,
+           count(*) FILTER (WHERE c.id >= f.front) AS held_from_front
+      FROM c JOIN fronts f ON f.tenant_id = c.tenant_id
+     GROUP BY c.tenant_id, c.topic, c.key
+)
+SELECT tenant_id, topic, key, blocker FROM (
+    SELECT k.tenant_id, k.topic, k.key, LEAST(
+           CASE WHEN (SELECT EXISTS (SELECT 1 FROM outbox_events WHERE status = 'failed')) THEN
+           (SELECT o.id FROM outbox_events o
+             WHERE o.status = 'failed'
+               AND (o.tenant_id, o.topic, o.key, o.id) >= (k.tenant_id, k.topic, k.key, 0)
+               AND (o.tenant_id, o.topic, o.key, o.id) < (k.tenant_id, k.topic, k.key, k.last)
+               AND o.id <> ALL(k.ids)
+             ORDER BY o.tenant_id, o.topic, o.key, o.id LIMIT 1) END,
+           CASE WHEN (SELECT count(*) FROM outbox_events o
+                       WHERE o.status IN ('pending', 'failed') AND o.tenant_id = k.tenant_id AND o.topic = k.topic
+                         AND o.key = k.key AND o.id >= k.front AND o.id < k.last) >= k.held_from_front
+                THEN (SELECT min(o.id) FROM outbox_events o
+                       WHERE o.status IN ('pending', 'failed') AND o.tenant_id = k.tenant_id AND o.topic = k.topic
+                         AND o.key = k.key AND o.id >= k.front AND o.id < k.last AND o.id <> ALL(k.ids))
+           END) AS blocker
+      FROM k
+    OFFSET 0
+) b
+ WHERE blocker IS NOT NULL
 """
 )
 EXPLAIN_CLAIM = text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)" + CLAIM_SQL)
@@ -178,13 +212,14 @@ UPDATE outbox_events AS e
 """
 )
 
-# Anything due now that is not locked by a claim: `--drain` stops when this is false.
+# Anything due now, claimed by a relay or not: `--drain` stops when this is false (so it waits for
+# other relays' open claims). It takes no lock: a row lock here would make a claim skip that row
+# after taking its key's lock, and hold the key's newer rows back (KEY_BLOCKERS).
 ANY_DUE = text(
     """
 SELECT EXISTS (
     SELECT 1 FROM outbox_events e
      WHERE e.status IN ('pending', 'failed') AND e.next_attempt_at <= now()
-       FOR UPDATE SKIP LOCKED
 )
 """
 )
@@ -254,45 +289,37 @@ def _params(plan: ClaimPlan) -> dict[str, Any]:
     }
 
 
-def _claim_and_probe(conn: Connection, plan: ClaimPlan) -> tuple[list[Any], bool]:
-    """The claim's rows and whether any row is `failed` (checked after the claim), in one round trip.
-
-    On the driver connection of `conn` (its transaction): a prepared statement with binary results.
-    Driver errors are raised as SQLAlchemy's, like every other statement of the relay.
-    """
+def _claimed_rows(conn: Connection, plan: ClaimPlan) -> list[Any]:
+    """The claim's result rows, on the driver connection of `conn` (its transaction): a prepared
+    statement with binary results. Driver errors are raised as SQLAlchemy's, like every other
+    statement of the relay."""
     raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
     try:
-        with raw.pipeline():
-            rows_cursor = raw.cursor(binary=True)
-            rows_cursor.execute(CLAIM_DRIVER, _params(plan), prepare=True)
-            failed_cursor = raw.cursor()
-            failed_cursor.execute(ANY_FAILED, prepare=True)
-        result = rows_cursor.fetchall()
-        probe = failed_cursor.fetchone()
+        with raw.cursor(binary=True) as cursor:
+            cursor.execute(CLAIM_DRIVER, _params(plan), prepare=True)
+            return cursor.fetchall()
     except psycopg.Error as exc:
         raise DBAPIError.instance(CLAIM_SQL, None, exc, psycopg.Error) from exc
-    return result, bool(probe and probe[0])
 
 
 def claim(conn: Connection, plan: ClaimPlan) -> Claim:
     """Lock and return up to `plan.batch_size` due rows, fairly across tenants (caller's transaction).
 
     Headers come as text and are parsed here: about 3x cheaper than the driver's jsonb loader.
+    A key's rows are returned in id order (rows of overlapping writer transactions may be due in
+    the other order), with those an older unsent row of their key would overtake in `held`.
     """
-    result, any_failed = _claim_and_probe(conn, plan)
+    result = _claimed_rows(conn, plan)
     visited, last_visited = (int(result[0][0]), result[0][1]) if result else (0, None)
     rows = [
         ClaimedRow(r[2], r[3], r[4], r[5], loads(r[6]) if r[6] else {}, bytes(r[7]), r[8], r[9])
         for r in result if r[2] is not None
     ]
-    if not rows or not any_failed:
+    if not rows:
         return Claim(rows, visited, last_visited)
-    found = conn.execute(KEY_BLOCKERS, {
-        "tenants": [r.tenant_id for r in rows], "topics": [r.topic for r in rows], "keys": [r.key for r in rows],
-        "ids": [r.id for r in rows],
-    }).all()
+    found = conn.execute(KEY_BLOCKERS, {"ids": ",".join([str(r.id) for r in rows])}).all()
     blockers = {(str(t), str(topic), str(key)): int(b) for t, topic, key, b in found}
-    return Claim(rows, visited, last_visited, held_back(rows, blockers))
+    return Claim(in_key_order(rows), visited, last_visited, held_back(rows, blockers))
 
 
 def _update(conn: Connection, statement: TextClause, **columns: Sequence[Any]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from soma.settings import RelaySettings
 
@@ -245,6 +245,34 @@ class KeyedRow(Protocol):
     def topic(self) -> str: ...
     @property
     def key(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=KeyedRow)
+
+
+def in_key_order(rows: list[Row]) -> list[Row]:
+    """`rows` with each key's rows in id order, on the places that key's rows hold (other rows stay).
+
+    A claim returns a tenant's rows in the order they came due; two overlapping writer
+    transactions can leave a key's newer row due first (next_attempt_at is a transaction's start).
+    Usually nothing moves: one pass finds that out.
+    """
+    newest: dict[tuple[str, str, str], int] = {}
+    for row in rows:
+        key = (row.tenant_id, row.topic, row.key)
+        if newest.get(key, 0) > row.id:
+            break
+        newest[key] = row.id
+    else:
+        return rows
+    places: dict[tuple[str, str, str], list[int]] = {}
+    for index, row in enumerate(rows):
+        places.setdefault((row.tenant_id, row.topic, row.key), []).append(index)
+    ordered = list(rows)
+    for indexes in places.values():
+        for index, row in zip(indexes, sorted((rows[i] for i in indexes), key=lambda r: r.id), strict=True):
+            ordered[index] = row
+    return ordered
 
 
 def held_back(rows: Sequence[KeyedRow], blockers: Mapping[tuple[str, str, str], int]) -> frozenset[int]:

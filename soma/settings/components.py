@@ -154,10 +154,16 @@ class LiveSettings(Section):
     )
     opa_fail_mode: Literal["open", "closed"] = Field(
         "open", json_schema_extra=LIVE,
-        description="Live. When OPA cannot answer: open allows the change, closed keeps the old leader.",
+        description="Live. When OPA gives no boolean answer (unreachable, too slow, policy undefined): open allows"
+        " the change, closed keeps the old leader.",
     )
     opa_timeout_s: float = Field(
         1.0, gt=0, le=60, json_schema_extra=LIVE, description="Live. Deadline of one OPA decision call."
+    )
+    opa_cache_ttl_s: float = Field(
+        5.0, ge=0, le=3600, json_schema_extra=LIVE,
+        description="Live. How long OPA's answer for one tenant's change from one leader to another is reused;"
+        " 0: OPA is asked for every leader change.",
     )
     segmenter_mode: Literal["threshold", "hmm"] = Field(
         "threshold", json_schema_extra=LIVE,

@@ -13,7 +13,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from soma.observability.auth_metrics import AuthMetrics
 from soma.observability.metrics import ServiceRegistry
+from streams.logic.policy import LEADER_CHANGE
+from streams.logic.policy import RESULTS as POLICY_RESULTS
 from streams.runtime.tenant_labels import TenantLabels
 
 
@@ -51,12 +54,19 @@ class StreamMetrics:
                               registry=r)
         self.entropy = Gauge("soma_integrator_softmax_entropy", "Entropy of the last frame (nats)", ["tenant"],
                              registry=r)
+        self.auth = AuthMetrics(r, (LEADER_CHANGE,), POLICY_RESULTS)  # OPA decisions (soma_auth_*)
         self.frame_latency = Histogram(
             "soma_integrator_update_to_frame_seconds", "Predictor update occurred_at to frame emitted", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.updates_skipped = Counter("soma_integrator_updates_skipped_total",
+                                       "Updates consumed without a frame (ENABLE_COG_THREADS off)", ["tenant"],
+                                       registry=r)
         # segmenter
         self.segments = Counter("soma_segmenter_segments_total", "Segments emitted", ["kind", "tenant"], registry=r)
+        self.frames_skipped = Counter("soma_segmenter_frames_skipped_total",
+                                      "Frames consumed without segmenting (ENABLE_COG_THREADS off)", ["tenant"],
+                                      registry=r)
         self.segmenter_mode = Gauge("soma_segmenter_mode", "1 for the active mode", ["mode"], registry=r)
         # replicator
         self.replica_lag = Gauge("soma_replicator_lag_seconds", "now - occurred_at of the last applied write",

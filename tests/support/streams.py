@@ -5,11 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
@@ -21,8 +25,8 @@ from soma.settings import Settings
 from tests.support.go_tools import go_installed
 from tests.support.procs import REPO
 
-__all__ = ["FAUST", "OPA_VERSION", "Bus", "free_port_base", "opa_binary", "port_of", "stream_logged", "stream_process",
-           "wait_ready"]
+__all__ = ["FAUST", "OPA_VERSION", "Bus", "Scrape", "free_port_base", "opa_binary", "port_of", "scrape",
+           "stream_logged", "stream_process", "wait_ready"]
 
 FAUST = str(Path(sys.executable).parent / "faust")
 OPA_VERSION = "v1.4.2"
@@ -30,6 +34,32 @@ OPA_VERSION = "v1.4.2"
 
 def port_of(settings: Settings, name: str) -> int:
     return stream_topology(name).web_port(settings)
+
+
+class Scrape:
+    """One read of a stream's /metrics, parsed by prometheus_client (the Prometheus text format)."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self.samples = samples
+
+    def matching(self, name: str, **labels: str) -> list[Sample]:
+        """The samples called `name` (e.g. `x_total`, `x_count`) whose labels include `labels`."""
+        return [s for s in self.samples if s.name == name and labels.items() <= s.labels.items()]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the matching samples (0 when there is none, as for a counter never incremented)."""
+        return sum(s.value for s in self.matching(name, **labels))
+
+    def label_names(self, name: str) -> set[frozenset[str]]:
+        return {frozenset(s.labels) for s in self.matching(name)}
+
+
+def scrape(settings: Settings, name: str) -> Scrape:
+    """The stream `name`'s metrics now, read from its web port like Prometheus does."""
+    url = f"http://127.0.0.1:{port_of(settings, name)}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = response.read().decode()
+    return Scrape([s for family in text_string_to_metric_families(body) for s in family.samples])
 
 
 @contextmanager

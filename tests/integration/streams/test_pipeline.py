@@ -7,12 +7,11 @@ each test uses its own tenants, so tests do not see each other's events.
 from __future__ import annotations
 
 import json
-import urllib.request
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,33 +22,17 @@ from soma.contracts.ids import derive_id
 from soma.ops.supervisor.spec import STREAMS as TOPOLOGY
 from soma.settings import Settings
 from tests.integration.streams.conftest import LOGS
-from tests.support.procs import background, run_soma, wait_for
-from tests.support.streams import Bus, free_port_base, opa_binary, port_of, stream_process, wait_ready
+from tests.support.cog import SEGMENTING, assert_first_segment_from, assert_passed_over, send_script
+from tests.support.opa import opa_decisions, opa_server
+from tests.support.procs import run_soma, wait_for
+from tests.support.streams import Bus, scrape, stream_process, wait_ready
 
 STREAMS = tuple(stream.name for stream in TOPOLOGY)
 
 
 @pytest.fixture(scope="module")
 def opa_url(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = opa_binary(stack.stack.state_dir)
-    if binary is None:
-        pytest.skip("OPA not available (no Go toolchain to build it)")
-    port = free_port_base(1)
-    policy = Path(__file__).resolve().parents[3] / "policies" / "opa" / "leader.rego"
-    log = tmp_path_factory.mktemp("opa") / "opa.log"
-    argv = [str(binary), "run", "--server", "--addr", f"127.0.0.1:{port}", str(policy)]
-    with background(argv, stack, log, max_lifetime_s=900):
-        url = f"http://127.0.0.1:{port}"
-        import urllib.request
-
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310
-                    return True
-            except OSError:
-                return False
-
-        wait_for(up, 30, what="OPA health")
+    with opa_server(stack, tmp_path_factory.mktemp("opa") / "opa.log") as url:
         yield url
 
 
@@ -106,10 +89,23 @@ def test_predictor_updates_give_the_leader_in_redis_and_on_global_frame(running:
              what="the last frame in Redis")
     assert cached_frame()["leader"] == "act"
     assert 0 < redis_client(running).ttl(f"global_frame:{tenant}") <= running.streams.integrator_frame_ttl_s
+    # Its metrics: one leader change (plan -> act; the first leader is no change), the last frame's entropy,
+    # a latency for every frame (the first frames of this module, so the histogram holds exactly these).
+    wait_for(lambda: scrape(running, "integrator").value("soma_integrator_update_to_frame_seconds_count") >= 3, 30,
+             what="the frame latencies observed")
+    metrics = scrape(running, "integrator")
+    assert metrics.value("soma_integrator_leader_switches_total", tenant=tenant) == 1
+    assert metrics.value("soma_integrator_vetoes_total", tenant=tenant) == 0
+    assert metrics.value("soma_integrator_softmax_entropy", tenant=tenant) == pytest.approx(frames[-1].value["entropy"])
+    assert metrics.value("soma_integrator_update_to_frame_seconds_count") == 3
+    assert metrics.value("soma_integrator_update_to_frame_seconds_bucket", le="+Inf") == 3
+    assert metrics.value("soma_integrator_updates_skipped_total", tenant=tenant) == 0
+    assert metrics.value("soma_stream_events_total", topic="cog.predictor_updates", tenant=tenant) == 3
 
 
-def test_opa_vetoes_a_restricted_leader(bus: Bus) -> None:
+def test_opa_vetoes_a_restricted_leader(running: Settings, bus: Bus) -> None:
     tenant = _tenant("veto")
+    before = opa_decisions(running)
     bus.send("cog.predictor_updates", _update(tenant, "plan", 1.0), tenant)
     bus.send("cog.predictor_updates", _update(tenant, "restricted-x", 50.0), tenant)
     bus.send("cog.predictor_updates", _update(tenant, "act", 100.0), tenant)
@@ -117,6 +113,12 @@ def test_opa_vetoes_a_restricted_leader(bus: Bus) -> None:
     assert [(f.value["leader"], f.value["vetoed"]) for f in frames] == [
         ("plan", False), ("plan", True), ("act", False),
     ]
+    after = opa_decisions(running)  # counted before the frames were sent; a new tenant: no cache hit
+    assert after.get("veto", 0) - before.get("veto", 0) == 1
+    assert after.get("allow", 0) - before.get("allow", 0) == 1
+    metrics = scrape(running, "integrator")
+    assert metrics.value("soma_integrator_vetoes_total", tenant=tenant) == 1
+    assert metrics.value("soma_integrator_leader_switches_total", tenant=tenant) == 1  # the veto is no switch
 
 
 def test_config_update_changes_the_temperature_live(running: Settings, bus: Bus) -> None:
@@ -135,6 +137,24 @@ def test_config_update_changes_the_temperature_live(running: Settings, bus: Bus)
     assert frame_with_new_temperature()
 
 
+def test_integrator_turned_off_live_counts_the_updates_it_passes_over(running: Settings, bus: Bus) -> None:
+    tenant = _tenant("integoff")
+    _set_live(running, tenant, ("ENABLE_COG_THREADS", "false"), stream_name="integrator")
+    for domain, confidence in (("plan", 1.0), ("act", 3.0)):
+        bus.send("cog.predictor_updates", _update(tenant, domain, confidence), tenant)
+    wait_for(lambda: scrape(running, "integrator").value("soma_integrator_updates_skipped_total", tenant=tenant) >= 2,
+             30, what="the integrator passing over the updates")
+    metrics = scrape(running, "integrator")
+    assert metrics.value("soma_integrator_updates_skipped_total", tenant=tenant) == 2
+    assert metrics.value("soma_stream_events_total", topic="cog.predictor_updates", tenant=tenant) == 2
+    # Back on: the next update gives the tenant's first frame (none was emitted, no state kept while off).
+    _set_live(running, tenant, ("ENABLE_COG_THREADS", "true"), stream_name="integrator")
+    bus.send("cog.predictor_updates", _update(tenant, "plan", 1.0), tenant)
+    frames = bus.collect("cog.global_frame", lambda f: len(f) >= 1, keep=_of(tenant))
+    assert [(f.value["frame_seq"], f.value["leader"]) for f in frames] == [(1, "plan")]
+    assert scrape(running, "integrator").value("soma_integrator_updates_skipped_total", tenant=tenant) == 2
+
+
 def test_invalid_config_update_is_rejected_and_audited(running: Settings, bus: Bus) -> None:
     from soma.live_config import checksum
 
@@ -150,19 +170,12 @@ def test_invalid_config_update_is_rejected_and_audited(running: Settings, bus: B
     assert "INTEGRATOR_ALPHA" in json.loads(audits[0].value["details_json"])["reason"]
 
 
-def _frame(tenant: str, seq: int, leader: str, weight: float) -> dict[str, Any]:
-    other = "zz" if leader != "zz" else "yy"
-    return {"tenant_id": tenant, "frame_seq": seq, "leader": leader, "previous_leader": None,
-            "weights": {leader: weight, other: 1 - weight}, "temperature": 1.0, "entropy": 0.5, "alpha": 0.5,
-            "occurred_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seq)}
-
-
-def test_scripted_frames_give_exactly_the_expected_segments(bus: Bus) -> None:
+def test_scripted_frames_give_exactly_the_expected_segments(running: Settings, bus: Bus) -> None:
     tenant = _tenant("seg")
     script = [("a", 0.9), ("a", 0.9), ("b", 0.7), ("a", 0.8), ("b", 0.7), ("b", 0.7), ("b", 0.75),
               ("b", 0.3), ("b", 0.35), ("c", 0.8), ("c", 0.8),
               ("end", 0.9), ("end", 0.9)]  # the marker: its boundary comes after every other one
-    bus.send_many("cog.global_frame", [_frame(tenant, i + 1, lead, w) for i, (lead, w) in enumerate(script)], tenant)
+    send_script(bus, tenant, 1, script)
     # Segments of one tenant are ordered: once the marker's is there, every earlier one is too.
     segments = bus.collect("cog.segments", lambda s: any(x.value["leader_after"] == "end" for x in s),
                            keep=_of(tenant))
@@ -174,32 +187,51 @@ def test_scripted_frames_give_exactly_the_expected_segments(bus: Bus) -> None:
         ("leader_change", 8, 9, "b", "c"),
         ("leader_change", 10, 11, "c", "end"),
     ]
+    metrics = scrape(running, "segmenter")
+    assert metrics.label_names("soma_segmenter_segments_total") == {frozenset({"service", "kind", "tenant"})}
+    assert metrics.value("soma_segmenter_segments_total", kind="leader_change", tenant=tenant) == 3
+    assert metrics.value("soma_segmenter_segments_total", kind="confidence_drop", tenant=tenant) == 1
+    assert metrics.value("soma_segmenter_frames_skipped_total", tenant=tenant) == 0
+    assert metrics.value("soma_stream_events_total", topic="cog.global_frame", tenant=tenant) == len(script)
+    assert (metrics.value("soma_segmenter_mode", mode="threshold"), metrics.value("soma_segmenter_mode", mode="hmm")) \
+        == (1, 0)
 
 
 def _applied_config_updates(settings: Settings, stream_name: str) -> float:
-    url = f"http://127.0.0.1:{port_of(settings, stream_name)}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(("soma_config_updates_applied_total ", "soma_config_updates_applied_total{")):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return scrape(settings, stream_name).value("soma_config_updates_applied_total")
+
+
+def _set_live(settings: Settings, tenant: str, *updates: tuple[str, str], stream_name: str = "segmenter") -> None:
+    """Tenant-scoped live config updates, returned once `stream_name` has applied them all."""
+    before = _applied_config_updates(settings, stream_name)
+    for name, value in updates:
+        result = run_soma(settings, "config", "set", name, value, "--tenant", tenant)
+        assert result.returncode == 0, result.stderr
+    wait_for(lambda: _applied_config_updates(settings, stream_name) >= before + len(updates), 30,
+             what=f"the {stream_name} applying {len(updates)} config update(s)")
 
 
 def test_segmenter_switches_to_hmm_mode_live(running: Settings, bus: Bus) -> None:
     tenant = _tenant("hmm")
-    before = _applied_config_updates(running, "segmenter")
-    for name, value in (("SEGMENTER_HMM_ENTER_P", "0.2"), ("SEGMENTER_MODE", "hmm")):
-        result = run_soma(running, "config", "set", name, value, "--tenant", tenant)
-        assert result.returncode == 0, result.stderr
-    wait_for(lambda: _applied_config_updates(running, "segmenter") >= before + 2, 30,
-             what="the segmenter applying both config updates")
+    _set_live(running, tenant, ("SEGMENTER_HMM_ENTER_P", "0.2"), ("SEGMENTER_MODE", "hmm"))
     script = [("a", 0.9), ("a", 0.9), ("b", 0.9), ("a", 0.9), ("a", 0.9)]
-    bus.send_many("cog.global_frame", [_frame(tenant, i + 1, lead, w) for i, (lead, w) in enumerate(script)], tenant)
+    send_script(bus, tenant, 1, script)
     segments = bus.collect("cog.segments", lambda s: len(s) >= 1, keep=_of(tenant))
     # The same frames give a leader_change in threshold mode (dwell 2 is not met here, so no
     # threshold segment at all): only the live switch to HMM explains an `hmm` boundary.
     assert [s.value["boundary_kind"] for s in segments] == ["hmm"]
     assert segments[0].value["start_frame_seq"] == 1
+    assert scrape(running, "segmenter").value("soma_segmenter_segments_total", kind="hmm", tenant=tenant) == 1
+
+
+def test_segmenter_turned_off_live_consumes_and_counts_but_emits_nothing(running: Settings, bus: Bus) -> None:
+    tenant = _tenant("off")
+    _set_live(running, tenant, ("ENABLE_COG_THREADS", "false"))
+    send_script(bus, tenant, 1)
+    assert_passed_over(running, tenant, len(SEGMENTING))
+    _set_live(running, tenant, ("ENABLE_COG_THREADS", "true"))
+    send_script(bus, tenant, len(SEGMENTING) + 1)
+    assert_first_segment_from(running, bus, tenant, len(SEGMENTING) + 1, skipped=len(SEGMENTING))
 
 
 def _message(tenant: str, session: str, seq: int, content: str, calls: list[dict[str, str]] | None = None) -> dict:
@@ -233,15 +265,29 @@ def test_chat_tool_call_round_trip_lands_in_the_replica(running: Settings, bus: 
         ]
     finally:
         engine.dispose()
+    assert scrape(running, "tools").value("soma_tools_calls_total", tool="calc", status="ok", tenant=tenant) == 1
 
 
-def test_unknown_tool_yields_an_error_result(bus: Bus) -> None:
+def test_unknown_tool_yields_an_error_result_and_every_call_is_counted(running: Settings, bus: Bus) -> None:
     tenant = _tenant("tool")
-    bus.send("tool.requests", {"tenant_id": tenant, "session_id": "s", "call_id": "x", "tool": "no-such-tool",
-                               "arguments_json": "{}", "requested_by": "m"}, tenant)
-    results = bus.collect("tool.results", lambda r: len(r) >= 1, keep=_of(tenant))
-    assert results[0].value["status"] == "error"
-    assert "unknown tool" in results[0].value["error"]
+
+    def request(call: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"tenant_id": tenant, "session_id": "s", "call_id": call, "tool": tool,
+                "arguments_json": json.dumps(arguments), "requested_by": "m"}
+
+    calls = [request("x", "no-such-tool", {}), request("y", "no-such-tool-either", {}),
+             *(request(f"c{n}", "calc", {"op": "add", "a": n, "b": 1}) for n in range(3))]
+    bus.send_many("tool.requests", calls, tenant)
+    results = bus.collect("tool.results", lambda r: len(r) >= len(calls), keep=_of(tenant))
+    unknown = [r.value for r in results if r.value["tool"] != "calc"]
+    assert [r["status"] for r in unknown] == ["error", "error"]
+    assert all("unknown tool" in r["error"] for r in unknown)
+    # Each call counted once, as its status, unregistered names as `other` (results are sent after the count).
+    metrics = scrape(running, "tools")
+    assert metrics.label_names("soma_tools_calls_total") == {frozenset({"service", "tool", "status", "tenant"})}
+    assert metrics.value("soma_tools_calls_total", tool="other", status="error", tenant=tenant) == 2
+    assert metrics.value("soma_tools_calls_total", tool="calc", status="ok", tenant=tenant) == 3
+    assert metrics.value("soma_tools_calls_total", tenant=tenant) == len(calls)
 
 
 def test_replica_is_idempotent_and_a_delete_is_not_resurrected(running: Settings, bus: Bus) -> None:
@@ -271,6 +317,32 @@ def test_replica_is_idempotent_and_a_delete_is_not_resurrected(running: Settings
         assert final.last_event_id == delete["event_id"]
     finally:
         engine.dispose()
+    # The lag is now - occurred_at of the tenant's last applied write (the marker, written at t0).
+    lag = scrape(running, "replicator").value("soma_replicator_lag_seconds", tenant=tenant)
+    assert lag == pytest.approx(time.time() - t0.timestamp(), abs=120)
+
+
+def test_replica_lag_follows_applied_writes_only(running: Settings, bus: Bus) -> None:
+    tenant = _tenant("lag")
+
+    def write(key: str, occurred_at: datetime) -> dict[str, Any]:
+        return {"tenant_id": tenant, "memory_key": key, "operation": "upsert", "payload_json": '{"v": 1}',
+                "occurred_at": occurred_at, "event_id": str(uuid.uuid4())}
+
+    def lag() -> float:
+        return scrape(running, "replicator").value("soma_replicator_lag_seconds", tenant=tenant)
+
+    fresh = write("k", datetime.now(UTC))
+    bus.send("memory.writes", fresh, tenant)
+    wait_for(lambda: scrape(running, "replicator").matching("soma_replicator_lag_seconds", tenant=tenant) != [], 60,
+             what="the replicator's lag for the tenant")
+    assert 0 <= lag() < 60
+    # A write older than the row it would replace is not applied: it does not make the replica look behind.
+    duplicates = scrape(running, "replicator").value("soma_stream_duplicates_total")
+    bus.send("memory.writes", write("k", datetime.now(UTC) - timedelta(hours=1)), tenant)
+    wait_for(lambda: scrape(running, "replicator").value("soma_stream_duplicates_total") >= duplicates + 1, 60,
+             what="the stale write passed over")
+    assert 0 <= lag() < 60
 
 
 def test_poison_record_goes_to_the_dlq_and_the_stream_goes_on(running: Settings, bus: Bus) -> None:

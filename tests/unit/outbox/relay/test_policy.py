@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from outbox.relay.policy import Circuit, Circuits, CircuitState, FairShare, PollPacer, TenantActivity, held_back
+from outbox.relay.policy import (
+    Circuit,
+    Circuits,
+    CircuitState,
+    FairShare,
+    PollPacer,
+    TenantActivity,
+    held_back,
+    in_key_order,
+)
 from soma.settings import load_settings
 
 
@@ -149,3 +158,18 @@ def test_rows_newer_than_an_unclaimed_unsent_row_of_their_key_are_held_back() ->
     assert held_back(rows, {("a", "t", "k"): 6}) == {7, 9}
     assert held_back(rows, {}) == frozenset()  # the claim holds every older row of its keys
     assert held_back(rows, {("a", "t", "k"): 2}) == {5, 7, 9}
+
+
+def test_each_keys_rows_are_put_in_id_order_on_the_places_that_key_holds() -> None:
+    from outbox.relay.claim import ClaimedRow
+
+    def row(i: int, key: str, tenant: str = "a") -> ClaimedRow:
+        return ClaimedRow(i, tenant, "t", key, {}, b"", 0, 0.0)
+
+    # As due: (a, t, k)'s row 9 came due before its row 5 (overlapping writer transactions).
+    rows = [row(9, "k"), row(3, "j"), row(5, "k"), row(8, "k", tenant="b"), row(4, "j"), row(7, "k")]
+    assert [(r.tenant_id, r.key, r.id) for r in in_key_order(rows)] == [
+        ("a", "k", 5), ("a", "j", 3), ("a", "k", 7), ("b", "k", 8), ("a", "j", 4), ("a", "k", 9)]
+    in_order = [row(1, "k"), row(2, "j"), row(3, "k")]
+    assert in_key_order(in_order) is in_order  # nothing to move: the same list
+    assert in_key_order([]) == []
