@@ -53,6 +53,9 @@ def test_up_detach_ps_health_restart_and_down(platform: Settings) -> None:
     victim = state.component("stream-tools")
     assert victim.pid is not None
     os.kill(victim.pid, signal.SIGKILL)
+    # The supervisor notices an exit on its next tick (1 s when steady); health reports what it recorded.
+    wait_for(lambda: platform_state(platform).component("stream-tools").state != "ready", timeout_s=30,
+             interval_s=0.2, what="the supervisor noticed stream-tools' exit")
     health = run_soma(platform, "health", timeout_s=120, COLUMNS="200")
     assert health.returncode == 1, health.stdout
     assert "soma health: stream-tools not ready" in health.stderr

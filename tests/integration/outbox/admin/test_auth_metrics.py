@@ -44,7 +44,7 @@ def test_every_admin_request_is_one_counted_decision(
         ("GET", "/admin/outbox/stats", {"tenant": globex}, ACME_TOKEN, 403, ("outbox_stats", "denied")),
         ("GET", "/admin/outbox", {"tenant": acme}, "not-a-configured-token", 401, ("outbox_list", "unauthenticated")),
         ("GET", "/admin/dlq", {"tenant": acme}, None, 401, ("dlq_list", "unauthenticated")),
-        ("GET", "/admin/dlq/dlq:0:0", {}, ADMIN_TOKEN, 404, ("dlq_show", "allowed")),
+        ("GET", "/admin/dlq/dlq:0:999999999999", {}, ADMIN_TOKEN, 404, ("dlq_show", "allowed")),  # no such offset
         ("GET", "/admin/nowhere", {}, ADMIN_TOKEN, 404, ("other", "allowed")),
     ]
     for method, path, params, token, status, _ in calls:
