@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from soma.contracts.bounded_json import JsonLimitExceeded, loads_bounded
 from soma.settings import LiveSettings, live_fields
 
 # Settings that may change while a process runs: the fields marked live in `Settings` (flat names).
@@ -47,13 +48,24 @@ def _adapter(field: str) -> TypeAdapter[Any]:
 
 def check_value(field: str, value: Any) -> Any:
     """`value` validated against the field's type and constraints; raises ValueError with the reason."""
-    if isinstance(value, float) and value.is_integer() and LiveSettings.model_fields[field].annotation is int:
+    annotation = LiveSettings.model_fields[field].annotation
+    if isinstance(value, float) and value.is_integer() and annotation is int:
         value = int(value)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, str):
+        try:  # an object setting travels as JSON text (ConfigUpdate values are scalars)
+            value = loads_bounded(value, field.upper(), max_depth=8, max_bytes=65_536)
+        except JsonLimitExceeded as exc:
+            raise ValueError(str(exc)) from None
+        except ValueError as exc:
+            raise ValueError(f"{field.upper()}: not JSON: {exc}") from None
     try:
         return _adapter(field).validate_python(value, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ValueError(f"{field.upper()}: {first['msg']} (got {value!r})") from None
+        where = "".join(f".{part}" if isinstance(part, str) else f"[{part}]" for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise ValueError(f"{field.upper()}{where}: {message} (got {shown})") from None
 
 
 def parse_text(field: str, text: str) -> Any:

@@ -36,6 +36,15 @@ def sample(topic: str, tenant: str = "tenant-a", n: int = 1) -> dict[str, Any]:
             "ended_at": datetime(2026, 1, 1, 0, 5, tzinfo=UTC),
             "leader_before": "chat", "leader_after": "planning", "score": 0.4,
         },
+        "cog.sleep": {
+            "seq": n, "from_state": "awake", "to_state": "deep", "reason": "manual",
+            "until": datetime(2026, 1, 1, 0, 30, tzinfo=UTC),
+            "params": {"eta": 0.0, "temperature": 1.0, "dwell_frames": 3, "drop_threshold": 0.3, "emits_frames": True},
+            "policy_version": 0, "requested_by": "tests", "request_id": None,
+        },
+        "cog.sleep_requests": {
+            "to_state": "deep", "reason": "manual", "until": None, "requested_by": "tests",
+        },
         "config_updates": {
             "name": "INTEGRATOR_TEMPERATURE", "value": 0.5, "scope_tenant": tenant, "version": n,
             "checksum": "0" * 64, "author": "tests",

@@ -156,6 +156,57 @@ class Segment(TypedDict):
     score: float
 
 
+SleepState: TypeAlias = Literal['awake', 'light', 'deep', 'freeze']
+
+
+SleepReason: TypeAlias = Literal['manual', 'schedule', 'ttl_wake', 'traffic_wake', 'circuit']
+
+
+class SleepRequest(TypedDict):
+    """A request to change a tenant's sleep state; the integrator decides it (cog.sleep_requests)."""
+
+    event_id: NotRequired[str]
+    tenant_id: NotRequired[str]
+    occurred_at: NotRequired[datetime]
+    to_state: SleepState
+    reason: SleepReason
+    until: NotRequired[datetime | None]
+    requested_by: str
+
+
+soma_events_SleepState: TypeAlias = Literal['awake', 'light', 'deep', 'freeze']
+
+
+soma_events_SleepReason: TypeAlias = Literal['manual', 'schedule', 'ttl_wake', 'traffic_wake', 'circuit']
+
+
+class SleepParams(TypedDict):
+    """The effective parameters of the new state when it was entered."""
+
+    eta: float
+    temperature: float
+    dwell_frames: int
+    drop_threshold: float
+    emits_frames: bool
+
+
+class SleepStateChanged(TypedDict):
+    """A tenant's sleep state changed; written by the integrator (compacted cog.sleep, keyed by tenant)."""
+
+    event_id: NotRequired[str]
+    tenant_id: NotRequired[str]
+    occurred_at: NotRequired[datetime]
+    seq: int
+    from_state: soma_events_SleepState
+    to_state: soma_events_SleepState
+    reason: soma_events_SleepReason
+    until: NotRequired[datetime | None]
+    params: SleepParams
+    policy_version: NotRequired[int]
+    requested_by: str
+    request_id: NotRequired[str | None]
+
+
 class ToolRequest(TypedDict):
     """A request to run one registered tool on behalf of a session."""
 
@@ -194,6 +245,8 @@ TOPIC_EVENTS: dict[str, type[Any]] = {
     'cog.global_frame': GlobalFrame,
     'cog.predictor_updates': PredictorUpdate,
     'cog.segments': Segment,
+    'cog.sleep': SleepStateChanged,
+    'cog.sleep_requests': SleepRequest,
     'config_updates': ConfigUpdate,
     'dlq': DeadLetter,
     'memory.writes': MemoryWrite,
@@ -227,6 +280,18 @@ class TypedEmit(Protocol[S, R]):
     @overload
     def __call__(
         self, session: S, topic: Literal['cog.segments'], event: Segment,
+        *, tenant: str, dedupe_key: str, key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> R: ...
+    @overload
+    def __call__(
+        self, session: S, topic: Literal['cog.sleep'], event: SleepStateChanged,
+        *, tenant: str, dedupe_key: str, key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> R: ...
+    @overload
+    def __call__(
+        self, session: S, topic: Literal['cog.sleep_requests'], event: SleepRequest,
         *, tenant: str, dedupe_key: str, key: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> R: ...
@@ -292,6 +357,18 @@ class TypedEmitAsync(Protocol[S, R]):
     @overload
     async def __call__(
         self, session: S, topic: Literal['cog.segments'], event: Segment,
+        *, tenant: str, dedupe_key: str, key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> R: ...
+    @overload
+    async def __call__(
+        self, session: S, topic: Literal['cog.sleep'], event: SleepStateChanged,
+        *, tenant: str, dedupe_key: str, key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> R: ...
+    @overload
+    async def __call__(
+        self, session: S, topic: Literal['cog.sleep_requests'], event: SleepRequest,
         *, tenant: str, dedupe_key: str, key: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> R: ...

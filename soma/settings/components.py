@@ -14,6 +14,7 @@ from soma.errors import SettingsError
 from soma.settings.sections import LIVE, Section, own
 from soma.settings.tokens import TokenGrant, parse_tokens
 from soma.settings.values import Duration, ObjectRefs, TenantCounts, TenantSeconds, env_name
+from soma.sleep.policy import SleepPolicy
 
 
 class AdminSettings(Section):
@@ -193,6 +194,17 @@ class LiveSettings(Section):
     )
     segmenter_hmm_window: int = Field(
         16, ge=2, le=1000, json_schema_extra=LIVE, description="Live. Frames the HMM's Viterbi pass looks back over."
+    )
+    enable_sleep: bool = Field(
+        False, json_schema_extra=LIVE,
+        description="Live. Cognitive sleep: off, the streams ignore cog.sleep and sleep requests, and the sleep"
+        " endpoints answer 409.",
+    )
+    sleep_policy: SleepPolicy = Field(
+        default_factory=SleepPolicy, json_schema_extra=LIVE,
+        description="Live, per tenant. The sleep policy as a JSON object: per state (awake, light, deep, freeze)"
+        " eta, temperature, dwell_frames, drop_threshold, max_duration_s; schedule windows; wake_on_traffic;"
+        " circuit_sleep; default_ttl_s (docs/sleep.md).",
     )
     tools_concurrency: int = Field(
         8, ge=1, le=1000, json_schema_extra=LIVE, description="Live. Tool calls running at once per tools process."

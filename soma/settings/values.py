@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, SecretStr
 from pydantic_settings import NoDecode
 
 from soma.errors import SettingsError
@@ -126,6 +126,8 @@ def env_text(value: Any) -> str:
     """`value` as the text of its environment variable (secrets revealed: for a child's environment)."""
     if isinstance(value, SecretStr):
         return value.get_secret_value()
+    if isinstance(value, BaseModel):  # an object setting (SLEEP_POLICY) is JSON in the environment
+        return value.model_dump_json()
     if isinstance(value, Mapping):
         return ",".join(f"{key}={number}" for key, number in value.items())
     if isinstance(value, tuple):
