@@ -26,8 +26,10 @@ from soma.settings import Settings
 # the cursor first, then wrapping around, at most :max_tenants of them. Each tenant's rows come
 # from the same index through LATERAL ... LIMIT share, locked as they are read (SKIP LOCKED:
 # rows another relay claimed are passed over, never waited for). Rows are then ordered round
-# by round (`quota` rows of every tenant per round) and cut at the batch size. The first two
-# columns (tenants visited, last one visited) are there even when no row is claimed.
+# by round (`quota` rows of every tenant per round) and cut at the batch size. A tenant's limit (an
+# open circuit, its rate's tokens: `ClaimPlan`) caps its share; one capped below its quota takes no
+# part in sizing the others' shares. The first two columns (tenants visited, last one visited)
+# are there even when no row is claimed.
 #
 # Per-key order (tenant, topic, key), across retries and relays: a row is passed over while an
 # older row of its key waits for a retry (`failed` with a later next_attempt_at: one probe of
@@ -75,14 +77,14 @@ overrides(tenant_id, quota, lim) AS (
     SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:quotas AS int[]), CAST(:limits AS int[]))
 ),
 plan AS (
-    SELECT t.tenant_id, t.n, COALESCE(o.quota, :quota) AS quota, COALESCE(o.lim, -1) AS lim
+    SELECT t.tenant_id, t.n, COALESCE(o.quota, :quota) AS quota, COALESCE(o.lim, :default_limit) AS lim
       FROM tenants t LEFT JOIN overrides o ON o.tenant_id = t.tenant_id
 ),
 sized AS (
     SELECT p.tenant_id, p.n, p.quota,
-           CASE WHEN p.lim >= 0 THEN p.lim
-                ELSE p.quota * GREATEST(1, CEIL(CAST(:batch_size AS numeric)
-                     / NULLIF(SUM(CASE WHEN p.lim < 0 THEN p.quota END) OVER (), 0)))::int
+           CASE WHEN p.lim >= 0 AND p.lim < p.quota THEN p.lim
+                ELSE LEAST(NULLIF(p.lim, -1), p.quota * GREATEST(1, CEIL(CAST(:batch_size AS numeric)
+                     / NULLIF(SUM(CASE WHEN p.lim < 0 OR p.lim >= p.quota THEN p.quota END) OVER (), 0)))::int)
            END AS share
       FROM plan p
 ),
@@ -285,7 +287,7 @@ def _params(plan: ClaimPlan) -> dict[str, Any]:
     return {
         "after": plan.after, "tenants": list(plan.tenants), "quotas": list(plan.quotas),
         "limits": list(plan.limits), "quota": plan.quota, "max_tenants": plan.max_tenants,
-        "batch_size": plan.batch_size, "key_lock": KEY_LOCK_CLASS,
+        "batch_size": plan.batch_size, "key_lock": KEY_LOCK_CLASS, "default_limit": plan.default_limit,
     }
 
 

@@ -61,6 +61,14 @@ class RelayMetrics:
             "outbox_dead_rows", "Rows parked as dead (they wait for an operator: replay or discard)", ["tenant"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "outbox_rate_limited", "Claims that stopped at a tenant's rate limit (its further rows wait)", ["tenant"],
+            registry=r,
+        )
+        self.rate_limited_rows = Gauge(
+            "outbox_rate_limited_rows", "Rows not yet published of a tenant its rate limit holds back (last recount)",
+            ["tenant"], registry=r,
+        )
         self.claims = Counter("outbox_claims", "Claims the relay ran, by outcome", ["outcome"], registry=r)
         self.in_flight = Gauge("outbox_in_flight_rows", "Claimed rows awaiting the broker", registry=r)
         # The table itself (outbox/relay/upkeep.py, every SOMA_OUTBOX_RELAY_TABLE_METRICS_INTERVAL_S).
@@ -82,6 +90,7 @@ class RelayMetrics:
         self._seen_tenants: set[str] = set()  # tenants with backlog gauges
         self._topics: dict[str, set[str]] = {}  # tenant -> topics of its (tenant, topic) counters
         self.backlog_tenants: frozenset[str] = frozenset()  # tenants with pending or dead rows, last recount
+        self.rate_waiting: frozenset[str] = frozenset()  # tenants waiting for their rate's tokens (set by the loop)
 
     def set_pending(self, rows: Iterable[TenantBacklog]) -> None:
         """Replace the per-tenant gauges; tenants with nothing left read 0 (until evicted as idle)."""
@@ -93,11 +102,11 @@ class RelayMetrics:
                 self.pending.labels(row.tenant).set(row.pending)
                 self.oldest_age.labels(row.tenant).set(row.oldest_age_s)
                 self.dead_rows.labels(row.tenant).set(row.dead)
+                self.rate_limited_rows.labels(row.tenant).set(row.pending if row.tenant in self.rate_waiting else 0)
                 busy.add(row.tenant)
             for tenant in self._seen_tenants - current:
-                self.pending.labels(tenant).set(0)
-                self.oldest_age.labels(tenant).set(0)
-                self.dead_rows.labels(tenant).set(0)
+                for gauge in (self.pending, self.oldest_age, self.dead_rows, self.rate_limited_rows):
+                    gauge.labels(tenant).set(0)
             self._seen_tenants |= current
         self.backlog_tenants = frozenset(busy)
 
@@ -107,18 +116,25 @@ class RelayMetrics:
             for tenant in tenants:
                 if tenant in self._seen_tenants:
                     self._seen_tenants.discard(tenant)
-                    for gauge in (self.pending, self.oldest_age, self.dead_rows):
+                    for gauge in (self.pending, self.oldest_age, self.dead_rows, self.rate_limited_rows):
                         _remove(gauge, tenant)
                 for topic in self._topics.pop(tenant, set()):
                     for counter in (self.published, self.failed, self.dead):
                         _remove(counter, tenant, topic)
-                for metric in (self.circuit, self.circuit_opened):
+                for metric in (self.circuit, self.circuit_opened, self.rate_limited):
                     _remove(metric, tenant)
 
     def tenants(self) -> set[str]:
         """Tenants with at least one series (for tests and the documented bound)."""
         with self._lock:
             return self._seen_tenants | set(self._topics)
+
+    def rate_capped(self, capped: Iterable[str], waiting: Iterable[str]) -> None:
+        """A claim stopped at these tenants' rate limits; `waiting`: every tenant now waiting for tokens."""
+        with self._lock:
+            for tenant in capped:
+                self.rate_limited.labels(tenant).inc()
+        self.rate_waiting = frozenset(waiting)
 
     def record(self, outcome: Outcome) -> None:
         """Count a judged batch: latencies, and rows published, failed and dead per tenant and topic."""

@@ -123,7 +123,8 @@ class ClaimPlan:
     the cursor `after` and wrapping around. Each gets `quota` rows per round (its override or
     the default) and as many rounds as the batch has room for if every visited tenant filled
     its quota; rows are taken round by round, tenants in visit order, up to `batch_size`.
-    A tenant with a circuit limit gets exactly that many rows (0: skipped, 1: one probe).
+    A tenant with a limit gets at most that many rows: its circuit's (0: skipped, 1: one probe)
+    or its rate's (its whole tokens); a tenant not listed gets `default_limit` (-1: none).
     """
 
     after: str
@@ -132,7 +133,8 @@ class ClaimPlan:
     max_tenants: int
     tenants: tuple[str, ...]  # tenants with an override...
     quotas: tuple[int, ...]  # ...their quota per round...
-    limits: tuple[int, ...]  # ...and their circuit limit (-1: none)
+    limits: tuple[int, ...]  # ...and their limit (-1: none)
+    default_limit: int = -1  # the limit of every other tenant (a default rate's full bucket; -1: none)
 
 
 class FairShare:
@@ -153,7 +155,7 @@ class FairShare:
     def quota_of(self, tenant: str) -> int:
         return self.quotas.get(tenant, self.quota)
 
-    def plan(self, limits: Mapping[str, int]) -> ClaimPlan:
+    def plan(self, limits: Mapping[str, int], default_limit: int = -1) -> ClaimPlan:
         overrides = {t: (q, -1) for t, q in self.quotas.items()}
         for tenant, limit in limits.items():
             overrides[tenant] = (self.quota_of(tenant), limit)
@@ -166,6 +168,7 @@ class FairShare:
             tenants=names,
             quotas=tuple(overrides[t][0] for t in names),
             limits=tuple(overrides[t][1] for t in names),
+            default_limit=default_limit,
         )
 
     def claimed(self, last_served: str | None, rows: int, visited: int, last_visited: str | None) -> None:

@@ -32,6 +32,7 @@ from outbox.relay.judge import Outcome, RetryPolicy, judge
 from outbox.relay.metrics import Heartbeat, MetricsServer, RelayMetrics, RelayStats, peak_rss_mb
 from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, TenantActivity
 from outbox.relay.publisher import Batch, Publisher
+from outbox.relay.rate import RateLimits, merge_limits
 from outbox.relay.upkeep import Upkeep
 from outbox.relay.wakeup import Wakeup
 from soma.clients import database_errors
@@ -77,6 +78,9 @@ class Relay:
             settings.relay.tenant_quotas,
         )
         self.circuits = Circuits.from_settings(settings.relay)
+        self.rates = RateLimits.from_settings(settings.relay)
+        self._claim_rates: dict[str, int] = {}  # the rate limits of the claim in progress
+        self._rate_gate = 0.0  # no claim before this moment (monotonic) unless woken: only rate-held rows are due
         self.pacer = PollPacer(settings.relay.poll_min_s, settings.relay.poll_max_s)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.retry = RetryPolicy(
@@ -166,8 +170,12 @@ class Relay:
             self._forget_idle_tenants()
             free = depth - len(self.in_flight) - committer.pending
             if self._claim is None and free > 0:
-                plan = self.fair.plan(self.circuits.limits(time.monotonic()))
-                self._claim = self._claims.submit(self._claim_rows, plan)
+                if time.monotonic() < self._rate_gate:
+                    if not busy:
+                        self._wait_for_tokens()
+                        continue
+                else:
+                    self._claim = self._claims.submit(self._claim_rows, self._plan())
             if self._claim is None:  # the pipeline is full: serve delivery reports and commits
                 if self.in_flight:
                     publisher.poll(0.02)
@@ -219,11 +227,25 @@ class Relay:
             raise RelayError("outbox relay: start() was not called")
         return self.wakeup, self.publisher, self.committer
 
+    def _plan(self) -> ClaimPlan:
+        """The next claim's plan: fair shares, capped by the circuits and the rate limits (kept for the claim)."""
+        now = time.monotonic()
+        self._claim_rates = self.rates.limits(now)
+        return self.fair.plan(merge_limits(self.circuits.limits(now), self._claim_rates), self.rates.default_limit())
+
+    def _wait_for_tokens(self) -> None:
+        """Only rate-held rows were due: go idle (new rows of any tenant NOTIFY) until tokens come back. The
+        first step only advertises idleness; one more claim follows, seeing every row committed before (it
+        gives a waiting tenant nothing before its next step of tokens: `RateLimits.limits`)."""
+        self._idle_step(busy=False)  # idle already: waits for a NOTIFY or the tokens (`_wait_idle`'s deadline)
+        self._rate_gate = 0.0
+
     def _wait_idle(self, wakeup: Wakeup) -> None:
-        """Idle: wait for a writer's NOTIFY, a retry coming due, a circuit to half-open, or the timeout."""
+        """Idle: wait for a writer's NOTIFY, a retry coming due, a circuit to half-open, a rate-held tenant's
+        tokens, or the timeout."""
         now = time.monotonic()
         deadline = now + self.settings.relay.idle_timeout_s
-        for moment in (self._next_retry(now), self.circuits.next_change()):
+        for moment in (self._next_retry(now), self.circuits.next_change(), self.rates.next_refill(now)):
             if moment is not None:
                 deadline = min(deadline, moment)
         while not self._stop.is_set():
@@ -255,6 +277,7 @@ class Relay:
         gone = self.activity.idle(now, self.metrics.backlog_tenants, self.circuits)
         if gone:
             self.circuits.forget(gone)
+            self.rates.forget(gone)
             self.metrics.forget(gone)
             log.debug("relay: forgot %d idle tenant(s)", len(gone))
 
@@ -296,6 +319,7 @@ class Relay:
             return 0
         rows = claimed.rows
         self.fair.claimed(rows[-1].tenant_id if rows else None, len(rows), claimed.visited, claimed.last_visited)
+        self._spend_tokens(claimed, visited_all=claimed.visited < self.fair.max_tenants)
         if conn is None or not rows:
             self.metrics.claims.labels("empty").inc()
             return 0
@@ -317,6 +341,18 @@ class Relay:
         self.in_flight.append(batch)
         self.metrics.in_flight.inc(len(rows))
         return len(rows)
+
+    def _spend_tokens(self, claimed: Claim, visited_all: bool) -> None:
+        """Rate limits: spend the claimed rows' tokens (rows held back get theirs back). When every row came
+        from tenants stopped at their rate and no tenant was left unvisited, claims wait for tokens (the gate)."""
+        now = time.monotonic()
+        counts = Counter(row.tenant_id for row in claimed.rows)
+        capped = self.rates.claimed(counts, self._claim_rates, now)
+        if claimed.held:
+            self.rates.released(Counter(r.tenant_id for r in claimed.rows if r.id in claimed.held), now)
+        self.metrics.rate_capped(capped, self.rates.waiting)
+        if claimed.rows and visited_all and capped >= set(counts):
+            self._rate_gate = self.rates.next_refill(now) or 0.0
 
     def _finish_completed(self) -> None:
         """Judge every batch the broker has fully reported on and hand it to the committer."""

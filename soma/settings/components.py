@@ -97,6 +97,20 @@ class RelaySettings(Section):
     circuit_reset_s_by_tenant: TenantSeconds = Field(
         default_factory=dict, description="Per-tenant circuit reset intervals as tenant=seconds,tenant=seconds."
     )
+    tenant_rate: float = Field(
+        0.0, ge=0, le=1_000_000,
+        description="Rows per second each tenant may have published (a token bucket per tenant; 0: unlimited). "
+        "A tenant over it waits: its rows stay pending, nothing is dropped or failed.",
+    )
+    tenant_rates: TenantSeconds = Field(
+        default_factory=dict,
+        description="Per-tenant rate overrides as tenant=rows_per_s,tenant=rows_per_s (0: that tenant unlimited).",
+    )
+    tenant_rate_burst_s: float = Field(
+        1.0, gt=0, le=3600,
+        description="A rate-limited tenant's bucket holds this many seconds of its rate (at least 1 row): the "
+        "most it publishes at once after a quiet spell.",
+    )
     metrics_host: str = Field(
         "127.0.0.1", description="Address of the relay's Prometheus /metrics and /healthz endpoint."
     )

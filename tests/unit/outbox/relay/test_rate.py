@@ -1,0 +1,138 @@
+"""Per-tenant rate limits, on a fake clock: the token bucket, the limits a claim plan gets, waiting tenants."""
+
+from __future__ import annotations
+
+import pytest
+
+from outbox.relay.policy import FairShare
+from outbox.relay.rate import RateLimits, TokenBucket, merge_limits
+from soma.errors import SettingsError
+from soma.settings import load_settings
+
+
+def test_bucket_starts_full_refills_at_its_rate_and_never_overflows() -> None:
+    bucket = TokenBucket.full(rate=50, burst_s=1.0, now=100.0)
+    assert bucket.capacity == 50
+    assert bucket.available(100.0) == 50
+    bucket.spend(50, 100.0)
+    assert bucket.available(100.0) == 0
+    assert bucket.available(100.1) == 5  # 0.1 s at 50/s
+    assert bucket.available(100.5) == 25
+    assert bucket.available(1000.0) == 50  # capped at its burst
+
+
+def test_bucket_of_a_slow_rate_holds_one_row() -> None:
+    bucket = TokenBucket.full(rate=0.5, burst_s=1.0, now=0.0)
+    assert bucket.capacity == 1
+    bucket.spend(1, 0.0)
+    assert bucket.available(1.9) == 0
+    assert bucket.available(2.0) == 1
+    assert bucket.ready_at(2.0) == 2.0
+
+
+def test_bucket_ready_at_is_a_step_of_its_rate_ahead() -> None:
+    bucket = TokenBucket.full(rate=50, burst_s=1.0, now=0.0)
+    bucket.spend(50, 0.0)
+    assert bucket.ready_at(0.0) == pytest.approx(0.1)  # 5 tokens = 0.1 s of 50/s
+    assert bucket.ready_at(0.05) == pytest.approx(0.1)
+    assert bucket.ready_at(0.2) == 0.2
+
+
+def test_given_back_tokens_never_exceed_the_capacity() -> None:
+    bucket = TokenBucket.full(rate=10, burst_s=1.0, now=0.0)
+    bucket.spend(-5, 0.0)
+    assert bucket.available(0.0) == 10
+
+
+def test_unlimited_by_default_nothing_in_the_plan() -> None:
+    rates = RateLimits(0, {}, 1.0)
+    assert rates.limits(0.0) == {}
+    assert rates.default_limit() == -1
+    assert rates.claimed({"acme": 5000}, {}, 0.0) == set()
+    assert rates.next_refill(0.0) is None
+
+
+def test_a_default_rate_caps_tenants_never_seen_at_their_burst() -> None:
+    rates = RateLimits(20, {}, 2.0)
+    assert rates.default_limit() == 40
+    assert rates.limits(0.0) == {}  # no bucket yet: the plan's default limit applies
+    capped = rates.claimed({"acme": 40}, {}, 0.0)
+    assert capped == {"acme"}
+    assert rates.limits(0.0) == {"acme": 0}
+    assert rates.waiting == {"acme"}
+
+
+def test_overrides_beat_the_default_and_zero_means_unlimited() -> None:
+    rates = RateLimits(20, {"acme": 100, "globex": 0}, 1.0)
+    assert rates.rate_of("acme") == 100
+    assert rates.rate_of("globex") == 0
+    assert rates.rate_of("initech") == 20
+    assert rates.limits(0.0) == {"acme": 100, "globex": -1}  # globex: no limit, not the default
+
+
+def test_a_waiting_tenant_gets_tokens_in_steps_then_stops_waiting_when_it_runs_out_of_rows() -> None:
+    rates = RateLimits(0, {"acme": 50}, 1.0)
+    limits = rates.limits(0.0)
+    assert rates.claimed({"acme": 50}, limits, 0.0) == {"acme"}
+    assert rates.next_refill(0.0) == pytest.approx(0.1)
+    assert rates.limits(0.02) == {"acme": 0}  # one token, not yet a step: the relay does not claim per token
+    limits = rates.limits(0.1)
+    assert limits == {"acme": 5}
+    assert rates.claimed({"acme": 5}, limits, 0.1) == {"acme"}  # still at its limit: more rows may wait
+    limits = rates.limits(0.3)
+    assert limits == {"acme": 10}
+    assert rates.claimed({"acme": 3}, limits, 0.3) == set()  # fewer rows than it could have: nothing waits
+    assert rates.waiting == set()
+    assert rates.next_refill(0.3) is None
+
+
+def test_held_back_rows_give_their_tokens_back() -> None:
+    rates = RateLimits(0, {"acme": 10}, 1.0)
+    rates.claimed({"acme": 10}, rates.limits(0.0), 0.0)
+    rates.released({"acme": 4}, 0.0)
+    rates.waiting.clear()
+    assert rates.limits(0.0) == {"acme": 4}
+
+
+def test_the_long_run_rate_is_the_limit_on_a_fake_clock() -> None:
+    """A tenant with an endless backlog, claimed every 10 ms for 60 s: burst + rate x time rows, no more."""
+    rates = RateLimits(0, {"acme": 50}, 1.0)
+    total = 0
+    now = 0.0
+    while now < 60.0:
+        limits = rates.limits(now)
+        rows = limits["acme"]
+        rates.claimed({"acme": rows}, limits, now)
+        total += rows
+        now = round(now + 0.01, 6)
+    assert 50 + 50 * 59.9 <= total <= 50 + 50 * 60
+
+
+def test_forget_drops_buckets_and_waiting() -> None:
+    rates = RateLimits(5, {}, 1.0)
+    rates.claimed({"acme": 5}, {}, 0.0)
+    rates.forget({"acme"})
+    assert rates.buckets == {} and rates.waiting == set()
+
+
+def test_merge_limits_takes_the_smallest_and_none_is_minus_one() -> None:
+    assert merge_limits({"a": 1, "b": -1}, {"a": 30, "b": 7, "c": -1}) == {"a": 1, "b": 7, "c": -1}
+    assert merge_limits({"a": 0}, {"a": 100}) == {"a": 0}
+
+
+def test_the_plan_carries_rate_limits_and_the_default_limit() -> None:
+    fair = FairShare(batch_size=1000, quota=100, quotas={"big": 300})
+    plan = fair.plan(merge_limits({"bad": 0}, {"acme": 7, "bad": 50}), default_limit=20)
+    assert dict(zip(plan.tenants, plan.limits, strict=True)) == {"acme": 7, "bad": 0, "big": -1}
+    assert plan.default_limit == 20
+
+
+def test_rate_settings_parse_and_refuse_bad_values() -> None:
+    relay = load_settings(outbox_relay_tenant_rate=10, outbox_relay_tenant_rates="acme=100,globex=0.5").relay
+    assert relay.tenant_rate == 10
+    assert relay.tenant_rates == {"acme": 100, "globex": 0.5}
+    assert RateLimits.from_settings(relay).rate_of("globex") == 0.5
+    with pytest.raises(SettingsError, match="SOMA_OUTBOX_RELAY_TENANT_RATES: expected tenant=number, got 'acme=-1'"):
+        load_settings(outbox_relay_tenant_rates="acme=-1")
+    with pytest.raises(SettingsError, match="SOMA_OUTBOX_RELAY_TENANT_RATE"):
+        load_settings(outbox_relay_tenant_rate=-5)
