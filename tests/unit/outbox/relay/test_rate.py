@@ -112,7 +112,8 @@ def test_forget_drops_buckets_and_waiting() -> None:
     rates = RateLimits(5, {}, 1.0)
     rates.claimed({"acme": 5}, {}, 0.0)
     rates.forget({"acme"})
-    assert rates.buckets == {} and rates.waiting == set()
+    assert rates.buckets == {}
+    assert rates.waiting == set()
 
 
 def test_merge_limits_takes_the_smallest_and_none_is_minus_one() -> None:
