@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from soma.settings import Settings
 
 
@@ -75,6 +77,8 @@ def publish(s: Settings, name: str, value: str, *, tenant: str | None = None,
         parsed = None if value.strip().lower() == "null" else parse_text(field, value)
     except ValueError as exc:
         raise EventValidationError(str(exc)) from None
+    if isinstance(parsed, BaseModel):  # an object setting (SLEEP_POLICY) travels as its JSON text
+        parsed = parsed.model_dump_json()
     updates, codec = read_updates(s)
     current = max((int(u["version"]) for u in updates
                    if u["name"].lower() == field and (u.get("scope_tenant") or None) == tenant), default=0)

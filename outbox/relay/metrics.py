@@ -69,6 +69,10 @@ class RelayMetrics:
             "outbox_rate_limited_rows", "Rows not yet published of a tenant its rate limit holds back (last recount)",
             ["tenant"], registry=r,
         )
+        self.sleep_requests = Counter(
+            "outbox_circuit_sleep_requests", "Sleep requests the relay produced for circuits opening (light) and"
+            " closing (awake), by result (sent, failed)", ["to_state", "result"], registry=r,
+        )
         self.claims = Counter("outbox_claims", "Claims the relay ran, by outcome", ["outcome"], registry=r)
         self.in_flight = Gauge("outbox_in_flight_rows", "Claimed rows awaiting the broker", registry=r)
         # The table itself (outbox/relay/upkeep.py, every SOMA_OUTBOX_RELAY_TABLE_METRICS_INTERVAL_S).
@@ -128,6 +132,9 @@ class RelayMetrics:
         """Tenants with at least one series (for tests and the documented bound)."""
         with self._lock:
             return self._seen_tenants | set(self._topics)
+
+    def sleep_request(self, to_state: str, result: str) -> None:
+        self.sleep_requests.labels(to_state, result).inc()
 
     def rate_capped(self, capped: Iterable[str], waiting: Iterable[str]) -> None:
         """A claim stopped at these tenants' rate limits; `waiting`: every tenant now waiting for tokens."""

@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 
 from outbox.relay.claim import ClaimedRow
 from soma.clients import kafka_producer
+from soma.contracts.events import OutgoingRecord
 from soma.errors import first_line
 from soma.observability import telemetry
 from soma.settings import Settings
@@ -191,6 +192,12 @@ class Publisher:
         spans[index] = span
         headers = {**row.headers, **telemetry.inject(span)}
         return [(name, value.encode()) for name, value in headers.items()]
+
+    def produce_event(self, record: OutgoingRecord, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
+        """One prepared catalog event outside any batch (the circuit's sleep requests)."""
+        headers: Any = record.headers
+        self._producer.produce(record.physical_topic, value=record.value, key=record.key, headers=headers,
+                               on_delivery=on_delivery)
 
     def poll(self, timeout_s: float) -> int:
         """Serve delivery reports (waits up to `timeout_s` for the first one)."""

@@ -133,6 +133,21 @@ class RateLimits:
             if bucket is not None:
                 bucket.spend(-rows, now)
 
+    def after_claim(
+        self, counts: Mapping[str, int], held: Mapping[str, int], limits: Mapping[str, int], visited_all: bool,
+        now: float,
+    ) -> tuple[set[str], float | None]:
+        """A claim's rows per tenant (`held`: those not produced, their tokens come back), with the claim's rate
+        `limits`. Returns the tenants stopped at their rate, and when the next claim should come (None: at
+        once): if every row came from such tenants and the claim left no tenant unvisited, only rate-held rows
+        are due, and the relay waits for tokens (or a NOTIFY) instead of claiming a few rows at a time."""
+        capped = self.claimed(counts, limits, now)
+        if held:
+            self.released(held, now)
+        if counts and visited_all and capped >= set(counts):
+            return capped, self.next_refill(now)
+        return capped, None
+
     def next_refill(self, now: float) -> float | None:
         """When a waiting tenant has tokens again (the relay looks then, even without a NOTIFY)."""
         times = [self.buckets[t].ready_at(now) for t in self.waiting if t in self.buckets]

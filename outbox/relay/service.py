@@ -26,9 +26,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from outbox.errors import RelayError
+from outbox.relay.circuit_sleep import CircuitSleep
 from outbox.relay.claim import Claim, any_due, claim, pending_by_tenant, relay_engine
 from outbox.relay.committer import Committer
-from outbox.relay.judge import Outcome, RetryPolicy, judge
+from outbox.relay.judge import RetryPolicy, judge, log_outcome
+from outbox.relay.live import LiveMirror
 from outbox.relay.metrics import Heartbeat, MetricsServer, RelayMetrics, RelayStats, peak_rss_mb
 from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, TenantActivity
 from outbox.relay.publisher import Batch, Publisher
@@ -45,22 +47,6 @@ log = logging.getLogger("outbox.relay")
 
 STOP_CHECK_S = 1.0  # longest an idle wait goes without looking at the stop flag (idle wake-ups vs stop latency)
 RETRY_BUCKET_S = 0.1  # retry times are remembered at this resolution (bounded memory)
-
-
-def _log_batch(batch: Batch, outcome: Outcome) -> None:
-    """Per tenant and topic: a warning with the first error of its failed rows; published counts at DEBUG."""
-    first: dict[tuple[str, str], str] = {}
-    for row, error in zip(batch.rows, batch.errors, strict=True):
-        if error is not None:
-            first.setdefault((row.tenant_id, row.topic), error)
-    for (tenant, topic), error in first.items():
-        failures = outcome.failed[(tenant, topic)] + outcome.dead[(tenant, topic)]
-        with log_context(tenant=tenant):
-            log.warning("relay: %d delivery failure(s) to %s, e.g. %s", failures, topic, error)
-    if log.isEnabledFor(logging.DEBUG):
-        for (tenant, topic), n in outcome.published.items():
-            with log_context(tenant=tenant):
-                log.debug("relay: published %d row(s) to %s", n, topic)
 
 
 class Relay:
@@ -103,6 +89,11 @@ class Relay:
         self._serve_metrics = serve_metrics
         self._gauges: threading.Thread | None = None
         self.upkeep = Upkeep(self.engine, settings.relay, self.metrics, self._stop)  # table metrics, prune
+        self.live = LiveMirror(settings, self._stop)  # config_updates: ENABLE_SLEEP, SLEEP_POLICY per tenant
+        self.circuit_sleep = CircuitSleep(
+            settings, self.live, lambda record, report: self._parts()[1].produce_event(record, report),
+            self.metrics.sleep_request,
+        )
         self._upkeep: threading.Thread | None = None
         # Claims run on a thread of their own, one at a time, while the loop keeps producing.
         self._claims = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-claim")
@@ -141,6 +132,7 @@ class Relay:
         self._gauges.start()
         self._upkeep = threading.Thread(target=self.upkeep.run, name="relay-upkeep", daemon=True)
         self._upkeep.start()
+        self.live.start()
         # Everything built so far lives as long as the relay: out of the collector's sight, a full
         # collection walks only the objects of batches in flight (no pause proportional to the
         # imported libraries in the latency tail).
@@ -171,8 +163,9 @@ class Relay:
             free = depth - len(self.in_flight) - committer.pending
             if self._claim is None and free > 0:
                 if time.monotonic() < self._rate_gate:
-                    if not busy:
-                        self._wait_for_tokens()
+                    if not busy:  # only rate-held rows are due: idle until their tokens (`_wait_idle`) or a NOTIFY;
+                        self._idle_step(busy=False)  # first only advertised, then one more claim (it gives waiting
+                        self._rate_gate = 0.0  # tenants nothing before their next step of tokens: `RateLimits.limits`)
                         continue
                 else:
                     self._claim = self._claims.submit(self._claim_rows, self._plan())
@@ -233,13 +226,6 @@ class Relay:
         self._claim_rates = self.rates.limits(now)
         return self.fair.plan(merge_limits(self.circuits.limits(now), self._claim_rates), self.rates.default_limit())
 
-    def _wait_for_tokens(self) -> None:
-        """Only rate-held rows were due: go idle (new rows of any tenant NOTIFY) until tokens come back. The
-        first step only advertises idleness; one more claim follows, seeing every row committed before (it
-        gives a waiting tenant nothing before its next step of tokens: `RateLimits.limits`)."""
-        self._idle_step(busy=False)  # idle already: waits for a NOTIFY or the tokens (`_wait_idle`'s deadline)
-        self._rate_gate = 0.0
-
     def _wait_idle(self, wakeup: Wakeup) -> None:
         """Idle: wait for a writer's NOTIFY, a retry coming due, a circuit to half-open, a rate-held tenant's
         tokens, or the timeout."""
@@ -249,6 +235,7 @@ class Relay:
             if moment is not None:
                 deadline = min(deadline, moment)
         while not self._stop.is_set():
+            self._parts()[1].poll(0)  # delivery reports of the circuit's sleep requests
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -343,16 +330,13 @@ class Relay:
         return len(rows)
 
     def _spend_tokens(self, claimed: Claim, visited_all: bool) -> None:
-        """Rate limits: spend the claimed rows' tokens (rows held back get theirs back). When every row came
-        from tenants stopped at their rate and no tenant was left unvisited, claims wait for tokens (the gate)."""
-        now = time.monotonic()
-        counts = Counter(row.tenant_id for row in claimed.rows)
-        capped = self.rates.claimed(counts, self._claim_rates, now)
-        if claimed.held:
-            self.rates.released(Counter(r.tenant_id for r in claimed.rows if r.id in claimed.held), now)
+        """Rate limits: spend the claimed rows' tokens; claims may have to wait for more (the gate)."""
+        held = Counter(r.tenant_id for r in claimed.rows if r.id in claimed.held)
+        capped, gate = self.rates.after_claim(Counter(r.tenant_id for r in claimed.rows), held, self._claim_rates,
+                                              visited_all, time.monotonic())
         self.metrics.rate_capped(capped, self.rates.waiting)
-        if claimed.rows and visited_all and capped >= set(counts):
-            self._rate_gate = self.rates.next_refill(now) or 0.0
+        if gate is not None:
+            self._rate_gate = gate
 
     def _finish_completed(self) -> None:
         """Judge every batch the broker has fully reported on and hand it to the committer."""
@@ -363,7 +347,7 @@ class Relay:
     def _finish(self, batch: Batch) -> None:
         now = time.monotonic()
         self.activity.seen({row.tenant_id for row in batch.rows}, now)
-        opened_before = {t for t, c in self.circuits.by_tenant.items() if c.state is CircuitState.OPEN}
+        before = {t: c.state for t, c in self.circuits.by_tenant.items()}
         outcome = judge(batch, self.retry, self.circuits, self.rng, now)
         for delay in set(outcome.fail_delays):
             if delay > 0:
@@ -371,13 +355,14 @@ class Relay:
         self._parts()[2].submit(outcome)
         self.metrics.record(outcome)
         self.stats.record(outcome)
-        _log_batch(batch, outcome)
+        log_outcome(batch, outcome)
         for tenant, circuit in self.circuits.by_tenant.items():
-            if circuit.state is CircuitState.OPEN and tenant not in opened_before:
+            if circuit.state is CircuitState.OPEN and before.get(tenant) is not CircuitState.OPEN:
                 self.metrics.circuit_opened.labels(tenant).inc()
                 with log_context(tenant=tenant):
                     log.warning("relay: circuit of tenant %r open (%d consecutive failures)", tenant, circuit.failures)
         self._export_circuits()
+        self.circuit_sleep.changed(before, {t: c.state for t, c in self.circuits.by_tenant.items()})
 
     def _collect(self, wait_s: float = 0.0) -> None:
         """Take note of outcomes the committer has written (their rows are no longer claimed)."""
@@ -422,6 +407,7 @@ class Relay:
         for thread in (self._gauges, self._upkeep):
             if thread is not None:
                 thread.join(timeout=10)
+        self.live.join(timeout_s=10)
         if self.server is not None:
             self.server.close()
         self.readiness.close()
