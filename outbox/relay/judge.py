@@ -2,7 +2,7 @@
 
 `judge` decides (sent, failed with a backoff, or dead; which rows were never reported and stay
 as they were). Decisions only: no database, no broker, no clock of its own (`now` is given),
-so it is unit-tested like `policy`. `committer` writes the decisions; `log_outcome` logs the failures.
+so it is unit-tested like `policy`. `committer` writes the decisions.
 
 `row_fault` tells the row's own faults (too large, unknown topic, cannot be encoded, refused by
 the broker: they use up one of its `max_attempts`) from failures of the path to the broker
@@ -12,7 +12,6 @@ backoff, the attempt is not counted, so an outage of any length parks no row as 
 
 from __future__ import annotations
 
-import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,12 +19,9 @@ from typing import TYPE_CHECKING
 
 from outbox.relay.policy import Circuits
 from soma.backoff import jittered_delay
-from soma.observability.logs import log_context
 
 if TYPE_CHECKING:  # only the type: the batch is read, never sent, here
     from outbox.relay.publisher import Batch
-
-log = logging.getLogger("outbox.relay")
 
 
 @dataclass
@@ -110,19 +106,3 @@ def judge(batch: Batch, retry: RetryPolicy, circuits: Circuits, rng: random.Rand
     for tenant in out.unreported_tenants:
         circuits.get(tenant).released()
     return out
-
-
-def log_outcome(batch: Batch, outcome: Outcome) -> None:
-    """Per tenant and topic: a warning with the first error of its failed rows; published counts at DEBUG."""
-    first: dict[tuple[str, str], str] = {}
-    for row, error in zip(batch.rows, batch.errors, strict=True):
-        if error is not None:
-            first.setdefault((row.tenant_id, row.topic), error)
-    for (tenant, topic), error in first.items():
-        failures = outcome.failed[(tenant, topic)] + outcome.dead[(tenant, topic)]
-        with log_context(tenant=tenant):
-            log.warning("relay: %d delivery failure(s) to %s, e.g. %s", failures, topic, error)
-    if log.isEnabledFor(logging.DEBUG):
-        for (tenant, topic), n in outcome.published.items():
-            with log_context(tenant=tenant):
-                log.debug("relay: published %d row(s) to %s", n, topic)

@@ -1,9 +1,11 @@
-"""The relay's Prometheus metrics, its own totals, and the small HTTP server for /metrics, /healthz and /readyz."""
+"""The relay's Prometheus metrics, its own totals, its per-batch log lines, and the small HTTP server for /metrics,
+/healthz and /readyz."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import resource
 import threading
 import time
@@ -16,11 +18,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
+from soma.observability.logs import log_context
 from soma.observability.metrics import ServiceRegistry
 
 if TYPE_CHECKING:
     from outbox.relay.claim import TenantBacklog
     from outbox.relay.judge import Outcome
+    from outbox.relay.publisher import Batch
+
+log = logging.getLogger("outbox.relay")
 
 # Commit-to-acknowledgement latency: fine buckets below 100 ms, where the target lives.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -153,6 +159,22 @@ class RelayMetrics:
                 with self._lock:
                     self._topics.setdefault(tenant, set()).add(topic)
                     counter.labels(tenant, topic).inc(n)
+
+
+def log_outcome(batch: Batch, outcome: Outcome) -> None:
+    """Per tenant and topic: a warning with the first error of its failed rows; published counts at DEBUG."""
+    first: dict[tuple[str, str], str] = {}
+    for row, error in zip(batch.rows, batch.errors, strict=True):
+        if error is not None:
+            first.setdefault((row.tenant_id, row.topic), error)
+    for (tenant, topic), error in first.items():
+        failures = outcome.failed[(tenant, topic)] + outcome.dead[(tenant, topic)]
+        with log_context(tenant=tenant):
+            log.warning("relay: %d delivery failure(s) to %s, e.g. %s", failures, topic, error)
+    if log.isEnabledFor(logging.DEBUG):
+        for (tenant, topic), n in outcome.published.items():
+            with log_context(tenant=tenant):
+                log.debug("relay: published %d row(s) to %s", n, topic)
 
 
 def _remove(metric: Gauge | Counter, *labels: str) -> None:

@@ -29,9 +29,9 @@ from outbox.errors import RelayError
 from outbox.relay.circuit_sleep import CircuitSleep
 from outbox.relay.claim import Claim, any_due, claim, pending_by_tenant, relay_engine
 from outbox.relay.committer import Committer
-from outbox.relay.judge import RetryPolicy, judge, log_outcome
+from outbox.relay.judge import RetryPolicy, judge
 from outbox.relay.live import LiveMirror
-from outbox.relay.metrics import Heartbeat, MetricsServer, RelayMetrics, RelayStats, peak_rss_mb
+from outbox.relay.metrics import Heartbeat, MetricsServer, RelayMetrics, RelayStats, log_outcome, peak_rss_mb
 from outbox.relay.policy import Circuits, CircuitState, ClaimPlan, FairShare, PollPacer, TenantActivity
 from outbox.relay.publisher import Batch, Publisher
 from outbox.relay.rate import RateLimits, merge_limits

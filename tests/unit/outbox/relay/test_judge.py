@@ -72,13 +72,13 @@ def test_judge_sorts_rows_by_report() -> None:
     assert outcome.latencies[0] > 0
 
 
-def test_the_judge_and_the_policy_import_nothing_that_does_io() -> None:
+def test_the_judge_the_policy_and_the_rate_limits_import_nothing_that_does_io() -> None:
     """Decisions only: no database, broker or network module at run time (type-only imports excepted)."""
     allowed = {
-        "__future__", "random", "collections", "collections.abc", "dataclasses", "typing", "enum",
+        "__future__", "math", "random", "collections", "collections.abc", "dataclasses", "typing", "enum",
         "outbox.errors", "outbox.relay.policy", "soma.backoff", "soma.settings",
     }
-    for name in ("judge", "policy"):
+    for name in ("judge", "policy", "rate"):
         tree = ast.parse((Path(__file__).parents[4] / "outbox" / "relay" / f"{name}.py").read_text())
         imported = {
             (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name) or ""
