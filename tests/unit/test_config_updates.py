@@ -46,3 +46,29 @@ def test_effective_values_name_their_source_and_the_refused_updates(monkeypatch:
     assert (row["value"], row["source"]) == (0.25, "tenant acme v1")
     assert {r["name"]: r for r in acme.settings}["INTEGRATOR_ALPHA"]["source"] == "settings"
     assert [r["name"] for r in everyone.rejected] == ["INTEGRATOR_ALPHA"]
+
+
+def test_an_object_setting_is_published_as_json_text_the_mirrors_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SLEEP_POLICY: the ConfigUpdate value is the policy's JSON text (values are scalars), checksummed as such."""
+    from types import SimpleNamespace
+
+    from soma.contracts import events
+    from soma.live_config import LiveConfig
+
+    sent: list[dict[str, Any]] = []
+
+    class Producer:
+        def __init__(self, *_: Any) -> None:
+            pass
+
+        def send(self, topic: str, event: dict[str, Any], tenant: str) -> Any:
+            sent.append(event)
+            return SimpleNamespace(offset=0, event_id="e")
+
+    monkeypatch.setattr(config_updates, "read_updates", lambda _: ([], SimpleNamespace(catalog=None)))
+    monkeypatch.setattr(events, "EventProducer", Producer)
+    config_updates.publish(Settings(), "SLEEP_POLICY", '{"circuit_sleep": true}', tenant="acme")
+    assert isinstance(sent[0]["value"], str)
+    live = LiveConfig(Settings().streams.live)
+    assert live.apply(sent[0]).accepted
+    assert live.get("sleep_policy", "acme").circuit_sleep is True
