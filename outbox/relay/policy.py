@@ -157,8 +157,8 @@ class FairShare:
 
     def plan(self, limits: Mapping[str, int], default_limit: int = -1) -> ClaimPlan:
         overrides = {t: (q, -1) for t, q in self.quotas.items()}
-        for tenant, limit in limits.items():
-            overrides[tenant] = (self.quota_of(tenant), limit)
+        for tenant, limit in limits.items():  # no claim takes more than a batch (and limits stay in int range)
+            overrides[tenant] = (self.quota_of(tenant), min(limit, self.batch_size))
         names = tuple(sorted(overrides))
         return ClaimPlan(
             after=self.cursor,
@@ -168,7 +168,7 @@ class FairShare:
             tenants=names,
             quotas=tuple(overrides[t][0] for t in names),
             limits=tuple(overrides[t][1] for t in names),
-            default_limit=default_limit,
+            default_limit=min(default_limit, self.batch_size),
         )
 
     def claimed(self, last_served: str | None, rows: int, visited: int, last_visited: str | None) -> None:

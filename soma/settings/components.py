@@ -13,7 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from soma.errors import SettingsError
 from soma.settings.sections import LIVE, Section, own
 from soma.settings.tokens import TokenGrant, parse_tokens
-from soma.settings.values import Duration, ObjectRefs, TenantCounts, TenantSeconds, env_name
+from soma.settings.values import Duration, ObjectRefs, TenantCounts, TenantRates, TenantSeconds, env_name
 from soma.sleep.policy import SleepPolicy
 
 
@@ -102,7 +102,7 @@ class RelaySettings(Section):
         description="Rows per second each tenant may have published (a token bucket per tenant; 0: unlimited). "
         "A tenant over it waits: its rows stay pending, nothing is dropped or failed.",
     )
-    tenant_rates: TenantSeconds = Field(
+    tenant_rates: TenantRates = Field(
         default_factory=dict,
         description="Per-tenant rate overrides as tenant=rows_per_s,tenant=rows_per_s (0: that tenant unlimited).",
     )

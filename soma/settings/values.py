@@ -114,9 +114,19 @@ def _duration(value: Any) -> Any:
     return parse_duration(value) if isinstance(value, str) else value
 
 
+def _rates(value: dict[str, float]) -> dict[str, float]:
+    for tenant, rate in value.items():
+        if not 0 <= rate <= MAX_RATE:  # also refuses nan and inf
+            raise ValueError(f"expected tenant=rows_per_s with 0 <= rows_per_s <= {MAX_RATE:g}, got {tenant}={rate:g}")
+    return value
+
+
+MAX_RATE = 1_000_000.0
+
 # NoDecode: pydantic-settings would otherwise read these variables as JSON.
 TenantCounts = Annotated[dict[str, int], NoDecode, BeforeValidator(_tenant_counts)]
 TenantSeconds = Annotated[dict[str, float], NoDecode, BeforeValidator(_tenant_seconds)]
+TenantRates = Annotated[dict[str, float], NoDecode, BeforeValidator(_tenant_seconds), AfterValidator(_rates)]
 ObjectRefs = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_object_refs)]
 # Seconds, or None for "no limit" (``off``); positive when set.
 Duration = Annotated[float | None, NoDecode, BeforeValidator(_duration), AfterValidator(_positive)]

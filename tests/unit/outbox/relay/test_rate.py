@@ -137,3 +137,15 @@ def test_rate_settings_parse_and_refuse_bad_values() -> None:
         load_settings(outbox_relay_tenant_rates="acme=-1")
     with pytest.raises(SettingsError, match="SOMA_OUTBOX_RELAY_TENANT_RATE"):
         load_settings(outbox_relay_tenant_rate=-5)
+    for hostile in ("acme=1e309", "acme=nan", "acme=2000000"):
+        with pytest.raises(SettingsError, match="SOMA_OUTBOX_RELAY_TENANT_RATES: expected tenant=rows_per_s with 0 <="):
+            load_settings(outbox_relay_tenant_rates=hostile)
+
+
+def test_a_huge_bucket_is_claimed_at_most_a_batch() -> None:
+    """1,000,000 rows/s x 3600 s of burst: the plan's limits stay within a batch (and PostgreSQL's int)."""
+    rates = RateLimits(1_000_000, {"acme": 1_000_000}, 3600.0)
+    fair = FairShare(batch_size=1000, quota=100, quotas={})
+    plan = fair.plan(rates.limits(0.0), rates.default_limit())
+    assert plan.limits == (1000,)
+    assert plan.default_limit == 1000
