@@ -2,9 +2,9 @@
 
 A group-less reader (assigned partitions, from the beginning, no commits), like the streams' config
 mirror, so the relay sees the same tenant-scoped values (`ENABLE_SLEEP`, `SLEEP_POLICY`) every stream
-applies. The relay loop only reads `get`; until the start-up end offsets are read (`loaded`) it sees
-what is known so far (the settings' defaults at first). Long broker waits: an idle relay wakes for it
-a few times a minute, not per tick.
+applies, and its own (`RELAY_TENANT_RATE`, kept as `tenant_rates` and `global_rate`). The relay loop
+only reads; until the start-up end offsets are read (`loaded`) it sees what is known so far (the
+settings' defaults at first). Long broker waits: an idle relay wakes for it a few times a minute.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class LiveMirror:
         self.loaded = threading.Event()
         self.applied = 0
         self.rejected = 0
+        # RELAY_TENANT_RATE (outbox.relay.rate.LiveRates): replaced whole on each update, read without the lock.
+        self.tenant_rates: dict[str, float] = {}
+        self.global_rate = float(settings.streams.live.relay_tenant_rate)
         self._stop = stop
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -96,6 +99,14 @@ class LiveMirror:
                 ends.pop(partition, None)
                 self._check_loaded(ends)
 
+    def _rates(self) -> None:
+        """The live rates after an update (the lock held)."""
+        self.tenant_rates = {
+            str(scope): float(value) for (scope, field), (_, value) in self.live.overrides().items()
+            if field == "relay_tenant_rate" and scope is not None and value is not None and value >= 0
+        }
+        self.global_rate = float(self.live.get("relay_tenant_rate"))
+
     def _check_loaded(self, ends: dict[int, int]) -> None:
         if not ends and not self.loaded.is_set():
             self.loaded.set()
@@ -106,6 +117,8 @@ class LiveMirror:
             update = codec.decode("config_updates", raw)
             with self._lock:
                 decision = self.live.apply(update)
+                if decision.accepted:
+                    self._rates()
         except (SomaError, ValueError, TypeError) as exc:  # one bad record never stops the mirror
             self.rejected += 1
             log.warning("relay: unusable config update at offset %d: %s", offset, first_line(exc))

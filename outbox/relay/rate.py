@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from soma.settings import RelaySettings
 
@@ -45,6 +46,12 @@ class TokenBucket:
         self.refill(now)
         return max(0, math.floor(self.tokens + 1e-9))
 
+    def retune(self, rate: float, burst_s: float, now: float) -> None:
+        """A new rate (a live change): the tokens held stay, within the new capacity."""
+        self.refill(now)
+        self.rate, self.capacity = rate, max(1.0, rate * burst_s)
+        self.tokens = min(self.tokens, self.capacity)
+
     def spend(self, rows: int, now: float) -> None:
         """Take `rows` tokens (negative: give back rows claimed but not produced)."""
         self.refill(now)
@@ -57,45 +64,80 @@ class TokenBucket:
         return now if self.tokens >= step else now + (step - self.tokens) / self.rate
 
 
+class LiveRates(Protocol):
+    """The live `RELAY_TENANT_RATE` values (`outbox.relay.live.LiveMirror`)."""
+
+    @property
+    def tenant_rates(self) -> Mapping[str, float]: ...  # tenant-scoped values of 0 or more
+    @property
+    def global_rate(self) -> float: ...  # below 0: none
+
+
+class _NoLive:
+    tenant_rates: Mapping[str, float] = {}
+    global_rate = -1.0
+
+
 class RateLimits:
     """Every limited tenant's bucket; tenants held back by their rate (`waiting`) and the moment to look again.
 
-    A tenant's rate: its override in `rates`, else `default` (0 or less: unlimited). Buckets are
-    created on a tenant's first claim; until then the claim plan's default limit (a full bucket)
-    applies, so even a tenant never seen before gets no more than its burst.
+    A tenant's rate, most specific first: its live tenant-scoped `RELAY_TENANT_RATE`, its static
+    override in `rates`, the live global value, the static `default` (0 or less: unlimited). A live
+    change retunes the tenant's bucket at its next claim. Buckets are created on a tenant's first
+    claim; until then the claim plan's default limit (a full bucket) applies, so even a tenant never
+    seen before gets no more than its burst.
     """
 
-    def __init__(self, default: float, rates: Mapping[str, float], burst_s: float) -> None:
-        self.default, self.rates, self.burst_s = default, dict(rates), burst_s
+    def __init__(
+        self, default: float, rates: Mapping[str, float], burst_s: float, live: LiveRates | None = None
+    ) -> None:
+        self.static_default, self.rates, self.burst_s = default, dict(rates), burst_s
+        self.live: LiveRates = live or _NoLive()
         self.buckets: dict[str, TokenBucket] = {}
         self.waiting: set[str] = set()  # tenants whose last claim stopped at their rate (more rows may wait)
 
     @classmethod
-    def from_settings(cls, relay: RelaySettings) -> RateLimits:
-        return cls(relay.tenant_rate, relay.tenant_rates, relay.tenant_rate_burst_s)
+    def from_settings(cls, relay: RelaySettings, live: LiveRates | None = None) -> RateLimits:
+        return cls(relay.tenant_rate, relay.tenant_rates, relay.tenant_rate_burst_s, live)
+
+    @property
+    def default(self) -> float:
+        """The rate of a tenant without an override: the live global value, else the static default."""
+        live = self.live.global_rate
+        return live if live >= 0 else self.static_default
 
     def rate_of(self, tenant: str) -> float:
+        live = self.live.tenant_rates.get(tenant)
+        if live is not None:
+            return live
         return self.rates.get(tenant, self.default)
 
     def default_limit(self) -> int:
         """The claim limit of a tenant without a bucket yet: its full burst with a default rate, else none (-1)."""
-        return math.floor(max(1.0, self.default * self.burst_s)) if self.default > 0 else -1
+        default = self.default
+        return math.floor(max(1.0, default * self.burst_s)) if default > 0 else -1
 
     def _bucket(self, tenant: str, now: float) -> TokenBucket | None:
+        rate = self.rate_of(tenant)
         bucket = self.buckets.get(tenant)
+        if rate <= 0:
+            if bucket is not None:  # made unlimited (live): nothing to wait for
+                del self.buckets[tenant]
+                self.waiting.discard(tenant)
+            return None
         if bucket is None:
-            rate = self.rate_of(tenant)
-            if rate <= 0:
-                return None
             bucket = self.buckets[tenant] = TokenBucket.full(rate, self.burst_s, now)
+        elif bucket.rate != rate:
+            bucket.retune(rate, self.burst_s, now)
         return bucket
 
     def limits(self, now: float) -> dict[str, int]:
         """Rows each limited tenant may have claimed now: those with a bucket or an override. A tenant waiting
         for tokens gets none until it has a step's worth (`TokenBucket.ready_at`), then all it has."""
-        tenants = set(self.buckets) | {t for t, rate in self.rates.items() if rate > 0}
+        overrides = {**self.rates, **self.live.tenant_rates}
+        tenants = set(self.buckets) | {t for t, rate in overrides.items() if rate > 0}
         if self.default > 0:  # an unlimited override beats the default: -1 (none) in the plan
-            tenants |= {t for t, rate in self.rates.items() if rate <= 0}
+            tenants |= {t for t, rate in overrides.items() if rate <= 0}
         result = {}
         for tenant in tenants:
             bucket = self._bucket(tenant, now)

@@ -64,7 +64,9 @@ class Relay:
             settings.relay.tenant_quotas,
         )
         self.circuits = Circuits.from_settings(settings.relay)
-        self.rates = RateLimits.from_settings(settings.relay)
+        self._stop = threading.Event()
+        self.live = LiveMirror(settings, self._stop)  # config_updates: ENABLE_SLEEP, SLEEP_POLICY, RELAY_TENANT_RATE
+        self.rates = RateLimits.from_settings(settings.relay, self.live)
         self._claim_rates: dict[str, int] = {}  # the rate limits of the claim in progress
         self._rate_gate = 0.0  # no claim before this moment (monotonic) unless woken: only rate-held rows are due
         self.pacer = PollPacer(settings.relay.poll_min_s, settings.relay.poll_max_s)
@@ -82,14 +84,12 @@ class Relay:
         self.in_flight: list[Batch] = []  # produced, awaiting delivery reports
         self.committer: Committer | None = None  # then judged, and written on its thread
         self.retry_times: set[float] = set()
-        self._stop = threading.Event()
         self.wakeup: Wakeup | None = None
         self.publisher: Publisher | None = None
         self.server: MetricsServer | None = None
         self._serve_metrics = serve_metrics
         self._gauges: threading.Thread | None = None
         self.upkeep = Upkeep(self.engine, settings.relay, self.metrics, self._stop)  # table metrics, prune
-        self.live = LiveMirror(settings, self._stop)  # config_updates: ENABLE_SLEEP, SLEEP_POLICY per tenant
         self.circuit_sleep = CircuitSleep(
             settings, self.live, lambda record, report: self._parts()[1].produce_event(record, report),
             self.metrics.sleep_request,

@@ -223,6 +223,12 @@ class LiveSettings(Section):
     tools_concurrency: int = Field(
         8, ge=1, le=1000, json_schema_extra=LIVE, description="Live. Tool calls running at once per tools process."
     )
+    relay_tenant_rate: float = Field(
+        -1.0, ge=-1, le=1_000_000, json_schema_extra=LIVE,
+        description="Live, per tenant. The relay's rows/s for the tenant (0: unlimited); below 0: the relay's static"
+        " SOMA_OUTBOX_RELAY_TENANT_RATE[S] decide. A tenant-scoped value beats every static one; a global one"
+        " beats only the static default.",
+    )
 
 
 class StreamsSettings(Section):

@@ -149,3 +149,69 @@ def test_a_huge_bucket_is_claimed_at_most_a_batch() -> None:
     plan = fair.plan(rates.limits(0.0), rates.default_limit())
     assert plan.limits == (1000,)
     assert plan.default_limit == 1000
+
+
+class Live:
+    """The live RELAY_TENANT_RATE values as `LiveMirror` keeps them."""
+
+    def __init__(self, tenant_rates: dict[str, float] | None = None, global_rate: float = -1.0) -> None:
+        self.tenant_rates = tenant_rates or {}
+        self.global_rate = global_rate
+
+
+def test_live_rates_most_specific_first() -> None:
+    live = Live({"acme": 5, "free": 0}, global_rate=30)
+    rates = RateLimits(10, {"acme": 100, "globex": 50, "free": 40}, 1.0, live)
+    assert rates.rate_of("acme") == 5  # live tenant-scoped beats the static override
+    assert rates.rate_of("free") == 0  # ... also when it lifts the limit
+    assert rates.rate_of("globex") == 50  # static override beats the live global value
+    assert rates.rate_of("initech") == 30  # live global beats the static default
+    assert rates.default_limit() == 30
+    live.global_rate = -1  # reset: the static default again
+    assert rates.rate_of("initech") == 10
+    assert rates.limits(0.0) == {"acme": 5, "globex": 50, "free": -1}
+
+
+def test_a_live_change_retunes_the_bucket_and_unlimited_drops_it() -> None:
+    live = Live()
+    rates = RateLimits(0, {}, 1.0, live)
+    assert rates.limits(0.0) == {}
+    live.tenant_rates = {"acme": 100}
+    assert rates.limits(0.0) == {"acme": 100}
+    rates.claimed({"acme": 100}, {"acme": 100}, 0.0)
+    live.tenant_rates = {"acme": 10}  # slowed: the bucket keeps what it earned (0.05 s at 100/s), within 10
+    assert rates.limits(0.05) == {"acme": 5}
+    assert rates.limits(1.0) == {"acme": 10}
+    assert rates.buckets["acme"].capacity == 10
+    live.tenant_rates = {"acme": 0}  # lifted: no bucket, nothing waits
+    assert rates.limits(0.5) == {"acme": -1}  # -1: no limit in the plan
+    assert rates.limits(0.6) == {}
+    rates.claimed({"acme": 7000}, {}, 0.6)
+    assert rates.buckets == {}
+    assert rates.waiting == set()
+
+
+def test_the_mirror_keeps_the_live_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from outbox.relay.live import LiveMirror
+    from soma.live_config import checksum
+
+    mirror = LiveMirror(load_settings(), threading.Event())
+    assert (mirror.tenant_rates, mirror.global_rate) == ({}, -1.0)
+
+    def apply(value: object, tenant: str | None, version: int) -> None:
+        update = {"name": "RELAY_TENANT_RATE", "value": value, "scope_tenant": tenant, "version": version,
+                  "checksum": checksum(value)}
+        decision = mirror.live.apply(update)
+        if decision.accepted:
+            mirror._rates()
+
+    apply(20.0, "acme", 1)
+    apply(-1.0, "globex", 1)  # below 0 for a tenant: the static settings decide, not an override
+    apply(300.0, None, 1)
+    apply(-5.0, "initech", 1)  # refused: below -1
+    assert mirror.tenant_rates == {"acme": 20.0}
+    assert mirror.global_rate == 300.0
+    apply(None, "acme", 2)  # reset
+    assert mirror.tenant_rates == {}
