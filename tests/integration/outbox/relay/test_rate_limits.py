@@ -13,6 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from soma.config_updates import publish
+from soma.contracts.catalog import load_catalog
+from soma.contracts.topics import ensure
 from soma.settings import Settings
 from tests.support.outbox_relay import (
     create_topic,
@@ -127,3 +130,39 @@ def test_overrides_beat_the_default_rate(outbox_db: Settings, engine: Engine, tm
     assert took[raised] >= (600 - 200) / (200 * SLACK)  # its override, not the default: >= ~1.5 s...
     assert took[raised] < took[default]  # ...and far from the default's 60 s for 600 rows
     assert took[free] < took[default] / 2  # unlimited despite the default
+
+
+def test_a_live_rate_applies_to_a_running_relay_and_its_reset_lifts_it(
+    outbox_db: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """`soma config set RELAY_TENANT_RATE 20 --tenant T` while the relay runs: T's next rows go at 20/s;
+    `null` returns it to the static settings (unlimited here)."""
+    ensure(outbox_db, load_catalog())
+    topic = create_topic(outbox_db)
+    tenant = f"live-{uuid.uuid4().hex[:6]}"
+    log_file = tmp_path / "relay.log"
+    with relay_process(relay_settings(outbox_db), log_file) as proc:
+        metrics_url(log_file)
+        wait_for(lambda: "live settings loaded" in log_file.read_text(errors="replace"), 30, what="live settings")
+        publish(outbox_db, "RELAY_TENANT_RATE", "20", tenant=tenant, author="test")
+        wait_for(lambda: f"RELAY_TENANT_RATE (tenant {tenant}) = 20" in log_file.read_text(errors="replace"), 30,
+                 what="the live rate applied")
+        insert_rows(engine, tenant, 150, topic, prefix=f"{tenant}-limited-")
+        wait_for(lambda: status_counts(engine, tenant).get("sent") == 150, 40, what="150 rows at 20/s")
+        publish(outbox_db, "RELAY_TENANT_RATE", "null", tenant=tenant, author="test")
+        wait_for(lambda: f"RELAY_TENANT_RATE (tenant {tenant}) = None" in log_file.read_text(errors="replace"), 30,
+                 what="the live rate reset")
+        insert_rows(engine, tenant, 1000, topic, prefix=f"{tenant}-free-")
+        wait_for(lambda: status_counts(engine, tenant).get("sent") == 1150, 40, what="1000 more rows")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    with engine.connect() as conn:
+        query = text("SELECT extract(epoch FROM sent_at)::float8 FROM outbox_events WHERE tenant_id = :t"
+                     " AND dedupe_key LIKE :p ORDER BY sent_at")
+        limited = [float(t) for t in conn.execute(query, {"t": tenant, "p": f"{tenant}-limited-%"}).scalars()]
+        free = [float(t) for t in conn.execute(query, {"t": tenant, "p": f"{tenant}-free-%"}).scalars()]
+    limited_took, free_took = limited[-1] - limited[0], free[-1] - free[0]
+    print(f"live 20/s: 150 rows in {limited_took:.2f} s; after the reset 1000 rows in {free_took:.2f} s")
+    assert _busiest_window(limited, 1.0) <= 20 * SLACK + 20
+    assert limited_took >= (150 - 20) / (20 * SLACK)  # >= 5 s
+    assert free_took < limited_took / 2  # 1000 rows at 20/s would take 50 s
