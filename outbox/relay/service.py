@@ -163,9 +163,12 @@ class Relay:
             free = depth - len(self.in_flight) - committer.pending
             if self._claim is None and free > 0:
                 if time.monotonic() < self._rate_gate:
-                    if not busy:  # only rate-held rows are due: idle until their tokens (`_wait_idle`) or a NOTIFY;
-                        self._idle_step(busy=False)  # first only advertised, then one more claim (it gives waiting
-                        self._rate_gate = 0.0  # tenants nothing before their next step of tokens: `RateLimits.limits`)
+                    # Only rate-held rows are due: idle until their tokens (`_wait_idle`) or a NOTIFY. The first
+                    # step only advertises idleness; the claim after it gives a waiting tenant nothing before its
+                    # next step of tokens (`RateLimits.limits`), so it finds nothing and the relay waits.
+                    if not busy:
+                        self._idle_step(busy=False)
+                        self._rate_gate = 0.0
                         continue
                 else:
                     self._claim = self._claims.submit(self._claim_rows, self._plan())
