@@ -159,7 +159,8 @@ def test_a_sleep_request_and_its_audit_are_written_in_one_transaction(
     assert (request["to_state"], request["reason"], request["requested_by"]) == ("deep", "manual", ACME_ACTOR)
     assert timedelta(minutes=29) < request["until"] - started < timedelta(minutes=31)
     assert datetime.fromisoformat(answer["until"]) == request["until"]
-    assert request["_row"]["key"] == acme and request["_row"]["status"] == "pending"
+    assert request["_row"]["key"] == acme
+    assert request["_row"]["status"] == "pending"
     [audit] = [a for a in audits_of(engine, acme) if a["event_id"] == answer["audit_event_id"]]
     assert (audit["action"], audit["actor"], audit["outcome"]) == ("sleep_mode_set", ACME_ACTOR, "requested")
     assert audit["details"]["request_id"] == answer["request_id"]
@@ -199,7 +200,8 @@ def test_wait_s_answers_200_with_the_integrators_transition(
                               json={"state": "light", "wait_s": 20}, headers=ACME)
         deadline, request_id = time.monotonic() + 15, None
         while request_id is None and time.monotonic() < deadline:  # the request row, once committed
-            new = [r for r in _decoded(sleep_settings, engine, acme, "cog.sleep_requests") if r["event_id"] not in known]
+            rows = _decoded(sleep_settings, engine, acme, "cog.sleep_requests")
+            new = [r for r in rows if r["event_id"] not in known]
             request_id = new[0]["event_id"] if new else None
             time.sleep(0.05)
         assert request_id is not None
@@ -339,7 +341,8 @@ def test_util_sleep_async_writes_a_sleep_tool_request_through_the_outbox(
     assert response.status_code == 202, response.text
     answer = response.json()
     assert (answer["mode"], answer["results_topic"], answer["waited_ms"]) == ("async", "tool.results", None)
-    [request] = [r for r in _decoded(sleep_settings, engine, acme, "tool.requests") if r["call_id"] == answer["call_id"]]
+    rows = _decoded(sleep_settings, engine, acme, "tool.requests")
+    [request] = [r for r in rows if r["call_id"] == answer["call_id"]]
     assert request["event_id"] == answer["request_event_id"]
     assert (request["tool"], json.loads(request["arguments_json"])) == ("sleep", {"seconds": 0.2})
     assert request["session_id"] == answer["session_id"]

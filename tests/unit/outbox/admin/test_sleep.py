@@ -84,7 +84,7 @@ def test_policy_errors_name_the_field_even_for_the_policy_wide_rules() -> None:
     from soma.live_config import check_value
 
     def field_of(text: str) -> str:
-        with pytest.raises(ValueError) as caught:
+        with pytest.raises(ValueError, match="SLEEP_POLICY") as caught:
             check_value("sleep_policy", text)
         return policy_error(str(caught.value))[0]
 
