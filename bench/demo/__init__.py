@@ -20,7 +20,7 @@ Two fresh tenants (`demo-acme-<run>`, `demo-globex-<run>`):
 Every wait is bounded by `hop_timeout_s`; a hop that does not happen in time is reported as
 missed and the hops that depend on it are skipped (not waited for).
 
-Modules: `scenario` (the tenants, chat and replay steps), `cog` (leaders, segments, live config), `sleep` (the sleep cycle),
-`recorder` (hops and bounded waits), `observe` (the topic reader), `hops` (the table),
-`endpoints` (where the processes answer).
+Modules: `scenario` (the tenants, chat and replay steps), `cog` (leaders, segments, live config),
+`sleep` (the sleep cycle), `recorder` (hops and bounded waits), `observe` (the topic reader), `hops`
+(the table), `endpoints` (where the processes answer).
 """
