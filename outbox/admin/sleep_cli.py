@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from soma.cli.context import console, settings
 
 if TYPE_CHECKING:
+    from outbox.admin.auth import Principal
     from outbox.admin.sleep import SleepService
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Cognitive sleep per tenant: show or set its state and policy (audited).",
                   no_args_is_help=True)
@@ -55,10 +58,15 @@ def _service() -> Iterator[SleepService]:
             redis.close()
 
 
-def _checked_tenant(tenant: str) -> str:
+def _call(tenant: str, token_file: Path | None, action: Callable[[SleepService, Principal, str], T]) -> T:
+    """`action(service, principal, tenant)`: the tenant checked, the caller the OS user or --token-file's token."""
+    from outbox.admin.dlq_cli import _principal
     from outbox.admin.filters import check_tenant
 
-    return check_tenant(tenant)
+    wanted = check_tenant(tenant)
+    principal = _principal(token_file)
+    with _service() as service:
+        return action(service, principal, wanted)
 
 
 def _print_json(value: Any) -> None:
@@ -76,11 +84,7 @@ def _state_line(view: dict[str, Any]) -> str:
 @app.command("show")
 def show(tenant: str = TenantOpt, token_file: Path | None = TokenOpt, as_json: bool = JsonOpt) -> None:
     """The tenant's sleep state: the integrator's latest transition (Redis sleep:{tenant}), else awake."""
-    from outbox.admin.dlq_cli import _principal
-
-    wanted = _checked_tenant(tenant)
-    with _service() as service:
-        view = service.current(_principal(token_file), wanted)
+    view = _call(tenant, token_file, lambda service, principal, wanted: service.current(principal, wanted))
     if as_json:
         _print_json(view)
         return
@@ -122,13 +126,15 @@ def set_(
 
     With --wait, wait for the transition and exit 1 if it does not show in time.
     """
-    from outbox.admin.dlq_cli import _principal
-
-    wanted = _checked_tenant(tenant)
     change = _change(state, for_, until, wait)
-    with _service() as service:
-        requested = service.request(_principal(token_file), wanted, change)
-        transition = service.wait(wanted, requested.request_id, change.wait_s) if change.wait_s > 0 else None
+
+    def request(service: SleepService, principal: Principal, wanted: str) -> tuple[Any, dict[str, Any] | None]:
+        requested = service.request(principal, wanted, change)
+        waited = service.wait(wanted, requested.request_id, change.wait_s) if change.wait_s > 0 else None
+        return requested, waited
+
+    requested, transition = _call(tenant, token_file, request)
+    wanted = requested.tenant
     if as_json:
         _print_json({"request_id": requested.request_id, "tenant": wanted, "state": requested.state,
                      "until": requested.until, "audit_event_id": requested.audit_event_id, "transition": transition})
@@ -143,15 +149,11 @@ def set_(
 @policy_app.command("show")
 def policy_show(tenant: str = TenantOpt, token_file: Path | None = TokenOpt, as_json: bool = JsonOpt) -> None:
     """The tenant's effective sleep policy (tenant override, else global, else default) and its version."""
-    from outbox.admin.dlq_cli import _principal
-
-    wanted = _checked_tenant(tenant)
-    with _service() as service:
-        found = service.policy(_principal(token_file), wanted)
+    found = _call(tenant, token_file, lambda service, principal, wanted: service.policy(principal, wanted))
     if as_json:
         _print_json(found)
         return
-    console.print(f"tenant {wanted}: SLEEP_POLICY v{found['version']} ({found['scope']})", markup=False)
+    console.print(f"tenant {found['tenant']}: SLEEP_POLICY v{found['version']} ({found['scope']})", markup=False)
     console.print_json(json.dumps(found["policy"]))
 
 
@@ -178,14 +180,10 @@ def policy_set(
     as_json: bool = JsonOpt,
 ) -> None:
     """Validate the policy, publish it for the tenant on config_updates (next version), audit it."""
-    from outbox.admin.dlq_cli import _principal
-
-    wanted = _checked_tenant(tenant)
     text = _policy_text(file)
-    with _service() as service:
-        result = service.set_policy(_principal(token_file), wanted, text)
+    result = _call(tenant, token_file, lambda service, principal, wanted: service.set_policy(principal, wanted, text))
     if as_json:
         _print_json(result)
         return
-    console.print(f"published SLEEP_POLICY v{result['version']} for tenant {wanted} (config event "
+    console.print(f"published SLEEP_POLICY v{result['version']} for tenant {result['tenant']} (config event "
                   f"{result['config_event_id']}, audit event {result['audit_event_id']})", markup=False)

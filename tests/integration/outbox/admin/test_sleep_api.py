@@ -23,14 +23,21 @@ from sqlalchemy import Engine
 
 from outbox.admin.api import create_app
 from outbox.admin.auth import Principal
-from soma.clients import redis_client
 from soma.config_updates import publish, read_updates
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.contracts.topics import ensure
 from soma.settings import Settings
 from soma.sleep.policy import redis_key
-from tests.support.outbox_admin import ACME_TOKEN, ADMIN_TOKEN, GLOBEX_TOKEN, audits_of, rows_of, with_tokens
+from tests.support.outbox_admin import (
+    ACME_TOKEN,
+    ADMIN_TOKEN,
+    GLOBEX_TOKEN,
+    audits_of,
+    rows_of,
+    sleep_redis,
+    with_tokens,
+)
 
 ACME, GLOBEX, ADMIN = ({"Authorization": f"Bearer {t}"} for t in (ACME_TOKEN, GLOBEX_TOKEN, ADMIN_TOKEN))
 ACME_ACTOR = "token-" + hashlib.sha256(ACME_TOKEN.encode()).hexdigest()[:8]
@@ -62,10 +69,8 @@ def client(sleep_settings: Settings, engine: Engine) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def redis(sleep_settings: Settings, names: tuple[str, str]) -> Iterator[Any]:
-    client = redis_client(sleep_settings)
-    yield client
-    client.delete(*(redis_key(t) for t in names))
-    client.close()
+    with sleep_redis(sleep_settings, names) as client:
+        yield client
 
 
 def _codec(settings: Settings) -> Codec:

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from soma.clients import redis_client
 from soma.config_updates import publish
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
@@ -27,7 +26,7 @@ from soma.settings import Settings
 from soma.sleep.policy import redis_key
 from tests.integration.outbox.admin.test_cli import as_json, one_line_error, soma
 from tests.integration.outbox.admin.test_sleep_api import _cache_transition
-from tests.support.outbox_admin import ACME_TOKEN, audits_of, rows_of, with_tokens
+from tests.support.outbox_admin import ACME_TOKEN, audits_of, rows_of, sleep_redis, with_tokens
 
 CLI_ACTOR = f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
 
@@ -42,10 +41,8 @@ def own(outbox_db: Settings, names: tuple[str, str]) -> Settings:
 
 @pytest.fixture(scope="module")
 def redis(own: Settings, names: tuple[str, str]) -> Iterator[Any]:
-    client = redis_client(own)
-    yield client
-    client.delete(*(redis_key(t) for t in names))
-    client.close()
+    with sleep_redis(own, names) as client:
+        yield client
 
 
 def _requests(own: Settings, engine: Engine, tenant: str) -> list[dict[str, Any]]:
