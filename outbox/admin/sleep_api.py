@@ -11,13 +11,17 @@ Every route answers 409 naming the setting when ENABLE_SLEEP is off for the tena
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException  # what FastAPI raises for a body it cannot parse
 
 from outbox.admin.models import ErrorOut, Tenant
 from outbox.admin.sleep import SleepModeIn, SleepService
@@ -26,6 +30,7 @@ from outbox.errors import InvalidFilter
 from soma.sleep.policy import SleepPolicy
 
 POLICY_MAX_BYTES = 65_536  # what soma.live_config.check_value accepts for an object setting
+BODY_MAX_BYTES = POLICY_MAX_BYTES  # any sleep route's body (the others' are a few fields)
 
 
 class SleepStateOut(BaseModel):
@@ -101,6 +106,31 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return dict(resolve(schema))
 
 
+def _body_error(message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body",), "msg": message, "type": "value_error"}])
+
+
+class SleepRoute(APIRoute):
+    """A model body declared larger than BODY_MAX_BYTES, or one FastAPI cannot parse at all (not UTF-8, nested
+    too deeply for the parser: its 400), is a 422 naming the body like any other bad input."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            declared = request.headers.get("content-length", "0")
+            if self.body_field is not None and (not declared.isdigit() or int(declared) > BODY_MAX_BYTES):
+                raise _body_error(f"the body is larger than {BODY_MAX_BYTES} bytes")  # (the policy's: streamed)
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if exc.status_code != 400:  # FastAPI's "There was an error parsing the body"
+                    raise
+                raise _body_error("not parseable JSON: not UTF-8 text, or nested too deeply") from None
+
+        return route
+
+
 async def _policy_text(request: Request) -> str:
     """The body as text, read up to the limit (more is refused without reading it all)."""
     chunks, size = [], 0
@@ -122,7 +152,7 @@ def sleep_router(service: SleepService, util: UtilSleep, caller: Any,
         409: {"model": ErrorOut,
               "description": "ENABLE_SLEEP is off for the tenant (the answer says how to turn it on)."},
     }
-    router = APIRouter(tags=["sleep"], responses=errors | disabled)
+    router = APIRouter(tags=["sleep"], responses=errors | disabled, route_class=SleepRoute)
     TenantQuery = Annotated[Tenant, Query(description="The tenant.")]
 
     @router.get("/admin/brain/sleep_mode", response_model=SleepStateOut, summary="A tenant's sleep state")

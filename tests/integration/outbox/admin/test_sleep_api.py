@@ -262,14 +262,30 @@ def test_bad_sleep_mode_bodies_get_422_naming_the_field_and_write_nothing(
     assert rows_of(engine, acme) == before
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe{", b"{", b"[" * 5000, b'"deep"', b"{" + b'"a":' * 3000])
-def test_unparsable_sleep_mode_bodies_never_get_a_server_error(
-    client: TestClient, names: tuple[str, str], content: bytes
+@pytest.mark.parametrize(("path", "content", "message"), [
+    ("/admin/brain/sleep_mode", b"\xff\xfe{}", "JSON decode error"),
+    ("/admin/brain/sleep_mode", b'{"state": "\xff\xfe"}', "not parseable JSON"),
+    ("/admin/brain/sleep_mode", b"[" * 5000, "not parseable JSON"),
+    ("/admin/brain/sleep_mode", b'{"a":' * 3000 + b"1" + b"}" * 3000, "not parseable JSON"),
+    ("/admin/brain/sleep_mode", b'{"state": "deep", "x": "' + b"y" * 70_000 + b'"}', "larger than 65536 bytes"),
+    ("/admin/util/sleep", b"\xff\xfe{}", "JSON decode error"),
+    ("/admin/util/sleep", b'{"ms": 1, "x": "\xc3\x28"}', "not parseable JSON"),
+    ("/admin/util/sleep", b"[" * 5000, "not parseable JSON"),
+    ("/admin/util/sleep", b'{"ms": 1, "x": "' + b"y" * 70_000 + b'"}', "larger than 65536 bytes"),
+])
+def test_unparsable_or_oversized_bodies_get_422_naming_the_body(
+    client: TestClient, engine: Engine, names: tuple[str, str], path: str, content: bytes, message: str
 ) -> None:
-    response = client.put("/admin/brain/sleep_mode", params={"tenant": names[0]}, content=content,
-                          headers=ACME | {"Content-Type": "application/json"})
-    assert response.status_code in (400, 422), response.text
-    assert "detail" in response.json()
+    acme, _ = names
+    before = rows_of(engine, acme)
+    method = "PUT" if "brain" in path else "POST"
+    response = client.request(method, path, params={"tenant": acme}, content=content,
+                              headers=ACME | {"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert item["loc"][0] == "body"  # FastAPI's own JSON errors add the position
+    assert message in item["msg"]
+    assert rows_of(engine, acme) == before
 
 
 # --- sleep_policy --------------------------------------------------------------------------
