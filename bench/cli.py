@@ -25,11 +25,14 @@ def demo(
     enable_cog: bool = typer.Option(True, "--enable-cog/--no-enable-cog",
                                     help="Switch ENABLE_COG_THREADS on for the demo tenant (a tenant-scoped "
                                          "live update); off: leave it as configured."),
+    enable_sleep: bool = typer.Option(True, "--enable-sleep/--no-enable-sleep",
+                                      help="Switch ENABLE_SLEEP on for the demo tenant and run the sleep step "
+                                           "(deep for a few seconds, then the TTL wake); off: skip it."),
     skip_preflight: bool = typer.Option(False, "--skip-preflight", help="Do not check the processes first."),
 ) -> None:
     """Drive two tenants through the running platform and show what happened at each hop.
 
-    Chat with a tool call, leader changes and segments, a live config change, an admin replay.
+    Chat with a tool call, leader changes and segments, a live config change, a sleep cycle, an admin replay.
     Needs the relay, the admin API (a SOMA_ADMIN_TOKENS token with the admin scope) and the five
     streams running with these settings (`soma up`). Exits 1 naming any hop that did not happen in time.
     """
@@ -44,7 +47,7 @@ def demo(
             console.print(hop_table(checks, title="soma demo: the platform is not up"))
             console.print("[red]start it first: soma up (or see README, Usage)[/red]")
             raise typer.Exit(1)
-    run = Demo(s, hop_timeout_s=hop_timeout, enable_cog=enable_cog,
+    run = Demo(s, hop_timeout_s=hop_timeout, enable_cog=enable_cog, enable_sleep=enable_sleep,
                report=lambda hop: err_console.print(f"  {hop.status:<7} {hop.step}: {hop.hop}", style="dim"))
     console.print(f"soma demo: tenants {run.acme} and {run.globex}")
     hops = run.run()

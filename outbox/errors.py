@@ -40,6 +40,26 @@ class OutboxNotMigrated(OutboxError):
     """The outbox tables are missing: the database needs `soma db upgrade` (HTTP 503)."""
 
 
+class SleepDisabled(OutboxError):
+    """ENABLE_SLEEP is off for the tenant: the sleep endpoints refuse (HTTP 409), saying how to turn it on."""
+
+
+class TransitionNotSeen(OutboxError):
+    """A sleep request was written but its transition did not show in time (HTTP 504)."""
+
+    def __init__(self, message: str, request_id: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class RateLimited(OutboxError):
+    """A token made more calls than its rate allows (HTTP 429); `retry_after_s` says when to try again."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 # --- Writer and relay ----------------------------------------------------------------------
 class EmitError(OutboxError):
     """An emit was refused before anything was written: bad tenant, dedupe key, header or event."""

@@ -20,7 +20,7 @@ from soma.settings import Settings
 
 def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
     """Every decodable ConfigUpdate on the (compacted) topic, oldest first, and the codec."""
-    from confluent_kafka import TopicPartition
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
     from soma.clients import kafka_consumer
     from soma.contracts.catalog import catalog_for
@@ -35,7 +35,12 @@ def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
     try:
         parts = []
         for p in range(catalog.topic("config_updates").partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=s.kafka.timeout_s)
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(physical, p), timeout=s.kafka.timeout_s)
+            except KafkaException as exc:  # no topic yet: nothing was ever published, every setting is its default
+                if exc.args[0].code() in (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                    continue
+                raise
             if high > low:
                 parts.append((p, low, high))
         consumer.assign([TopicPartition(physical, p, low) for p, low, _ in parts])
@@ -64,9 +69,11 @@ def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
 def publish(s: Settings, name: str, value: str, *, tenant: str | None = None,
             author: str | None = None) -> dict[str, Any]:
     """`soma config set` as a function: validate, publish with the next version; the event, offset and id."""
+    from pydantic import BaseModel
+
     from soma.contracts.events import EventProducer
     from soma.errors import EventValidationError
-    from soma.live_config import LIVE_FIELDS, checksum, field_for, parse_text
+    from soma.live_config import LIVE_FIELDS, canonical_json, checksum, field_for, parse_text
 
     field = field_for(name)
     if field is None:
@@ -77,8 +84,8 @@ def publish(s: Settings, name: str, value: str, *, tenant: str | None = None,
         parsed = None if value.strip().lower() == "null" else parse_text(field, value)
     except ValueError as exc:
         raise EventValidationError(str(exc)) from None
-    if isinstance(parsed, BaseModel):  # an object setting (SLEEP_POLICY) travels as its JSON text
-        parsed = parsed.model_dump_json()
+    if isinstance(parsed, BaseModel):  # an object setting travels as its canonical JSON text (values are scalars)
+        parsed = canonical_json(parsed.model_dump(mode="json", exclude_unset=True))
     updates, codec = read_updates(s)
     current = max((int(u["version"]) for u in updates
                    if u["name"].lower() == field and (u.get("scope_tenant") or None) == tenant), default=0)

@@ -11,13 +11,16 @@ Two fresh tenants (`demo-acme-<run>`, `demo-globex-<run>`):
    leader_change segments on cog.segments (a new leader held for SEGMENTER_DWELL_FRAMES frames).
    ENABLE_COG_THREADS (off by default) is switched on for acme only, with a tenant-scoped update.
 3. live config: INTEGRATOR_TEMPERATURE for acme (tenant-scoped) -> the next frame carries it.
-4. replay: globex's outbox row replayed through the admin HTTP API -> the relay publishes the
+4. sleep: ENABLE_SLEEP (off by default) switched on for acme (tenant-scoped), then deep for a few
+   seconds with PUT /admin/brain/sleep_mode -> cog.sleep_requests (outbox, relay) -> the integrator's
+   transition on cog.sleep and in Redis `sleep:{tenant}` -> its TTL wake (awake, ttl_wake) on cog.sleep.
+5. replay: globex's outbox row replayed through the admin HTTP API -> the relay publishes the
    copy (`replay-of` header) -> the AdminAudit event; the worker drops the duplicate (same id).
 
 Every wait is bounded by `hop_timeout_s`; a hop that does not happen in time is reported as
 missed and the hops that depend on it are skipped (not waited for).
 
 Modules: `scenario` (the tenants, chat and replay steps), `cog` (leaders, segments, live config),
-`recorder` (hops and bounded waits), `observe` (the topic reader), `hops` (the table),
-`endpoints` (where the processes answer).
+`sleep` (the sleep cycle), `recorder` (hops and bounded waits), `observe` (the topic reader), `hops`
+(the table), `endpoints` (where the processes answer).
 """

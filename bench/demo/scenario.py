@@ -16,17 +16,19 @@ from bench.demo.endpoints import endpoints
 from bench.demo.hops import INFO, MISSED, Hop
 from bench.demo.observe import Observer
 from bench.demo.recorder import Chain
+from bench.demo.sleep import SleepSteps
 from soma.settings import Settings, env_name
 
 TOPICS = ("chat.messages", "tool.requests", "tool.results", "memory.writes", "cog.global_frame", "cog.segments",
-          "config_updates", "outbox.audit")
+          "config_updates", "outbox.audit", "cog.sleep_requests", "cog.sleep")
 
 
 @dataclass
-class Demo(CogSteps):
+class Demo(CogSteps, SleepSteps):
     settings: Settings
     hop_timeout_s: float = 30.0
     enable_cog: bool = True
+    enable_sleep: bool = True
     report: Callable[[Hop], None] = lambda hop: None
     hops: list[Hop] = field(default_factory=list)
 
@@ -60,6 +62,7 @@ class Demo(CogSteps):
                 self.chat()
                 self.cog(cog)
                 self.live_config(cog)
+                self.sleep_cycle()
                 self.replay()
         finally:
             self.observer.stop()

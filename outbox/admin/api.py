@@ -5,6 +5,7 @@
     POST /admin/outbox/replay        replay rows by id
     POST /admin/outbox/replay/tenant replay rows by filter (dry_run to preview)
     GET  /admin/dlq[/{id}], POST /admin/dlq/redrive[/filter]   dead letters (outbox.admin.dlq_api)
+    GET/PUT /admin/brain/sleep_mode, /admin/brain/sleep_policy, POST /admin/util/sleep   sleep (outbox.admin.sleep_api)
     GET  /healthz                    alive (no token, no data)
     GET  /readyz                     database reachable and migrated (no token, no data)
 
@@ -15,6 +16,7 @@ rows. Bad fields get 422 naming the field, in FastAPI's ``{"detail": [{"loc", "m
 """
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -41,6 +43,7 @@ from outbox.admin.filters import (
     check_tenant,
     decode_cursor,
 )
+from outbox.admin.live import LiveView
 from outbox.admin.metrics import AdminMetrics, install_metrics
 from outbox.admin.models import (
     ErrorOut,
@@ -56,17 +59,22 @@ from outbox.admin.models import (
 )
 from outbox.admin.queries import admin_db_errors, list_events, stats
 from outbox.admin.replay import Replayer, ReplayResult
+from outbox.admin.sleep import SleepService
+from outbox.admin.sleep_api import sleep_router
+from outbox.admin.util_sleep import UtilSleep
 from outbox.errors import (
     AccessDenied,
     InvalidFilter,
     OutboxError,
     OutboxNotMigrated,
+    RateLimited,
     ReplayRecordTooLarge,
     ReplayTooLarge,
     RowsNotFound,
+    TransitionNotSeen,
 )
 from outbox.models import Status
-from soma.clients import database_engine
+from soma.clients import database_engine, redis_client
 from soma.contracts.catalog import load_catalog
 from soma.contracts.codec import Codec
 from soma.dlq.errors import DeadLetterNotFound, DlqError, InvalidDlqRequest, SelectionTooLarge
@@ -159,8 +167,17 @@ def _install_error_handlers(app: FastAPI, registry: TokenRegistry, metrics: Admi
     @app.exception_handler(InfrastructureUnavailable)
     async def unavailable(request: Request, exc: InfrastructureUnavailable) -> JSONResponse:
         log.error("admin request failed: %s", exc)  # the address stays in the log, not the response
-        service = "kafka" if str(exc).startswith("kafka:") else "the database"
+        service = next((name for name in ("kafka", "redis") if str(exc).startswith(f"{name}:")), "the database")
         return JSONResponse(status_code=503, content={"detail": f"{service} is unavailable"})
+
+    @app.exception_handler(TransitionNotSeen)
+    async def not_seen(request: Request, exc: TransitionNotSeen) -> JSONResponse:
+        return JSONResponse(status_code=504, content={"detail": str(exc), "request_id": exc.request_id})
+
+    @app.exception_handler(RateLimited)
+    async def limited(request: Request, exc: RateLimited) -> JSONResponse:
+        retry = str(max(1, math.ceil(exc.retry_after_s)))
+        return JSONResponse(status_code=429, content={"detail": str(exc)}, headers={"Retry-After": retry})
 
     @app.exception_handler(OutboxError)
     async def conflict(request: Request, exc: OutboxError) -> JSONResponse:
@@ -186,6 +203,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     codec = Codec(catalog, settings)
     replayer = Replayer(db, settings, catalog, codec)
     letters = DeadLetters(db, settings, catalog, codec)
+    redis = redis_client(settings)
+    sleep = SleepService(db, settings, catalog, codec, LiveView(settings, settings.admin.live_cache_s), redis)
+    util = UtilSleep(db, settings, catalog, codec, sleep.admit)
     bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="A token of SOMA_ADMIN_TOKENS.")
 
     readiness = Readiness(settings, "admin-api", ("postgresql",), tables=("outbox_events",))
@@ -195,14 +215,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         yield
         readiness.close()
         letters.close()
+        redis.close()
         if engine is None:
             db.dispose()
 
     app = FastAPI(
         title="Soma outbox admin API",
         version="1",
-        description="Inspect and replay one tenant's transactional-outbox rows, inspect and redrive dead letters."
-        " Every replay and redrive is audited.",
+        description="Inspect and replay one tenant's transactional-outbox rows, inspect and redrive dead letters,"
+        " read and change a tenant's cognitive sleep state and policy. Every replay, redrive and sleep change is"
+        " audited.",
         lifespan=lifespan,
     )
     metrics = AdminMetrics()
@@ -280,6 +302,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     app.include_router(router)
     app.include_router(dlq_router(letters, Caller, Topic, ERRORS))
+    app.include_router(sleep_router(sleep, util, Caller, ERRORS))
+    app.state.sleep, app.state.util_sleep = sleep, util
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"])
     def health() -> HealthOut:

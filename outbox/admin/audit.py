@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.orm import Session
 
 from outbox.models import AdminAudit
@@ -74,3 +74,17 @@ def record(conn: Connection, entry: AuditEntry, *, catalog: Catalog, codec: Code
     with Session(bind=conn) as session:
         writer.emit(session, AUDIT_TOPIC, entry.event(), tenant=entry.tenant, dedupe_key=f"audit:{entry.event_id}")
         session.flush()
+
+
+def emit_audited(engine: Engine, topic: str, event: dict[str, Any], entry: AuditEntry, *, dedupe_key: str,
+                 catalog: Catalog, codec: Codec, settings: Settings) -> None:
+    """Emit `event` (of the entry's tenant) through the outbox and record `entry`, in one transaction:
+    the event exists exactly when its audit does."""
+    from outbox.admin.queries import admin_db_errors
+
+    writer = OutboxWriter(catalog, codec, settings)
+    with admin_db_errors(settings), engine.begin() as conn:
+        with Session(bind=conn) as session:  # joins the connection's transaction
+            writer.emit(session, topic, event, tenant=entry.tenant, dedupe_key=dedupe_key)
+            session.flush()
+        record(conn, entry, catalog=catalog, codec=codec, settings=settings)

@@ -36,6 +36,11 @@ ACTIONS = {
     ("GET", "/admin/dlq/{letter_id}"): "dlq_show",
     ("POST", "/admin/dlq/redrive"): "dlq_redrive",
     ("POST", "/admin/dlq/redrive/filter"): "dlq_redrive_filter",
+    ("GET", "/admin/brain/sleep_mode"): "sleep_mode_show",
+    ("PUT", "/admin/brain/sleep_mode"): "sleep_mode_set",
+    ("GET", "/admin/brain/sleep_policy"): "sleep_policy_show",
+    ("PUT", "/admin/brain/sleep_policy"): "sleep_policy_set",
+    ("POST", "/admin/util/sleep"): "util_sleep",
 }
 AUTH_RESULTS = ("allowed", "denied", "unauthenticated")
 

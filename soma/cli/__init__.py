@@ -46,6 +46,8 @@ COMMANDS: tuple[Entry, ...] = (
           "The outbox admin HTTP API (inspection and replay)."),
     Entry("dlq", "outbox.admin.dlq_cli:app",
           "Dead letters: list and show them decoded, redrive them to their source topic (audited)."),
+    Entry("sleep", "outbox.admin.sleep_cli:app",
+          "Cognitive sleep per tenant: show or set its state and policy (audited)."),
     Entry("config", "soma.cli.config_cmd:app",
           "Live settings: publish changes on config_updates and show the effective values."),
     Entry("bench", "bench.cli:app",

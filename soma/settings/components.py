@@ -38,6 +38,24 @@ class AdminSettings(Section):
     shutdown_timeout_s: float = Field(
         10.0, gt=0, description="Grace for in-flight admin requests when the server stops, then it exits."
     )
+    live_cache_s: float = Field(
+        5.0, ge=0, le=3600,
+        description="How long the admin API reuses the live settings it read from config_updates (ENABLE_SLEEP,"
+        " SLEEP_POLICY) before reading the topic again (0: read on every request).",
+    )
+    sleep_wait_max_s: float = Field(
+        30.0, gt=0, le=300,
+        description="Cap on a sleep_mode request's wait_s: the longest it waits for the integrator's transition.",
+    )
+    util_sleep_max_s: float = Field(
+        10.0, gt=0, le=60, description="Cap on POST /admin/util/sleep: the longest a call sleeps (sync or async)."
+    )
+    util_sleep_rate_per_s: float = Field(
+        1.0, gt=0, le=1000, description="POST /admin/util/sleep calls per second per token (token bucket refill)."
+    )
+    util_sleep_burst: int = Field(
+        5, ge=1, le=10_000, description="POST /admin/util/sleep calls a token may make at once (token bucket size)."
+    )
 
     def grants(self) -> tuple[TokenGrant, ...]:
         """The parsed tokens; unset or malformed is a one-line `SettingsError` naming SOMA_ADMIN_TOKENS."""

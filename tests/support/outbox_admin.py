@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,3 +94,17 @@ def forget(engine: Engine, tenant_ids: Iterable[str]) -> None:
     with engine.begin() as conn:
         conn.execute(delete(OutboxEvent).where(OutboxEvent.tenant_id.in_(names)))
         conn.execute(delete(AdminAudit).where(AdminAudit.tenant_id.in_(names)))
+
+
+@contextmanager
+def sleep_redis(settings: Settings, tenant_ids: Iterable[str]) -> Iterator[Any]:
+    """A Redis client for the tests of the sleep routes; the tenants' `sleep:{tenant}` keys deleted after."""
+    from soma.clients import redis_client
+    from soma.sleep.policy import redis_key
+
+    client = redis_client(settings)
+    try:
+        yield client
+    finally:
+        client.delete(*(redis_key(t) for t in tenant_ids))
+        client.close()

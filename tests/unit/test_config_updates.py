@@ -48,27 +48,34 @@ def test_effective_values_name_their_source_and_the_refused_updates(monkeypatch:
     assert [r["name"] for r in everyone.rejected] == ["INTEGRATOR_ALPHA"]
 
 
-def test_an_object_setting_is_published_as_json_text_the_mirrors_accept(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SLEEP_POLICY: the ConfigUpdate value is the policy's JSON text (values are scalars), checksummed as such."""
-    from types import SimpleNamespace
-
+def test_an_object_setting_is_published_as_its_canonical_json_text(monkeypatch: pytest.MonkeyPatch) -> None:
     from soma.contracts import events
     from soma.live_config import LiveConfig
 
     sent: list[dict[str, Any]] = []
 
+    class Delivered:
+        offset, event_id = 7, "e-1"
+
     class Producer:
         def __init__(self, *_: Any) -> None:
             pass
 
-        def send(self, topic: str, event: dict[str, Any], tenant: str) -> Any:
+        def send(self, topic: str, event: dict[str, Any], tenant: str) -> Delivered:
             sent.append(event)
-            return SimpleNamespace(offset=0, event_id="e")
+            return Delivered()
 
-    monkeypatch.setattr(config_updates, "read_updates", lambda _: ([], SimpleNamespace(catalog=None)))
+    class NoCodec:
+        catalog = None
+
+    monkeypatch.setattr(config_updates, "read_updates", lambda _: ([], NoCodec()))
     monkeypatch.setattr(events, "EventProducer", Producer)
-    config_updates.publish(Settings(), "SLEEP_POLICY", '{"circuit_sleep": true}', tenant="acme")
-    assert isinstance(sent[0]["value"], str)
+    config_updates.publish(Settings(), "SLEEP_POLICY", '{ "light": {"eta": 0.2}, "wake_on_traffic": false }',
+                           tenant="acme", author="tests")
+    event = sent[0]
+    assert event["value"] == '{"light":{"eta":0.2},"wake_on_traffic":false}'  # what was given, canonical
+    assert event["checksum"] == checksum(event["value"])
     live = LiveConfig(Settings().streams.live)
-    assert live.apply(sent[0]).accepted
-    assert live.get("sleep_policy", "acme").circuit_sleep is True
+    assert live.apply(event | {"scope_tenant": "acme"}).accepted  # what every process accepts
+    assert live.get("sleep_policy", "acme").light.eta == 0.2
+

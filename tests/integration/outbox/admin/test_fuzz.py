@@ -49,6 +49,8 @@ def test_no_generated_request_gets_a_server_error(app: FastAPI, mode: Generation
     assert {op.label for op in operations} >= {
         "GET /admin/outbox", "GET /admin/outbox/stats", "POST /admin/outbox/replay", "POST /admin/outbox/replay/tenant",
         "GET /admin/dlq", "GET /admin/dlq/{letter_id}", "POST /admin/dlq/redrive", "POST /admin/dlq/redrive/filter",
+        "GET /admin/brain/sleep_mode", "PUT /admin/brain/sleep_mode", "GET /admin/brain/sleep_policy",
+        "PUT /admin/brain/sleep_policy", "POST /admin/util/sleep",
     }
     statuses: set[int] = set()
     for operation in operations:
@@ -122,6 +124,18 @@ MALFORMED: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/admin/dlq/redrive", {"json": {"ids": ["dlq:0:1", "0:1"]}}),
     ("POST", "/admin/dlq/redrive/filter", {"json": {"tenant": "t", "reason": "", "dry_run": True}}),
     ("POST", "/admin/dlq/redrive/filter", {"json": {"tenant": "t", "source_topic": "x", "until": "0001-01-01"}}),
+    ("GET", "/admin/brain/sleep_mode", {"params": {"tenant": "\x00"}}),
+    ("GET", "/admin/brain/sleep_mode", {"params": {"tenant": "a" * 10_000}}),
+    ("PUT", "/admin/brain/sleep_mode", {"params": {"tenant": "t"}, "content": b"\xff\xfe\x00", "headers": JSON}),
+    ("PUT", "/admin/brain/sleep_mode", {"params": {"tenant": "t"}, "json": {"state": "deep", "for": "9" * 400}}),
+    ("PUT", "/admin/brain/sleep_mode", {"params": {"tenant": "t"}, "json": {"state": "deep", "wait_s": 1e308}}),
+    ("PUT", "/admin/brain/sleep_mode", {"params": {"tenant": "t"}, "content": b'{"state": "deep", "wait_s": NaN}',
+                                         "headers": JSON}),
+    ("PUT", "/admin/brain/sleep_policy", {"params": {"tenant": "t"}, "content": b"[" * 5000, "headers": JSON}),
+    ("PUT", "/admin/brain/sleep_policy", {"params": {"tenant": "t"}, "content": b"\xff" * 70_000, "headers": JSON}),
+    ("POST", "/admin/util/sleep", {"params": {"tenant": "t"}, "json": {"ms": 2**80}}),
+    ("POST", "/admin/util/sleep", {"params": {"tenant": "t"}, "content": b'{"ms": 1e400}', "headers": JSON}),
+    ("POST", "/admin/util/sleep", {"json": {"ms": 1}}),
     ("PUT", "/admin/outbox/replay", {"json": {"ids": [1]}}),
     ("GET", "/admin/outbox/replay", {}),
     ("GET", "/admin/outbox/../../etc/passwd", {}),
