@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 import pytest
 
@@ -18,28 +17,24 @@ from soma.settings import Settings
 from tests.integration.streams.conftest import LOGS
 from tests.support.procs import wait_for
 from tests.support.sleep import cached, frames, request, set_live, transitions, update
-from tests.support.streams import Bus, scrape, stream_process, wait_ready
+from tests.support.streams import Bus, scrape, streams_running
 
 
 @pytest.fixture(scope="module")
 def running(topics_ensured: Settings) -> Iterator[Settings]:
     own = topics_ensured.replace(enable_cog_threads=True, enable_sleep=True, integrator_alpha=0.5,
                                  worker_responder="streams.logic.responders:EchoResponder")
-    with ExitStack() as stack:
-        for name in ("integrator", "worker"):
-            stack.enter_context(stream_process(name, own, LOGS))
-        for name in ("integrator", "worker"):
-            wait_ready(own, name, timeout_s=90)
+    with streams_running(("integrator", "worker"), own, LOGS):
         yield own
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bus(running: Settings) -> Bus:
     return Bus(running)
 
 
 def _tenant(tag: str) -> str:
-    return f"{tag}-{uuid.uuid4().hex[:8]}"
+    return f"{tag}-{uuid.uuid4().hex[:6]}"
 
 
 def test_deep_sleep_learns_nothing_and_frames_learn_again_after_waking(running: Settings, bus: Bus) -> None:
