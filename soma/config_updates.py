@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,9 +63,11 @@ def read_updates(s: Settings) -> tuple[list[dict[str, Any]], Any]:
 def publish(s: Settings, name: str, value: str, *, tenant: str | None = None,
             author: str | None = None) -> dict[str, Any]:
     """`soma config set` as a function: validate, publish with the next version; the event, offset and id."""
+    from pydantic import BaseModel
+
     from soma.contracts.events import EventProducer
     from soma.errors import EventValidationError
-    from soma.live_config import LIVE_FIELDS, checksum, field_for, parse_text
+    from soma.live_config import LIVE_FIELDS, canonical_json, checksum, field_for, parse_text
 
     field = field_for(name)
     if field is None:
@@ -75,6 +78,8 @@ def publish(s: Settings, name: str, value: str, *, tenant: str | None = None,
         parsed = None if value.strip().lower() == "null" else parse_text(field, value)
     except ValueError as exc:
         raise EventValidationError(str(exc)) from None
+    if isinstance(parsed, BaseModel):  # an object setting (SLEEP_POLICY) travels as its JSON text, validated above
+        parsed = canonical_json(json.loads(value))
     updates, codec = read_updates(s)
     current = max((int(u["version"]) for u in updates
                    if u["name"].lower() == field and (u.get("scope_tenant") or None) == tenant), default=0)

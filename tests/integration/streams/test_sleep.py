@@ -7,8 +7,10 @@ for a traffic wake. One module-scoped pair of workers serves every test (each us
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -108,3 +110,20 @@ def test_with_sleep_off_for_a_tenant_requests_are_ignored_and_frames_unchanged(r
     assert cached(running, tenant) is None
     with pytest.raises(TimeoutError):
         transitions(bus, tenant, 1, timeout_s=3.0)
+
+
+def test_a_schedule_window_set_live_puts_the_tenant_to_sleep_until_its_end(running: Settings, bus: Bus) -> None:
+    tenant = _tenant("sched")
+    bus.send_many("cog.predictor_updates", [update(tenant, "plan", 1.0), update(tenant, "act", 0.2)], tenant)
+    frames(bus, tenant, 2)
+    now = datetime.now(UTC)
+    start, end = now.strftime("%H:%M"), (now + timedelta(minutes=3)).strftime("%H:%M")
+    policy = json.dumps({"light": {"eta": 0.2}, "schedule": [{"state": "light", "start": start, "end": end}]})
+    set_live(running, ("integrator",), "SLEEP_POLICY", policy, "--tenant", tenant)
+    (entered,) = transitions(bus, tenant, 1)
+    assert (entered["to_state"], entered["reason"], entered["requested_by"]) == ("light", "schedule", "schedule")
+    assert entered["until"].strftime("%H:%M") == end
+    assert entered["params"]["eta"] == 0.2
+    assert entered["policy_version"] >= 1
+    bus.send("cog.predictor_updates", update(tenant, "act", 1.0), tenant)
+    assert frames(bus, tenant, 3)[2]["alpha"] == 0.2
