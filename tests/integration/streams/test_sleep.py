@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from soma.clients import kafka_producer
 from soma.contracts.ids import derive_id
 from soma.settings import Settings
 from tests.integration.streams.conftest import LOGS
@@ -127,3 +128,26 @@ def test_a_schedule_window_set_live_puts_the_tenant_to_sleep_until_its_end(runni
     assert entered["policy_version"] >= 1
     bus.send("cog.predictor_updates", update(tenant, "act", 1.0), tenant)
     assert frames(bus, tenant, 3)[2]["alpha"] == 0.2
+
+
+def test_bad_requests_are_dead_lettered_with_their_reason_and_the_stream_goes_on(running: Settings, bus: Bus) -> None:
+    tenant = _tenant("bad")
+    producer = kafka_producer(running)
+    producer.produce(running.topic_name("cog.sleep_requests"), key=tenant.encode(), value=b"\x00garbage",
+                     headers=[("tenant", tenant.encode())])
+    producer.produce(running.topic_name("cog.sleep_requests"), key=b"bad tenant", value=b"\x00",
+                     headers=[("tenant", b"\xff\xfe")])
+    producer.flush(10)
+    request(bus, tenant, "light", until=datetime.now(UTC) - timedelta(minutes=1))
+    request(bus, tenant, "awake", reason="ttl_wake")
+    request(bus, tenant, "deep", reason="circuit")
+    request(bus, tenant, "deep")
+    (slept,) = transitions(bus, tenant, 1)
+    assert (slept["to_state"], slept["seq"]) == ("deep", 1)
+    dead = bus.collect("dlq", lambda d: len(d) >= 4, keep=lambda e: e.value.get("tenant_id") == tenant)
+    assert {d.value["stream"] for d in dead} == {"integrator"}
+    errors = [d.value["error"] for d in dead]
+    assert dead[0].value["error_type"] == "decode"
+    assert "is not in the future" in errors[1]
+    assert "the integrator's own" in errors[2]
+    assert "a circuit request asks for light or awake" in errors[3]
