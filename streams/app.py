@@ -58,6 +58,11 @@ class StreamApp(Batches, StateWriter, Health):
             raise SpecError(f"stream {name}: sources {list(sources)} differ from its topology's "
                             f"{list(self.topology.sources)} (soma/ops/supervisor/spec.py)")
         self.catalog = catalog_for(self.settings)  # SOMA_ENV's partitions and replication
+        counts = {t: self.catalog.topic(t).partitions for t in sources}
+        if len(set(counts.values())) > 1:  # Faust assigns a key's partitions of its sources together only then
+            raise SpecError(f"stream {name}: its sources are co-partitioned (same key, same partition count) but "
+                            f"have {', '.join(f'{t}: {n}' for t, n in counts.items())} partitions (SOMA_ENV "
+                            f"{self.settings.kafka.env or '-'!s})")
         self.codec = Codec(self.catalog, self.settings)
         self.live = LiveConfig(self.settings.streams.live)
         self.metrics = StreamMetrics(name, tenant_idle_s=self.settings.streams.metrics_tenant_idle_s,
