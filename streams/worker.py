@@ -40,6 +40,7 @@ BATCH = 200  # most records per batch
 BATCH_WAIT_S = 0.002  # longest wait to fill a batch (adds at most this to a quiet stream's latency)
 
 
+MAX_ASKED = 10_000
 asked_wake: dict[str, str] = {}  # tenant -> the wake request already sent for its current transition
 
 
@@ -55,6 +56,8 @@ def wake_request(record: Incoming) -> list[Output]:
     request = traffic_wake(tenant, stream.sleep_current(tenant), stream.sleep_policy(tenant), datetime.now(UTC))
     if request is None or asked_wake.get(tenant) == request["event_id"]:
         return []
+    if len(asked_wake) >= MAX_ASKED and tenant not in asked_wake:
+        asked_wake.clear()  # forgetting only costs a repeated request, which the integrator ignores
     asked_wake[tenant] = request["event_id"]
     return [Output("cog.sleep_requests", request, tenant)]
 

@@ -87,7 +87,7 @@ class SleepMirror(ConfigMirror):
     def sleep_enabled(self, tenant: str) -> bool:
         return bool(self.param("enable_sleep", tenant))
 
-    def sleep_policy(self, tenant: str) -> SleepPolicy:
+    def sleep_policy(self, tenant: str | None) -> SleepPolicy:
         policy = self.param("sleep_policy", tenant)
         return policy if isinstance(policy, SleepPolicy) else SleepPolicy.model_validate(policy)
 

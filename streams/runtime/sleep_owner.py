@@ -99,9 +99,13 @@ class SleepOwner:
             return set()
 
     def candidates(self) -> set[str]:
+        """The tenants the clock may have to move: with a transition, a policy of their own, or (only when the
+        global policy has a schedule) any seen since start."""
         s = self.stream
-        tenants = set(s.sleep_held) | set(s.sleep_written) | self.known
+        tenants = set(s.sleep_held) | set(s.sleep_written)
         tenants |= {scope for (scope, field) in s.live.overrides() if scope and field == "sleep_policy"}
+        if s.sleep_policy(None).schedule:
+            tenants |= self.known
         return tenants
 
     async def tick(self) -> None:
