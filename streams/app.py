@@ -47,9 +47,10 @@ PRODUCER_BATCH_BYTES = 256 * 1024  # per partition (at most SOMA_KAFKA_MAX_MESSA
 class StreamApp(Batches, StateWriter, Health):
     def __init__(
         self, name: str, sources: Sequence[str], settings: Settings | None = None, *,
-        needs: Sequence[str] = (), tables: Sequence[str] = (),
+        needs: Sequence[str] = (), tables: Sequence[str] = (), sleep: bool = False,
     ) -> None:
-        """`needs`/`tables`: what `/readyz` checks besides Kafka (e.g. "redis", "postgresql" and its tables)."""
+        """`needs`/`tables`: what `/readyz` checks besides Kafka (e.g. "redis", "postgresql" and its tables);
+        `sleep`: the stream applies sleep, so it keeps a sleep mirror of `cog.sleep` (streams.runtime.sleep_mirror)."""
         self.name = name
         self.settings = settings or load_settings()
         self.topology = stream_topology(name)
@@ -57,6 +58,11 @@ class StreamApp(Batches, StateWriter, Health):
             raise SpecError(f"stream {name}: sources {list(sources)} differ from its topology's "
                             f"{list(self.topology.sources)} (soma/ops/supervisor/spec.py)")
         self.catalog = catalog_for(self.settings)  # SOMA_ENV's partitions and replication
+        counts = {t: self.catalog.topic(t).partitions for t in sources}
+        if len(set(counts.values())) > 1:  # Faust assigns a key's partitions of its sources together only then
+            raise SpecError(f"stream {name}: its sources are co-partitioned (same key, same partition count) but "
+                            f"have {', '.join(f'{t}: {n}' for t, n in counts.items())} partitions (SOMA_ENV "
+                            f"{self.settings.kafka.env or '-'!s})")
         self.codec = Codec(self.catalog, self.settings)
         self.live = LiveConfig(self.settings.streams.live)
         self.metrics = StreamMetrics(name, tenant_idle_s=self.settings.streams.metrics_tenant_idle_s,
@@ -64,6 +70,7 @@ class StreamApp(Batches, StateWriter, Health):
         self.config_loaded = asyncio.Event()
         self.stall = StallDetector(self.settings.streams.stall_after_s)
         self.on_config: list[Callable[[], None]] = []
+        self.init_sleep_mirror(sleep)
         self.tracer = telemetry.setup(self.settings, name)
         s = self.settings
         self.readiness = Readiness(s, f"stream-{name}", ("kafka", *needs), tables=tables)
@@ -109,6 +116,8 @@ class StreamApp(Batches, StateWriter, Health):
         )
         self.source_names = {s.topic_name(t) for t in sources}
         self.app.task(self.mirror_config)
+        if sleep:
+            self.app.task(self.mirror_sleep)
         if self.tracer is not None:  # export batched spans before a slow shutdown can end in SIGKILL
             self.app.on_before_shutdown.connect(self._flush_spans)
         self.app.on_before_shutdown.connect(self._close_dlq_reader)

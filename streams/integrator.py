@@ -1,9 +1,12 @@
-"""integrator: cog.predictor_updates -> per-tenant softmax frame -> Redis + cog.global_frame.
+"""integrator: cog.predictor_updates -> per-tenant softmax frame -> Redis + cog.global_frame; and the owner
+of sleep: cog.sleep_requests (and its clock) -> cog.sleep + Redis `sleep:{tenant}` (streams.runtime.sleep_owner).
 
 Run: `faust -A streams.integrator worker`. State per tenant (smoothed confidences, leader,
 frame sequence, recent input ids) lives in the `tenants` table. A leader change is checked
 with OPA when `SOMA_OPA_URL` is set. With `ENABLE_COG_THREADS` off the stream consumes and
 commits but emits nothing and changes no state (`soma_integrator_updates_skipped_total` counts those updates).
+With `ENABLE_SLEEP` on for a tenant, its sleep state sets η (the EMA alpha) and τ: in deep (η = 0) the
+frames come from the smoothed state and a domain not known yet is not added; in freeze nothing is emitted.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from streams.runtime.emit import Prepared
 from streams.runtime.faults import is_infrastructure
 from streams.runtime.opa import LeaderPolicy
 from streams.runtime.records import Incoming
+from streams.runtime.sleep_owner import SleepOwner
 from streams.runtime.state import StagedStates
 
-stream = StreamApp("integrator", ["cog.predictor_updates"], needs=("redis", "opa"))
+stream = StreamApp("integrator", ["cog.predictor_updates", "cog.sleep_requests"], needs=("redis", "opa"), sleep=True)
 app = stream.app
 tenants = stream.table("tenants")
 policy = LeaderPolicy(stream.settings.streams.opa_url, stream.settings.streams.opa_policy_path,
@@ -45,19 +49,30 @@ def _redis_client() -> Redis:
     return _redis
 
 
-def params_for(tenant: str) -> IntegratorParams | None:
-    """The tenant's live parameters, or None while cog threads are off for it."""
+sleep = SleepOwner(stream, _redis_client)
+app.timer(interval=1.0)(sleep.tick)
+
+
+def params_for(tenant: str) -> tuple[IntegratorParams, str] | None:
+    """The tenant's parameters and applied sleep state; None while cog threads are off for it, or it is frozen."""
     if not stream.param("enable_cog_threads", tenant):
         return None
+    state = stream.applied_sleep(tenant)  # awake while ENABLE_SLEEP is off for the tenant
+    if stream.sleep_enabled(tenant):
+        eff = stream.sleep_effective(tenant, state)
+        if not eff.emits_frames:
+            return None
+        return IntegratorParams(alpha=eff.eta, temperature=eff.temperature, dedupe_window=SEEN_WINDOW), state
     return IntegratorParams(
         alpha=float(stream.param("integrator_alpha", tenant)),
         temperature=float(stream.param("integrator_temperature", tenant)),
         dedupe_window=SEEN_WINDOW,
-    )
+    ), state
 
 
 async def fold(
-    record: Incoming, states: StagedStates[IntegratorState], batch_params: dict[str, IntegratorParams | None],
+    record: Incoming, states: StagedStates[IntegratorState],
+    batch_params: dict[str, tuple[IntegratorParams, str] | None],
 ) -> tuple[Prepared, dict[str, Any]] | None:
     """Apply one update to the batch's working states; the frame to emit (prepared, and as fields).
 
@@ -66,11 +81,12 @@ async def fold(
     tenant = record.tenant
     if tenant not in batch_params:  # live config changes between batches, not within one
         batch_params[tenant] = params_for(tenant)
-    params = batch_params[tenant]
-    if params is None:
+    sleeping = batch_params[tenant]
+    state = states.get(tenant)
+    if sleeping is None or (sleeping[0].alpha == 0.0 and not state.smoothed):  # off, frozen, or deep knowing nothing
         stream.metrics.tenant_child(stream.metrics.updates_skipped, tenant).inc()
         return None
-    state = states.get(tenant)
+    params = sleeping[0]
     proposal = propose(state, record.value, params, offset=record.offset)
     if proposal is None:
         stream.metrics.duplicates.inc()
@@ -104,10 +120,15 @@ async def process(batch: list[Incoming]) -> None:
     states = StagedStates(tenants, IntegratorState.from_dict)
     outputs: list[Prepared] = []
     latest: dict[str, dict[str, Any]] = {}
-    batch_params: dict[str, IntegratorParams | None] = {}
+    batch_params: dict[str, tuple[IntegratorParams, str] | None] = {}
     for record in batch:
         try:
             with stream.log_context(record):
+                if record.topic == "cog.sleep_requests":
+                    await sleep.handle_request(record)
+                    batch_params.pop(record.tenant, None)  # the next update of the tenant sees the new state
+                    continue
+                sleep.seen(record.tenant)
                 result = await fold(record, states, batch_params)
         except Exception as exc:
             if is_infrastructure(exc):
@@ -133,7 +154,9 @@ async def process(batch: list[Incoming]) -> None:
     for out in outputs:
         occurred = out.out.event["occurred_at"]
         if hasattr(occurred, "timestamp"):
-            stream.metrics.frame_latency.observe(max(0.0, now - occurred.timestamp()))
+            sleeping = batch_params.get(out.tenant)
+            stream.metrics.frame_latency.labels(sleeping[1] if sleeping else "awake").observe(
+                max(0.0, now - occurred.timestamp()))
 
 
 async def process_traced(batch: list[Incoming]) -> None:

@@ -3,6 +3,8 @@
 Run: `faust -A streams.segmenter worker`. Mode (threshold or hmm), dwell, drop threshold and
 the HMM's probabilities come from the live config; with `ENABLE_COG_THREADS` off the stream
 consumes and commits but emits nothing and changes no state (`soma_segmenter_frames_skipped_total`).
+With `ENABLE_SLEEP` on for a tenant, the dwell and drop threshold are its sleep state's (its sleep
+mirror's, docs/sleep.md).
 
 Frames are taken in batches and folded into the batch's working tenant states in order (per-key
 order holds: a tenant's frames share a partition); the segments of every frame are handed to the
@@ -22,7 +24,7 @@ from streams.logic.segment import SegmenterParams, SegmenterState, decide
 from streams.runtime.records import Incoming
 from streams.runtime.state import StagedStates
 
-stream = StreamApp("segmenter", ["cog.global_frame"])
+stream = StreamApp("segmenter", ["cog.global_frame"], sleep=True)
 app = stream.app
 tenants = stream.table("segmenter_tenants")
 BATCH = 500  # most frames per batch (one delivery wait and one state write per tenant and batch)
@@ -31,10 +33,14 @@ BATCH_WAIT_S = 0.02  # longest wait to fill a batch (adds at most this to the fr
 
 def params_for(tenant: str) -> SegmenterParams:
     p = stream.param
+    dwell, drop = int(p("segmenter_dwell_frames", tenant)), float(p("segmenter_drop_threshold", tenant))
+    if stream.sleep_enabled(tenant):
+        eff = stream.sleep_effective(tenant)
+        dwell, drop = eff.dwell_frames, eff.drop_threshold
     return SegmenterParams(
         mode=str(p("segmenter_mode", tenant)),
-        dwell=int(p("segmenter_dwell_frames", tenant)),
-        drop=float(p("segmenter_drop_threshold", tenant)),
+        dwell=dwell,
+        drop=drop,
         enter_p=float(p("segmenter_hmm_enter_p", tenant)),
         exit_p=float(p("segmenter_hmm_exit_p", tenant)),
         emit_boundary=float(p("segmenter_hmm_emit_boundary", tenant)),

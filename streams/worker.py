@@ -11,21 +11,28 @@ and its outputs are handed to the producer; then every output of the batch is aw
 only then the new session states are written (their changelog awaited too). Two broker
 round trips per batch instead of two per message, with the same guarantee: state never
 records an input whose outputs could still be lost.
+
+Wake on traffic: a user's message for a tenant its sleep mirror holds asleep (ENABLE_SLEEP on, the
+policy's wake_on_traffic) also asks the integrator to wake it (a SleepRequest on cog.sleep_requests,
+its id derived from the current transition: every message meanwhile asks the same).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 from streams.app import StreamApp
 from streams.logic import session
+from streams.logic.output import Output
 from streams.logic.responders import load_responder
 from streams.logic.session import SessionState
+from streams.logic.sleep import traffic_wake
 from streams.runtime.records import Incoming
 from streams.runtime.state import StagedStates
 
-stream = StreamApp("worker", ["chat.messages", "tool.results"])
+stream = StreamApp("worker", ["chat.messages", "tool.results"], sleep=True)
 app = stream.app
 sessions = stream.table("sessions")
 responder = load_responder(stream.settings.streams.worker_responder)
@@ -33,8 +40,26 @@ BATCH = 200  # most records per batch
 BATCH_WAIT_S = 0.002  # longest wait to fill a batch (adds at most this to a quiet stream's latency)
 
 
+MAX_ASKED = 10_000
+asked_wake: dict[str, str] = {}  # tenant -> the wake request already sent for its current transition
+
+
 def session_key(record: Incoming) -> str:
     return f"{record.tenant}:{record.value['session_id']}"
+
+
+def wake_request(record: Incoming) -> list[Output]:
+    """The traffic_wake request a user's message makes for its sleeping tenant (once per transition)."""
+    tenant = record.tenant
+    if record.topic != "chat.messages" or record.value.get("role") != "user" or not stream.sleep_enabled(tenant):
+        return []
+    request = traffic_wake(tenant, stream.sleep_current(tenant), stream.sleep_policy(tenant), datetime.now(UTC))
+    if request is None or asked_wake.get(tenant) == request["event_id"]:
+        return []
+    if len(asked_wake) >= MAX_ASKED and tenant not in asked_wake:
+        asked_wake.clear()  # forgetting only costs a repeated request, which the integrator ignores
+    asked_wake[tenant] = request["event_id"]
+    return [Output("cog.sleep_requests", request, tenant)]
 
 
 async def process(records: list[Incoming]) -> None:
@@ -50,7 +75,7 @@ async def process(records: list[Incoming]) -> None:
         if new_state == state:
             stream.metrics.duplicates.inc()
             return
-        deliveries.extend(await stream.send(outputs, cause=record))
+        deliveries.extend(await stream.send([*outputs, *wake_request(record)], cause=record))
         staged.put(key, new_state, record.partition)  # only once its outputs are with the producer
 
     for record in records:

@@ -105,11 +105,16 @@ def propose(
     if not math.isfinite(confidence):
         raise InvalidInput(f"confidence must be finite, got {confidence!r}")
     domain = str(update["domain"])
-    if domain not in state.smoothed and len(state.smoothed) >= MAX_DOMAINS:
-        raise InvalidInput(f"domain {domain[:100]!r} refused: the tenant already has {MAX_DOMAINS} domains")
     smoothed = dict(state.smoothed)
-    smoothed[domain] = ema(smoothed.get(domain), confidence, params.alpha)
+    if params.alpha == 0.0 and domain not in smoothed:
+        pass  # asleep (η = 0): learns nothing, a domain it does not know yet included
+    elif domain not in state.smoothed and len(state.smoothed) >= MAX_DOMAINS:
+        raise InvalidInput(f"domain {domain[:100]!r} refused: the tenant already has {MAX_DOMAINS} domains")
+    else:
+        smoothed[domain] = ema(smoothed.get(domain), confidence, params.alpha)
     weights = softmax(smoothed, params.temperature)
+    if not weights:
+        raise InvalidInput("no domain learned yet and nothing to learn (η = 0)")
     return Proposal(event_id, offset, smoothed, weights, leader_of(weights), state.leader, params)
 
 

@@ -32,6 +32,7 @@ class Batches(Records):
         """The body of every agent: at most `size` events per batch, waiting at most `within` seconds to fill
         one; `process` gets the decoded records (undecodable ones are dead-lettered first)."""
         await self.wait_for_config()
+        await self.wait_for_sleep()
         async for taken in self.take(events, size, within):
             await self.complete(self._decoded(taken, process))
 

@@ -9,31 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from soma.clients import aiokafka_reader
 from soma.contracts.ids import derive_id
 from soma.errors import SomaError
 from soma.live_config import field_for
 from streams.logic.output import Output
 from streams.runtime.core import log
 from streams.runtime.emit import Emitter
-
-# Loading: look at the positions every half second (an empty topic is loaded at once). Following:
-# an update ends the broker's long poll and our wait at once, so the timeouts only bound idle wake-ups
-# (consumer_timeout_ms: aiokafka's fetch routine looks every 200 ms by default, though every change it
-# acts on already wakes it).
-LOAD_WAIT_MS = 500
-FOLLOW_WAIT_MS = 10_000
-
-
-def _follow_sparsely(consumer: Any) -> None:
-    """Long waits once loaded. Not from the start: the seek to the beginning and the reads up to the
-    start-up end offsets wait on the fetcher's own timers (10 s each made a restarted stream start ~20 s later)."""
-    fetcher = consumer._fetcher  # aiokafka's, built by start(); both are read on every loop and request
-    fetcher._fetch_max_wait_ms = FOLLOW_WAIT_MS
-    fetcher._fetcher_timeout = FOLLOW_WAIT_MS / 1000
+from streams.runtime.log_mirror import mirror_topic
 
 
 class ConfigMirror(Emitter):
@@ -51,29 +36,8 @@ class ConfigMirror(Emitter):
 
     async def mirror_config(self) -> None:
         """The app task that keeps the mirror: `config_loaded` is set once the start-up end offsets are read."""
-        from aiokafka import TopicPartition
-
-        physical = self.settings.topic_name("config_updates")
-        partitions = self.catalog.topic("config_updates").partitions
-        consumer = aiokafka_reader(self.settings, f"{self.name}-config", isolation_level="read_committed",
-                                   fetch_max_wait_ms=LOAD_WAIT_MS, consumer_timeout_ms=LOAD_WAIT_MS)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(physical, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            while True:
-                loading = not self.config_loaded.is_set()
-                batch = await consumer.getmany(timeout_ms=LOAD_WAIT_MS if loading else FOLLOW_WAIT_MS)
-                for messages in batch.values():
-                    for message in messages:
-                        await self.apply_config(message.value, message.offset)
-                if not self.config_loaded.is_set() and all(await _positions_reached(consumer, ends)):
-                    self.config_loaded.set()
-                    _follow_sparsely(consumer)
-        finally:
-            await consumer.stop()
+        await mirror_topic(self.settings, f"{self.name}-config", self.settings.topic_name("config_updates"),
+                           self.catalog.topic("config_updates").partitions, self.config_loaded, self.apply_config)
 
     async def apply_config(self, raw: bytes | None, offset: int) -> None:
         if not raw:
@@ -109,6 +73,3 @@ class ConfigMirror(Emitter):
         except SomaError as exc:
             log.warning("%s: could not audit the rejection: %s", self.name, exc)
 
-
-async def _positions_reached(consumer: Any, ends: Mapping[Any, int]) -> list[bool]:
-    return [await consumer.position(tp) >= end for tp, end in ends.items()]

@@ -32,6 +32,8 @@ class StreamCore:
     live: LiveConfig
     metrics: StreamMetrics
     config_loaded: asyncio.Event
+    sleep_loaded: asyncio.Event  # cog.sleep mirrored (only when `mirrors_sleep`)
+    mirrors_sleep: bool
     stall: StallDetector
     tracer: Tracer | None  # None: tracing off (SOMA_OTEL_TRACES_EXPORTER)
     readiness: Readiness

@@ -141,4 +141,7 @@ class Health(StreamCore):
                       "detail": f"committed offsets stuck for {stall_s:.0f}s with lag" if self.stall.stalled
                       else "committed offsets advancing or no lag"},
         }
+        if self.mirrors_sleep:
+            slept = self.sleep_loaded.is_set()
+            checks["sleep"] = {"ok": slept, "detail": "cog.sleep mirrored" if slept else "loading cog.sleep"}
         return {"service": report["service"], "ready": all(c["ok"] for c in checks.values()), "checks": checks}

@@ -56,12 +56,27 @@ class StreamMetrics:
                              registry=r)
         self.auth = AuthMetrics(r, (LEADER_CHANGE,), POLICY_RESULTS)  # OPA decisions (soma_auth_*)
         self.frame_latency = Histogram(
-            "soma_integrator_update_to_frame_seconds", "Predictor update occurred_at to frame emitted", registry=r,
+            "soma_integrator_update_to_frame_seconds", "Predictor update occurred_at to frame emitted, by the tenant's"
+            " applied sleep state", ["sleep_state"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.updates_skipped = Counter("soma_integrator_updates_skipped_total",
-                                       "Updates consumed without a frame (ENABLE_COG_THREADS off)", ["tenant"],
+                                       "Updates consumed without a frame (ENABLE_COG_THREADS off, the tenant"
+                                       " in freeze, or in deep with nothing learned yet)", ["tenant"],
                                        registry=r)
+        # integrator: sleep (the owner of the transitions; streams.runtime.sleep_owner)
+        self.sleep_state = Gauge("soma_sleep_state", "1 for the tenant's current sleep state (as written on cog.sleep)",
+                                 ["state", "tenant"], registry=r)
+        self.sleep_transitions = Counter("soma_sleep_transitions_total", "Sleep transitions written to cog.sleep",
+                                         ["from", "to", "reason", "tenant"], registry=r)
+        self.sleep_ignored = Counter("soma_sleep_requests_ignored_total",
+                                     "Sleep requests that changed nothing, by why (disabled: ENABLE_SLEEP off)",
+                                     ["why", "tenant"], registry=r)
+        self.sleep_entered = Gauge("soma_sleep_entered_timestamp_seconds",
+                                   "When the tenant entered its current sleep state (Unix time)", ["tenant"],
+                                   registry=r)
+        self.sleep_max_duration = Gauge("soma_sleep_max_duration_seconds", "The tenant's policy limit for its current"
+                                        " sleep state (+Inf: awake or no limit)", ["tenant"], registry=r)
         # segmenter
         self.segments = Counter("soma_segmenter_segments_total", "Segments emitted", ["kind", "tenant"], registry=r)
         self.frames_skipped = Counter("soma_segmenter_frames_skipped_total",

@@ -21,10 +21,10 @@ from soma.contracts.limits import RecordTooLarge, size_limit
 from soma.contracts.tenants import check_tenant, is_valid_tenant
 from soma.observability.logs import log_context
 from streams.logic.output import Output
-from streams.runtime.config_mirror import ConfigMirror
 from streams.runtime.core import log
 from streams.runtime.dlq import TENANT_CHARS, dead_letter_event, tolerant_text, truncated
 from streams.runtime.faults import DECODE, is_infrastructure, reason_of
+from streams.runtime.sleep_mirror import SleepMirror
 from streams.runtime.tracing import Tracing
 
 
@@ -77,7 +77,7 @@ def header_tenant(headers: Mapping[str, bytes]) -> str | None:
     return tolerant_text(headers.get(HEADER_TENANT))[:TENANT_CHARS] or None
 
 
-class Records(ConfigMirror, Tracing):
+class Records(SleepMirror, Tracing):
     async def decode(self, event: Any) -> Incoming | None:
         """The decoded record of a Faust event, or None after dead-lettering an undecodable one."""
         message = event.message

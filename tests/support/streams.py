@@ -8,7 +8,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from tests.support.go_tools import go_installed
 from tests.support.procs import REPO
 
 __all__ = ["FAUST", "OPA_VERSION", "Bus", "Scrape", "free_port_base", "opa_binary", "port_of", "scrape",
-           "stream_logged", "stream_process", "wait_ready"]
+           "stream_logged", "stream_process", "streams_running", "wait_ready"]
 
 FAUST = str(Path(sys.executable).parent / "faust")
 OPA_VERSION = "v1.4.2"
@@ -68,6 +68,17 @@ def stream_logged(name: str, settings: Settings, log_file: Path) -> Iterator[sub
     env = settings.child_env(PYTHONPATH=str(REPO))
     with processes.background(stream_argv(name), log_file, env, max_lifetime_s=600.0, grace_s=10.0) as proc:
         yield proc
+
+
+@contextmanager
+def streams_running(names: tuple[str, ...], settings: Settings, log_dir: Path) -> Iterator[Settings]:
+    """The streams `names` as real workers, all started, then each waited for until ready (90 s at most)."""
+    with ExitStack() as stack:
+        for name in names:
+            stack.enter_context(stream_process(name, settings, log_dir))
+        for name in names:
+            wait_ready(settings, name, timeout_s=90)
+        yield settings
 
 
 class Bus:

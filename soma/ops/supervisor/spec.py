@@ -51,7 +51,7 @@ STREAMS: tuple[StreamTopology, ...] = (
     StreamTopology("tools", 1, ("tool.requests",)),
     StreamTopology("worker", 0, ("chat.messages", "tool.results"), ("sessions",),
                    ("stream-tools", "stream-replicator")),
-    StreamTopology("integrator", 2, ("cog.predictor_updates",), ("tenants",)),
+    StreamTopology("integrator", 2, ("cog.predictor_updates", "cog.sleep_requests"), ("tenants",)),
     StreamTopology("segmenter", 3, ("cog.global_frame",), ("segmenter_tenants",), ("stream-integrator",)),
 )
 

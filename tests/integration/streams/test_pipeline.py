@@ -10,7 +10,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from tests.integration.streams.conftest import LOGS
 from tests.support.cog import SEGMENTING, assert_first_segment_from, assert_passed_over, send_script
 from tests.support.opa import opa_decisions, opa_server
 from tests.support.procs import run_soma, wait_for
-from tests.support.streams import Bus, scrape, stream_process, wait_ready
+from tests.support.streams import Bus, scrape, streams_running
 
 STREAMS = tuple(stream.name for stream in TOPOLOGY)
 
@@ -46,11 +45,7 @@ def running(migrated: Settings, opa_url: str) -> Iterator[Settings]:
         segmenter_dwell_frames=2,
         segmenter_drop_threshold=0.3,
     )
-    with ExitStack() as stack:
-        for name in STREAMS:
-            stack.enter_context(stream_process(name, own, LOGS))
-        for name in STREAMS:
-            wait_ready(own, name, timeout_s=90)
+    with streams_running(STREAMS, own, LOGS):
         yield own
 
 

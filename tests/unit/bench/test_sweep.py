@@ -136,7 +136,7 @@ def test_each_stream_reads_the_topics_that_name_it_as_consumer() -> None:
     catalog = load_catalog()
     assert inputs(catalog, "worker") == ["chat.messages", "tool.results"]
     assert inputs(catalog, "tools") == ["tool.requests"]
-    assert inputs(catalog, "integrator") == ["cog.predictor_updates"]
+    assert inputs(catalog, "integrator") == ["cog.predictor_updates", "cog.sleep_requests"]
     assert inputs(catalog, "segmenter") == ["cog.global_frame"]
     assert inputs(catalog, "replicator") == ["memory.writes"]
 

@@ -77,7 +77,7 @@ def test_integrator_batch_dead_letters_only_the_poison_record(monkeypatch: pytes
     log: list[Any] = []
     _record_calls(monkeypatch, integrator.stream, log)
     monkeypatch.setattr(integrator, "tenants", Table())
-    monkeypatch.setattr(integrator, "params_for", lambda tenant: IntegratorParams(0.5, 1.0))
+    monkeypatch.setattr(integrator, "params_for", lambda tenant: (IntegratorParams(0.5, 1.0), "awake"))
 
     def prepare_outputs(outputs: Sequence[Output], cause: Incoming | None = None) -> list[Any]:
         if outputs[0].event["leader"] == "huge":

@@ -39,3 +39,23 @@ def test_an_undeclared_table_is_refused() -> None:
 
     with pytest.raises(SpecError, match=r"^stream tools: table 'extra' is not declared in its topology"):
         tools.stream.table("extra")
+
+
+def test_sources_with_different_partition_counts_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The integrator owns a tenant's sleep where it computes its frames: Faust assigns the same partition of
+    co-partitioned sources to one worker only when their partition counts agree (SOMA_ENV may change them)."""
+    from dataclasses import replace
+
+    import streams.app as app_module
+
+    catalog = load_catalog()
+
+    class Skewed:
+        def topic(self, name: str) -> object:
+            spec = catalog.topic(name)
+            return replace(spec, partitions=6) if name == "cog.sleep_requests" else spec
+
+    monkeypatch.setattr(app_module, "catalog_for", lambda settings: Skewed())
+    with pytest.raises(SpecError, match=r"^stream integrator: its sources are co-partitioned .* "
+                                        r"cog.predictor_updates: 3, cog.sleep_requests: 6 partitions"):
+        StreamApp("integrator", ["cog.predictor_updates", "cog.sleep_requests"])

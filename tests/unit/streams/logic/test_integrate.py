@@ -142,3 +142,23 @@ def test_a_tenants_domains_are_bounded() -> None:
     assert propose(state, _update("e1", "d0", 1.0), params) is not None  # a known domain still updates
     with pytest.raises(InvalidInput, match=f"already has {MAX_DOMAINS} domains"):
         propose(state, _update("e2", "one-more", 1.0), params)
+
+
+def test_asleep_with_eta_zero_nothing_is_learned_and_no_domain_is_added() -> None:
+    awake = IntegratorParams(alpha=0.5, temperature=1.0)
+    state = IntegratorState()
+    for i, (domain, confidence) in enumerate((("plan", 1.0), ("act", 0.2))):
+        proposal = propose(state, {"event_id": f"a{i}", "domain": domain, "confidence": confidence}, awake)
+        assert proposal is not None
+        state, _ = commit(state, proposal)
+    deep = IntegratorParams(alpha=0.0, temperature=1.0)
+    for i, (domain, confidence) in enumerate((("act", 100.0), ("plan", 0.0), ("new", 50.0))):
+        proposal = propose(state, {"event_id": f"d{i}", "domain": domain, "confidence": confidence}, deep)
+        assert proposal is not None
+        assert proposal.smoothed == state.smoothed
+        assert proposal.candidate == "plan"
+        state, frame = commit(state, proposal)
+        assert frame["alpha"] == 0.0
+    assert set(state.smoothed) == {"plan", "act"}
+    with pytest.raises(InvalidInput, match="nothing to learn"):
+        propose(IntegratorState(), {"event_id": "x", "domain": "plan", "confidence": 1.0}, deep)
