@@ -12,6 +12,7 @@ rebalance overlap might write twice is the same record, and every applier ignore
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,9 @@ from streams.runtime.faults import is_infrastructure
 from streams.runtime.records import Incoming
 
 MAX_KNOWN = 100_000  # tenants the clock looks at besides those with a sleep record or policy of their own
+# Redis is a cache: it may restart empty or be flushed. The owner writes its tenants' states again when
+# its partitions change (start, rebalance) and this often, so readers never see "nothing recorded" for long.
+RECACHE_S = 60.0
 
 
 class SleepOwner:
@@ -35,6 +39,7 @@ class SleepOwner:
         self.redis = redis
         self.clock = clock or (lambda: datetime.now(UTC))
         self.known: set[str] = set()  # tenants seen on the sources (a global schedule applies to them)
+        self.recached: tuple[frozenset[int], float] = (frozenset(), 0.0)  # partitions cached, and when (monotonic)
 
     def seen(self, tenant: str) -> None:
         if len(self.known) < MAX_KNOWN:
@@ -71,6 +76,21 @@ class SleepOwner:
         s.metrics.tenant_child(s.metrics.sleep_transitions, tenant, t.from_state, t.to_state, t.reason).inc()
         await self.cache(tenant, record)
         self.show(tenant)
+
+    async def recache(self, owned: set[int], partitions: int) -> None:
+        """Every owned tenant's current state into Redis again (one pipeline), when due."""
+        held, at = self.recached
+        if held == frozenset(owned) and time.monotonic() - at < RECACHE_S:
+            return
+        s = self.stream
+        tenants = set(s.sleep_held) | set(s.sleep_written)
+        async with self.redis().pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                record = s.sleep_record(tenant)
+                if record is not None and partition_for(tenant.encode(), partitions) in owned:
+                    pipe.set(redis_key(tenant), json.dumps(s.codec.to_json("cog.sleep", record), sort_keys=True))
+            await pipe.execute()
+        self.recached = (frozenset(owned), time.monotonic())
 
     async def cache(self, tenant: str, record: dict[str, Any] | None) -> None:
         if record is None:
@@ -116,6 +136,10 @@ class SleepOwner:
         owned, partitions = self.owned(), s.catalog.topic("cog.sleep_requests").partitions
         if not owned:
             return
+        try:
+            await self.recache(owned, partitions)
+        except Exception as exc:  # Redis down: the next tick tries again (the log stays the truth)
+            log.warning("%s: sleep cache refresh: %s: %s", s.name, type(exc).__name__, exc)
         now = self.clock()
         for tenant in sorted(self.candidates()):
             if partition_for(tenant.encode(), partitions) not in owned:

@@ -25,6 +25,26 @@ class FakeRedis:
     async def set(self, key: str, value: str) -> None:
         self.values[key] = value
 
+    def pipeline(self, transaction: bool = True) -> FakePipeline:
+        return FakePipeline(self)
+
+
+class FakePipeline:
+    def __init__(self, redis: FakeRedis) -> None:
+        self.redis, self.queued = redis, dict[str, str]()
+
+    async def __aenter__(self) -> FakePipeline:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    def set(self, key: str, value: str) -> None:
+        self.queued[key] = value
+
+    async def execute(self) -> None:
+        self.redis.values.update(self.queued)
+
 
 def owner(assigned: set[int]) -> tuple[SleepOwner, Any, list[dict[str, Any]], FakeRedis]:
     stream = mirror(enable_sleep=True)
@@ -71,3 +91,24 @@ def test_nothing_is_owned_mid_rebalance() -> None:
     stream.sleep_loaded.set()
     asyncio.run(sleep_owner.tick())
     assert written == []
+
+
+def test_the_owner_writes_its_tenants_states_into_redis_again(monkeypatch: Any) -> None:
+    """Redis is a cache: after a restart or a flush the owner fills it again, on start and then every RECACHE_S."""
+    from streams.runtime import sleep_owner as module
+
+    clock = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock[0])
+    mine = "t-mine"
+    sleep_owner, stream, written, redis = owner({partition_for(mine.encode(), 3)})
+    feed(stream, asleep_until(mine, NOW + timedelta(hours=1)))  # asleep, nothing due: no transition written
+    stream.sleep_loaded.set()
+    asyncio.run(sleep_owner.tick())
+    assert written == []
+    assert '"to_state": "light"' in redis.values[f"sleep:{mine}"]  # cached on start without a transition
+    redis.values.clear()  # Redis restarted empty
+    asyncio.run(sleep_owner.tick())
+    assert redis.values == {}  # not due yet
+    clock[0] += module.RECACHE_S
+    asyncio.run(sleep_owner.tick())
+    assert f"sleep:{mine}" in redis.values
