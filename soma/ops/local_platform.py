@@ -30,17 +30,32 @@ STREAMS = tuple(stream.name for stream in TOPOLOGY)
 DEMO_TOKEN = "demo-admin-5f2c9a1e7b3d"  # noqa: S105 - a private platform's token, on loopback
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))  # noqa: S104 - what the streams' web servers bind
+        except OSError:
+            return False
+    return True
+
+
 def free_port_base(span: int = 5) -> int:
-    """A base port with `span` free ports above it."""
+    """A base port with `span` free ports above it, below the ephemeral range.
+
+    Below it, because a port the kernel may give an outgoing connection (a Kafka or PostgreSQL client's
+    local port) is taken at any moment: a web server that binds it later fails with EADDRINUSE."""
+    high = min(_ephemeral_low(), 32768) - span
     for _ in range(50):
-        base = random.randint(20000, 40000)  # noqa: S311 - a port, not a secret
-        ok = True
-        for port in range(base, base + span):
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    ok = False
-                    break
-        if ok:
+        base = random.randint(20000, high)  # noqa: S311 - a port, not a secret
+        if all(_bindable(port) for port in range(base, base + span)):
             return base
     raise RuntimeError("no free port range found")
 
