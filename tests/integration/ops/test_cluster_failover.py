@@ -38,7 +38,9 @@ RATE = 200.0
 LOAD_S = 24.0
 KILL_AFTER_S = 4.0
 OUTAGE_S = 16.0
-CATCH_UP_S = 120.0
+# A bound, not a target: 40-46 s on a quiet machine, once over 120 s in a CI run on the busy 2 cores (the
+# restarted broker recovers its unclean logs, then fetches, while the load and two other brokers run).
+CATCH_UP_S = 300.0
 
 
 @pytest.fixture
